@@ -1,0 +1,50 @@
+# ct-service tasks. `make` lists them. The virtual environment lives outside the
+# clone, keyed by a hash of pyproject.toml, so TensorFlow is installed only once.
+
+PYTHON ?= python3
+CACHE ?= $(HOME)/.cache/ct-service
+KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+VENV ?= $(CACHE)/venv-$(KEY)
+BIN := $(VENV)/bin
+DATA ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test test-fast lint benchmark redis clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/.deps:
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q '.[dev]' && $(BIN)/pip uninstall -q -y ct-service
+	touch $@
+
+venv: $(VENV)/.deps  ## create the environment (dependencies cached; this checkout installed editable)
+	$(BIN)/pip install -q --no-deps -e .
+
+run: venv  ## run a full pipeline on LeNet, embedded (DATA=/path/to/mnist to work offline)
+	$(BIN)/ct-service run projects/lenet $(if $(DATA),-P data=$(abspath $(DATA)))
+
+redis:  ## make sure a Redis server answers on 127.0.0.1:6379 (the tests need one)
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
+		echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1
+
+lint: venv  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: venv redis lint  ## lint, then the whole test suite on real Redis, Celery, MLflow and TensorFlow
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv redis  ## the tests that train nothing
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+benchmark: venv  ## measure the pipeline's overhead over a direct training run
+	$(BIN)/python benchmarks/overhead.py --data $(abspath $(or $(DATA),../shared/data/mnist))
+
+clean:  ## remove the embedded store in this folder
+	rm -rf .ct-service

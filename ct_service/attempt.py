@@ -1,0 +1,33 @@
+"""What the policy knows of one training attempt: its configuration and outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class AttemptStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"  # the run completed; its metric may or may not meet the target
+    FAILED = "failed"  # the training code crashed or was stopped
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    run_id: str
+    config: Mapping[str, Any]
+    status: AttemptStatus
+    metric: float | None = None  # the target metric's final value
+    curves: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # per-epoch histories
+    failure: str = ""
+    pipeline_id: str = ""
+    reason: str = ""  # why the policy proposed it
+    decision: str = ""  # what the pipeline decided after it
+
+    @property
+    def finished(self) -> bool:
+        return self.status is AttemptStatus.FINISHED

@@ -1,0 +1,66 @@
+"""The embedded mode: a real Celery worker in a thread of this process, on kombu's
+in-memory broker. Messages are serialized and consumed exactly as with Redis; only
+the transport differs, so nothing but Python is needed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from celery.worker import state as worker_state
+
+from ct_service.settings import Settings
+from workers.celery_app import QUEUES, CtCelery, make_celery
+
+
+class EmbeddedWorker:
+    def __init__(self, settings: Settings, log_file: Path | None = None):
+        if not settings.embedded:
+            raise ValueError("the embedded worker runs only without CT_BROKER_URL")
+        self.app: CtCelery = make_celery(settings)
+        self.log_file = log_file or settings.home / "logs" / "worker.log"
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> EmbeddedWorker:
+        import workers.tasks  # noqa: F401  registers the tasks with this app
+
+        self._log_to_file()
+        self.app.finalize()
+        self.app.set_current()
+        self.app.set_default()  # as Celery's own worker does: threads fall back to it
+        worker = self.app.WorkController(
+            app=self.app,
+            pool="solo",
+            concurrency=1,
+            queues=list(QUEUES),
+            hostname="embedded@localhost",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        worker_state.should_terminate = None
+        self._thread = threading.Thread(target=worker.start, name="ct-embedded-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        worker_state.should_terminate = 0  # the consumer loop exits at its next turn
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _log_to_file(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in ("celery", "ct_service", "workers"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.setLevel(self.app.settings.log_level)
+            logger.propagate = False

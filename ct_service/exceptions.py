@@ -1,0 +1,40 @@
+"""Domain errors. Each carries the HTTP status a web layer would answer with."""
+
+from __future__ import annotations
+
+
+class CtError(Exception):
+    """Base of every expected ct-service error; its message is meant for users."""
+
+    status_code = 400
+
+
+class SettingsError(CtError):
+    """A CT_* variable is missing, malformed or out of range; the message names it."""
+
+
+class ProjectError(CtError):
+    """The MLflow project cannot be used: no MLproject, a bad ct.yaml, an unknown parameter."""
+
+    status_code = 422
+
+
+class PipelineNotFound(CtError):
+    status_code = 404
+
+
+class InfrastructureError(CtError):
+    """A dependency (broker, tracking server, registry) failed; the step is retried."""
+
+    status_code = 503
+
+
+def is_infrastructure_failure(error: BaseException) -> bool:
+    """Broken connections and locked stores are retried; everything else is a real failure."""
+    if isinstance(error, (InfrastructureError, ConnectionError, TimeoutError)):
+        return True
+    name = type(error).__name__
+    if name in {"OperationalError", "ConnectionError", "Timeout", "ReadTimeout"}:
+        return True
+    message = str(error).lower()
+    return "database is locked" in message or "connection refused" in message

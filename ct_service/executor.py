@@ -1,0 +1,138 @@
+"""Executors run one training attempt as an MLflow Project run.
+
+The local executor runs it in this Python environment (env_manager="local") in a
+child process: its output goes to a log file, the reason for a failure is read
+from that output, and a run past its time limit is killed with its children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ct_service.settings import Settings
+
+ERROR_LINE = re.compile(r"^(error:|\w*(Error|Exception)\b)", re.IGNORECASE)
+MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID")
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    project_uri: str
+    entry_point: str
+    parameters: dict[str, str]
+    experiment_id: str
+    run_id: str
+    timeout_seconds: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    succeeded: bool
+    failure: str = ""  # one line: why the run failed
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, request: AttemptRequest) -> AttemptResult: ...
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(
+        self,
+        settings: Settings,
+        poll_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+
+    def run(self, request: AttemptRequest) -> AttemptResult:
+        payload = {
+            "project_uri": request.project_uri,
+            "entry_point": request.entry_point,
+            "parameters": request.parameters,
+            "experiment_id": request.experiment_id,
+            "run_id": request.run_id,
+            "env_manager": "local",
+        }
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(request.log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ct_service.launcher", json.dumps(payload)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_environment(self.settings),
+                start_new_session=True,  # its own process group, killed as one
+            )
+            deadline = self.clock() + request.timeout_seconds
+            while process.poll() is None:
+                if self.clock() > deadline:
+                    _kill_group(process)
+                    return AttemptResult(
+                        False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
+                    )
+                time.sleep(self.poll_seconds)
+        if process.returncode == 0:
+            return AttemptResult(True)
+        return AttemptResult(False, failure_reason(request.log_path, process.returncode))
+
+
+def executor_for(settings: Settings) -> Executor:
+    if settings.execution == "local":
+        return LocalExecutor(settings)
+    raise ValueError(f"unknown execution {settings.execution!r}")
+
+
+def failure_reason(log_path: Path, returncode: int) -> str:
+    """The most telling line of a failed run's output, with its exit code."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    meaningful = [
+        line.strip() for line in lines if line.strip() and not any(n in line for n in MLFLOW_NOISE)
+    ]
+    errors = [line for line in meaningful if ERROR_LINE.match(line)]
+    line = (errors or meaningful or ["no output"])[-1]
+    code = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    return f"{code}: {line[:300]}"
+
+
+def _child_environment(settings: Settings) -> dict[str, str]:
+    """The training process gets the tracking store but none of the service's CT_*
+    settings (they hold secrets). MLflow runs the project's command with `python`
+    from PATH: make that ours."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CT_")}
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    env["MLFLOW_REGISTRY_URI"] = settings.registry_uri
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()

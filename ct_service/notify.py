@@ -1,0 +1,111 @@
+"""Notifications at the end of a pipeline: e-mail over SMTP and a JSON webhook
+(Slack-compatible). A failing transport is logged and reported back, never raised,
+and no secret (password, webhook URL) ever reaches a log line or a result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import ssl
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from typing import Protocol
+
+from ct_service.report import Summary
+from ct_service.settings import Settings, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    name: str
+
+    def send(self, summary: Summary) -> None: ...
+
+
+class EmailTransport:
+    name = "email"
+
+    def __init__(self, smtp: SmtpSettings):
+        self.smtp = smtp
+
+    def send(self, summary: Summary) -> None:
+        message = EmailMessage()
+        message["Subject"] = summary.headline()
+        message["From"] = self.smtp.sender
+        message["To"] = ", ".join(self.smtp.recipients)
+        message.set_content(summary.text())
+        smtp = self.smtp
+        context = ssl.create_default_context(cafile=smtp.ca_file or None)
+        if smtp.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp.host, smtp.port, timeout=smtp.timeout_seconds, context=context
+            )
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds)
+        with client:
+            if smtp.security == "starttls":
+                client.starttls(context=context)
+            if smtp.user:
+                client.login(smtp.user, smtp.password)
+            client.send_message(message)
+
+
+class WebhookTransport:
+    """POSTs {"text": ..., "pipeline": {...}}; Slack and compatible chats show `text`."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, timeout_seconds: float):
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+
+    def send(self, summary: Summary) -> None:
+        body = json.dumps({"text": summary.text(), "pipeline": summary.to_json()}).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+            response.read()
+
+
+def transports(settings: Settings) -> list[Transport]:
+    found: list[Transport] = []
+    if settings.smtp.enabled:
+        found.append(EmailTransport(settings.smtp))
+    if settings.webhook_url:
+        found.append(WebhookTransport(settings.webhook_url, settings.webhook_timeout_seconds))
+    return found
+
+
+def send_all(summary: Summary, chosen: list[Transport]) -> dict[str, str]:
+    """Send through every transport; returns {transport: "sent" | "failed: why"}."""
+    results: dict[str, str] = {}
+    for transport in chosen:
+        try:
+            transport.send(summary)
+        except Exception as error:  # a notification must never fail the pipeline
+            results[transport.name] = f"failed: {_describe(error)}"
+            log.warning("notification via %s failed: %s", transport.name, _describe(error))
+        else:
+            results[transport.name] = "sent"
+            log.info(
+                "notification via %s sent for pipeline %s", transport.name, summary.pipeline_id
+            )
+    return results
+
+
+def _describe(error: BaseException) -> str:
+    """The error's kind and code, never its full text (it may quote a URL with a token)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    if isinstance(error, urllib.error.URLError):
+        why = getattr(error.reason, "strerror", "") or "unreachable"
+        return f"{type(error.reason).__name__}: {why}"
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"SMTP {error.smtp_code}"
+    if isinstance(error, OSError):
+        return f"{type(error).__name__}: {error.strerror or 'connection failed'}"
+    return type(error).__name__

@@ -1,0 +1,256 @@
+"""The pipeline's steps. Each one re-reads its state from MLflow, does nothing when
+that state says it already ran (so a replayed message is harmless), persists its
+result, and returns the next step for the caller to enqueue."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ct_service import notify, policy, registry
+from ct_service.attempt import AttemptStatus
+from ct_service.exceptions import PipelineNotFound
+from ct_service.executor import AttemptRequest, executor_for
+from ct_service.project import ENTRY_POINT, load_project
+from ct_service.report import summarize
+from ct_service.settings import Settings
+from ct_service.space import param_text
+from ct_service.target import Budget, Target
+from ct_service.tracking import Outcome, PipelineSpec, PipelineStatus, Tracker
+
+log = logging.getLogger(__name__)
+
+
+class Task(str, Enum):
+    """Celery task names; each step's queue is set in workers.celery_app."""
+
+    START = "ct.pipeline.start"
+    RUN_ATTEMPT = "ct.train.run_attempt"
+    DECIDE = "ct.pipeline.decide"
+    PROMOTE = "ct.registry.promote"
+    NOTIFY = "ct.notify.send"
+
+
+@dataclass(frozen=True)
+class Step:
+    task: Task
+    args: tuple[str, ...]
+
+
+def create(
+    settings: Settings,
+    location: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    commit: str | None = None,
+    target: Target | None = None,
+    budget: Budget | None = None,
+    adopt_run_id: str = "",
+) -> str:
+    """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
+    project = load_project(location)
+    spec = PipelineSpec(
+        project_path=str(project.path),
+        project_name=project.name,
+        model_name=settings.model_name or project.name,
+        initial_config=project.initial_config(overrides),
+        target=target or settings.target,
+        budget=budget or settings.budget,
+        commit=project.commit() if commit is None else commit,
+    )
+    return Tracker(settings).create_pipeline(spec, adopt_run_id)
+
+
+def start(settings: Settings, pipeline_id: str) -> Step | None:
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status is not PipelineStatus.QUEUED:
+        return None
+    attempt_id = tracker.create_attempt(
+        pipeline, 1, pipeline.spec.initial_config, "initial configuration"
+    )
+    tracker.set_tags(pipeline_id, {"ct.status": PipelineStatus.RUNNING.value})
+    return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
+
+
+def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None:
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    tags = tracker.client.get_run(attempt_id).data.tags
+    if tags.get("ct.pipeline_id") != pipeline_id:
+        raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline_id}")
+    if tags.get("ct.status") != AttemptStatus.QUEUED.value:
+        log.info("attempt %s is %s already; nothing to do", attempt_id, tags.get("ct.status"))
+        return None
+    if pipeline.status is not PipelineStatus.RUNNING:
+        return None
+    executor = executor_for(settings)
+    tracker.set_tags(
+        attempt_id,
+        {
+            "ct.status": AttemptStatus.RUNNING.value,
+            "ct.executor": executor.name,
+            "ct.worker": socket.gethostname(),
+        },
+    )
+    timeout = settings.attempt_timeout_seconds
+    if pipeline.spec.budget.max_wall_seconds:
+        timeout = max(
+            1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
+        )
+    log_path = settings.home / "logs" / f"attempt-{attempt_id}.log"
+    config = json.loads(tags["ct.config"])
+    result = executor.run(
+        AttemptRequest(
+            project_uri=pipeline.spec.project_path,
+            entry_point=ENTRY_POINT,
+            parameters={k: param_text(v) for k, v in config.items()},
+            experiment_id=pipeline.experiment_id,
+            run_id=attempt_id,
+            timeout_seconds=timeout,
+            log_path=log_path,
+        )
+    )
+    run = tracker.client.get_run(attempt_id)
+    failure = result.failure
+    if result.succeeded and pipeline.spec.target.metric not in run.data.metrics:
+        failure = (
+            f"the run finished without logging the target metric {pipeline.spec.target.metric}"
+        )
+    if run.info.status == "RUNNING":  # killed before MLflow could end it
+        tracker.client.set_terminated(attempt_id, "FAILED" if failure else "FINISHED")
+    _keep_log(tracker, attempt_id, log_path)
+    status = AttemptStatus.FAILED if failure else AttemptStatus.FINISHED
+    tracker.set_tags(attempt_id, {"ct.status": status.value, "ct.failure": failure})
+    return Step(Task.DECIDE, (pipeline.id, attempt_id))
+
+
+def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None:
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status is not PipelineStatus.RUNNING:
+        return None
+    attempts = tracker.attempts(pipeline)
+    if not attempts or attempts[-1].run_id != attempt_id:
+        return None  # not the latest attempt: decided already
+    if attempts[-1].status not in (AttemptStatus.FINISHED, AttemptStatus.FAILED):
+        return None
+    if tracker.client.get_run(attempt_id).data.tags.get("ct.decision"):
+        return None
+    project = load_project(pipeline.spec.project_path)
+    decision = policy.decide(
+        attempts,
+        project.space,
+        pipeline.spec.target,
+        pipeline.spec.budget,
+        prior=tracker.prior_attempts(pipeline),
+        elapsed_seconds=pipeline.elapsed_seconds,
+    )
+    log.info("pipeline %s: %s (%s)", pipeline_id, decision.action.value, decision.reason)
+    next_step: Step
+    if decision.action is policy.Action.TRAIN:
+        number = attempts[-1].number + 1
+        new_id = tracker.create_attempt(
+            pipeline, number, decision.config, decision.reason, decision.derived_from
+        )
+        next_step = Step(Task.RUN_ATTEMPT, (pipeline_id, new_id))
+        verdict = f"train attempt {number}"
+    elif decision.action is policy.Action.PROMOTE:
+        tracker.set_tags(
+            pipeline_id,
+            {
+                "ct.status": PipelineStatus.PROMOTING.value,
+                "ct.candidate": attempt_id,
+                "ct.reason": decision.reason,
+            },
+        )
+        next_step, verdict = Step(Task.PROMOTE, (pipeline_id,)), "promote"
+    else:
+        outcome = Outcome.BUDGET_EXHAUSTED if decision.budget_spent else Outcome.STOPPED
+        _finish(tracker, pipeline_id, outcome, decision.reason)
+        next_step, verdict = Step(Task.NOTIFY, (pipeline_id,)), "stop"
+    tracker.set_tags(attempt_id, {"ct.decision": f"{verdict}: {decision.reason}"})
+    return next_step
+
+
+def promote(settings: Settings, pipeline_id: str) -> Step | None:
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status is not PipelineStatus.PROMOTING:
+        return None
+    candidate = tracker.client.get_run(pipeline.tags["ct.candidate"])
+    metrics = candidate.data.metrics
+    tags = {f"ct.metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
+    tags.update(
+        {
+            "ct.pipeline_id": pipeline_id,
+            "ct.attempt": candidate.data.tags.get("ct.attempt", ""),
+            "ct.commit": pipeline.spec.commit,
+            "ct.project": pipeline.spec.project_path,
+        }
+    )
+    target = pipeline.spec.target
+    promotion = registry.promote(
+        tracker.client,
+        pipeline.spec.model_name,
+        candidate.info.run_id,
+        metrics.get(target.metric),
+        target,
+        tags,
+    )
+    tracker.set_tags(
+        pipeline_id, {"ct.model_version": promotion.version, "ct.promotion": promotion.reason}
+    )
+    outcome = Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
+    _finish(tracker, pipeline_id, outcome, f"{pipeline.reason}; {promotion.reason}")
+    return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status is not PipelineStatus.NOTIFYING:
+        return None
+    summary = summarize(settings, pipeline, tracker.attempts(pipeline))
+    results = notify.send_all(summary, notify.transports(settings))
+    tags = {f"ct.notify.{name}": result for name, result in results.items()}
+    if not results:
+        tags["ct.notify"] = "no transport configured"
+    tags["ct.status"] = PipelineStatus.FINISHED.value
+    tracker.set_tags(pipeline_id, tags)
+    run_status = "FAILED" if pipeline.outcome == Outcome.FAILED.value else "FINISHED"
+    tracker.client.set_terminated(pipeline_id, run_status)
+    return None
+
+
+def fail(settings: Settings, pipeline_id: str, reason: str) -> Step | None:
+    """End a pipeline whose step broke for a reason retrying cannot fix."""
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status in (PipelineStatus.NOTIFYING, PipelineStatus.FINISHED):
+        return None
+    _finish(tracker, pipeline_id, Outcome.FAILED, reason)
+    return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def _finish(tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str) -> None:
+    tracker.set_tags(
+        pipeline_id,
+        {
+            "ct.status": PipelineStatus.NOTIFYING.value,
+            "ct.outcome": outcome.value,
+            "ct.reason": reason,
+        },
+    )
+
+
+def _keep_log(tracker: Tracker, attempt_id: str, log_path) -> None:
+    try:
+        tracker.client.log_artifact(attempt_id, str(log_path), "logs")
+    except Exception as error:  # the log is a convenience; its loss must not fail the attempt
+        log.warning("could not store %s in MLflow: %s", log_path, error)

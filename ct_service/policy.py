@@ -1,0 +1,253 @@
+"""The policy: history in, decision out. A pure function, no I/O.
+
+After each attempt it decides to promote (target met), to stop (budget spent or
+nothing new left to try) or to train again with a configuration derived from the
+best attempt so far, changing what that attempt's learning curves point to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ct_service.attempt import Attempt
+from ct_service.curves import Finding, diagnose
+from ct_service.space import Config, Role, SearchSpace
+from ct_service.target import Budget, Target
+
+
+class Action(str, Enum):
+    PROMOTE = "promote"
+    TRAIN = "train"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str  # one line, for humans
+    config: Config = field(default_factory=dict)  # for TRAIN
+    derived_from: str = ""  # run id of the attempt the config was derived from, or to promote
+    budget_spent: bool = False  # for STOP: the budget ran out (else nothing was left to try)
+
+
+@dataclass(frozen=True)
+class Move:
+    """One change to a configuration: raise or lower every dimension of a role."""
+
+    role: Role
+    up: bool
+    factor: float = 2.0
+
+
+Moves = tuple[Move, ...]
+
+# What each finding points to, most telling first; each entry is tried as one proposal.
+REMEDIES: dict[Finding, tuple[Moves, ...]] = {
+    Finding.DIVERGING: (
+        (Move(Role.LEARNING_RATE, False, 3.0),),
+        (Move(Role.LEARNING_RATE, False, 10.0),),
+    ),
+    Finding.OVERFITTING: (
+        (Move(Role.REGULARIZATION, True),),
+        (Move(Role.REGULARIZATION, True), Move(Role.WIDTH, False)),
+        (Move(Role.LEARNING_RATE, False, 3.0),),
+    ),
+    Finding.LEARNING_SLOWLY: (
+        (Move(Role.LEARNING_RATE, True, 3.0),),
+        (Move(Role.LEARNING_RATE, True, 3.0), Move(Role.EPOCHS, True)),
+        (Move(Role.EPOCHS, True),),
+    ),
+    Finding.NOT_CONVERGED: (
+        (Move(Role.EPOCHS, True),),
+        (Move(Role.EPOCHS, True, 3.0),),
+        (Move(Role.LEARNING_RATE, True, 3.0),),
+    ),
+    Finding.UNDERFITTING: (
+        (Move(Role.DEPTH, True), Move(Role.EPOCHS, True)),
+        (Move(Role.WIDTH, True),),
+        (Move(Role.DEPTH, True),),
+        (Move(Role.EPOCHS, True),),
+        (Move(Role.LEARNING_RATE, True, 3.0),),
+    ),
+}
+# Tried after the remedies, so a search never stalls while the space has room.
+FALLBACK: tuple[Moves, ...] = (
+    (Move(Role.EPOCHS, True),),
+    (Move(Role.DEPTH, True),),
+    (Move(Role.WIDTH, True),),
+    (Move(Role.REGULARIZATION, True),),
+    (Move(Role.LEARNING_RATE, False, 3.0),),
+    (Move(Role.LEARNING_RATE, True, 3.0),),
+)
+
+
+def decide(
+    history: Sequence[Attempt],
+    space: SearchSpace,
+    target: Target,
+    budget: Budget,
+    prior: Sequence[Attempt] = (),
+    elapsed_seconds: float = 0.0,
+) -> Decision:
+    """Decide what follows the last attempt of `history` (this pipeline's attempts, in
+    order). `prior` holds attempts of earlier pipelines of the same project."""
+    if not history:
+        raise ValueError("the policy needs at least one attempt")
+    last = history[-1]
+    best = _best(history, target)
+    if last.finished and target.is_met(last.metric):
+        return Decision(
+            Action.PROMOTE,
+            f"attempt {last.number} reached {target.metric} {last.metric:.4g} "
+            f"(target {target.describe()})",
+            derived_from=last.run_id,
+        )
+    if len(history) >= budget.max_attempts:
+        return Decision(
+            Action.STOP,
+            f"budget spent: {len(history)} of {budget.max_attempts} attempts; "
+            + _best_text(best, target),
+            budget_spent=True,
+        )
+    if budget.max_wall_seconds and elapsed_seconds >= budget.max_wall_seconds:
+        return Decision(
+            Action.STOP,
+            f"budget spent: {elapsed_seconds:.0f} s of {budget.max_wall_seconds:.0f} s; "
+            + _best_text(best, target),
+            budget_spent=True,
+        )
+    tried = {space.key(a.config) for a in history}
+    prefix = (
+        ""
+        if last.finished
+        else f"attempt {last.number} failed ({last.failure or 'no reason given'}); "
+    )
+
+    known_good = _known_good(prior, tried, space, target)
+    if known_good is not None:
+        config = {
+            **last.config,
+            **{
+                d.name: known_good.config[d.name]
+                for d in space.dimensions
+                if d.name in known_good.config
+            },
+        }
+        return Decision(
+            Action.TRAIN,
+            prefix + f"trying the configuration that reached {target.metric} "
+            f"{known_good.metric:.4g} in an earlier pipeline (run {known_good.run_id[:8]})",
+            space.normalise(config),
+            known_good.run_id,
+        )
+    finished = sorted((a for a in history if a.finished), key=_rank(target))
+    for base in finished:
+        diagnosis = diagnose(base)
+        for moves in REMEDIES.get(diagnosis.finding, ()) + FALLBACK:
+            proposal = _apply(moves, base.config, space)
+            if proposal is not None and space.key(proposal) not in tried:
+                evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
+                return Decision(
+                    Action.TRAIN,
+                    prefix + f"{evidence}; {_changes(base.config, proposal, space)}",
+                    proposal,
+                    base.run_id,
+                )
+    if not finished:
+        clamped = space.normalise(
+            {
+                **last.config,
+                **{d.name: d.clamp(last.config[d.name]) for d in space.outside(last.config)},
+            }
+        )
+        if space.key(clamped) not in tried:
+            return Decision(
+                Action.TRAIN,
+                prefix
+                + f"retrying inside the search space: {_changes(last.config, clamped, space)}",
+                clamped,
+                last.run_id,
+            )
+        return Decision(
+            Action.STOP, prefix + "no finished attempt to derive a new configuration from"
+        )
+    return Decision(
+        Action.STOP,
+        prefix
+        + f"search space exhausted around every finished attempt; {_best_text(best, target)}",
+    )
+
+
+def _rank(target: Target) -> Callable[[Attempt], tuple[int, float]]:
+    """Sort key: best metric first (missing metrics last)."""
+    sign = -1.0 if target.direction.value == "maximize" else 1.0
+
+    def key(attempt: Attempt) -> tuple[int, float]:
+        if attempt.metric is None:
+            return (1, 0.0)
+        return (0, sign * attempt.metric)
+
+    return key
+
+
+def _best(history: Sequence[Attempt], target: Target) -> Attempt | None:
+    finished = [a for a in history if a.finished and a.metric is not None]
+    return min(finished, key=_rank(target)) if finished else None
+
+
+def _best_text(best: Attempt | None, target: Target) -> str:
+    if best is None or best.metric is None:
+        return "no attempt finished"
+    return (
+        f"best {target.metric} {best.metric:.4g} (attempt {best.number}), "
+        f"target {target.describe()}"
+    )
+
+
+def _known_good(
+    prior: Sequence[Attempt], tried: set, space: SearchSpace, target: Target
+) -> Attempt | None:
+    met = [a for a in prior if a.finished and target.is_met(a.metric)]
+    for attempt in sorted(met, key=_rank(target)):
+        if space.key(attempt.config) not in tried and not space.outside(attempt.config):
+            return attempt
+    return None
+
+
+def _apply(moves: Moves, config: Mapping[str, Any], space: SearchSpace) -> Config | None:
+    """The config with every dimension of each move's role changed; None if a move
+    has no dimension of its role or all of them are at their bound."""
+    result = space.normalise(config)
+    for move in moves:
+        changed = False
+        for dim in space.with_role(move.role):
+            if dim.name not in result:
+                continue
+            new = (
+                dim.up(result[dim.name], move.factor)
+                if move.up
+                else dim.down(result[dim.name], move.factor)
+            )
+            if new is not None and new != result[dim.name]:
+                result[dim.name] = new
+                changed = True
+        if not changed:
+            return None
+    return result
+
+
+def _changes(before: Mapping[str, Any], after: Mapping[str, Any], space: SearchSpace) -> str:
+    parts = [
+        f"{d.name} {_fmt(before.get(d.name))} -> {_fmt(after[d.name])}"
+        for d in space.dimensions
+        if d.name in after
+        and (d.name not in before or float(before[d.name]) != float(after[d.name]))
+    ]
+    return ", ".join(parts) or "no change"
+
+
+def _fmt(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

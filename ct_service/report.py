@@ -1,0 +1,113 @@
+"""What a pipeline did, for people: a summary built from MLflow, rendered as a
+table for the terminal and e-mail, and as JSON for scripts and chat webhooks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ct_service.attempt import Attempt
+from ct_service.settings import Settings
+from ct_service.tracking import Pipeline
+
+
+@dataclass(frozen=True)
+class AttemptLine:
+    number: int
+    run_id: str
+    status: str
+    metric: float | None
+    epochs: int
+    config: str
+    reason: str
+    failure: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    pipeline_id: str
+    project: str
+    commit: str
+    target: str
+    budget: str
+    status: str
+    outcome: str
+    reason: str
+    model_version: str
+    url: str
+    attempts: list[AttemptLine]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def headline(self) -> str:
+        outcome = self.outcome or self.status
+        return f"ct-service: {self.project} pipeline {self.pipeline_id[:8]} {outcome}"
+
+    def table(self) -> str:
+        rows = [("#", "status", "metric", "epochs", "configuration", "reason")]
+        for a in self.attempts:
+            metric = "-" if a.metric is None else f"{a.metric:.4f}"
+            why = a.reason + (f" | failed: {a.failure}" if a.failure else "")
+            rows.append((str(a.number), a.status, metric, str(a.epochs), a.config, why))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = [
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
+            for row in rows
+        ]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def text(self) -> str:
+        version = f"\nmodel version: {self.model_version}" if self.model_version else ""
+        commit = f" at {self.commit[:12]}" if self.commit else ""
+        return (
+            f"{self.headline()}\n\n"
+            f"project: {self.project}{commit}\ntarget: {self.target}; budget: {self.budget}\n"
+            f"outcome: {self.outcome or self.status}: {self.reason}{version}\n\n"
+            f"{self.table()}\n\nMLflow: {self.url}\n"
+        )
+
+
+def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -> Summary:
+    shown = _shown_parameters(attempts)
+    return Summary(
+        pipeline_id=pipeline.id,
+        project=pipeline.spec.project_name,
+        commit=pipeline.spec.commit,
+        target=pipeline.spec.target.describe(),
+        budget=pipeline.spec.budget.describe(),
+        status=pipeline.status.value,
+        outcome=pipeline.outcome,
+        reason=pipeline.reason,
+        model_version=pipeline.tags.get("ct.model_version", ""),
+        url=run_url(settings, pipeline.experiment_id, pipeline.id),
+        attempts=[
+            AttemptLine(
+                number=a.number,
+                run_id=a.run_id,
+                status=a.status.value,
+                metric=a.metric,
+                epochs=len(a.curves.get("loss", ())),
+                config=_config_text(a, shown),
+                reason=a.reason,
+                failure=a.failure,
+            )
+            for a in attempts
+        ],
+    )
+
+
+def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
+    return f"{settings.ui_base()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _shown_parameters(attempts: list[Attempt]) -> set[str]:
+    """The parameters that differ between attempts are the ones worth showing."""
+    if len(attempts) < 2:
+        return {k for a in attempts for k in a.config if k != "data"}
+    keys = set().union(*(a.config.keys() for a in attempts))
+    return {k for k in keys if len({str(a.config.get(k)) for a in attempts}) > 1}
+
+
+def _config_text(attempt: Attempt, names: set[str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(attempt.config.items()) if k in names)

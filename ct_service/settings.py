@@ -1,0 +1,207 @@
+"""One typed settings object, read from CT_* environment variables once at start.
+
+Every value is validated; a bad one raises SettingsError naming the variable.
+With nothing set, everything runs embedded: SQLite tracking and registry, local
+artifacts, local training and an in-process Celery worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from ct_service.exceptions import SettingsError
+from ct_service.target import Budget, Direction, Target
+
+T = TypeVar("T")
+EXECUTIONS = ("local",)
+SMTP_SECURITY = ("none", "starttls", "ssl")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""  # empty = e-mail disabled
+    port: int = 25
+    security: str = "none"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = "ct-service@localhost"
+    recipients: tuple[str, ...] = ()
+    timeout_seconds: float = 30.0
+    ca_file: str = ""  # a private CA for the server's certificate; empty = system CAs
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.recipients)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".ct-service")
+    tracking_uri: str = ""
+    registry_uri: str = ""
+    artifact_root: str = ""
+    broker_url: str = ""  # empty = embedded in-memory broker
+    execution: str = "local"
+    target: Target = Target()
+    budget: Budget = Budget()
+    attempt_timeout_seconds: float = 7200.0
+    model_name: str = ""  # empty = the project's name
+    ui_url: str = ""
+    smtp: SmtpSettings = SmtpSettings()
+    webhook_url: str = field(default="", repr=False)  # chat webhook URLs carry their token
+    webhook_timeout_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        home = self.home.resolve()
+        object.__setattr__(self, "home", home)
+        if not self.tracking_uri:
+            object.__setattr__(self, "tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
+        if not self.registry_uri:
+            object.__setattr__(self, "registry_uri", self.tracking_uri)
+        if not self.artifact_root and not self.tracking_uri.startswith(("http://", "https://")):
+            # A tracking server decides where artifacts go; a local store keeps them here.
+            object.__setattr__(self, "artifact_root", (home / "artifacts").as_uri())
+
+    @property
+    def embedded(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Longer than the longest allowed attempt, so a running attempt is never redelivered."""
+        return int(self.attempt_timeout_seconds * 1.5) + 600
+
+    def ui_command(self) -> str:
+        """The command that opens the MLflow UI on this store."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {self.tracking_uri}"
+        return (
+            f"mlflow ui --backend-store-uri {self.tracking_uri} "
+            f"--registry-store-uri {self.registry_uri} --port 5000"
+        )
+
+    def ui_base(self) -> str:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.tracking_uri.rstrip("/")
+        return "http://127.0.0.1:5000"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        try:
+            target = Target(
+                env.text("CT_TARGET_METRIC", "test_accuracy"),
+                env.number("CT_TARGET_THRESHOLD", 0.8, float),
+                Direction(env.choice("CT_TARGET_DIRECTION", "maximize", ("maximize", "minimize"))),
+            )
+        except ValueError as error:
+            raise SettingsError(f"CT_TARGET_*: {error}") from None
+        security = env.choice("CT_SMTP_SECURITY", "none", SMTP_SECURITY)
+        default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+        return cls(
+            home=Path(env.text("CT_HOME", ".ct-service")),
+            tracking_uri=env.text("CT_TRACKING_URI", ""),
+            registry_uri=env.text("CT_REGISTRY_URI", ""),
+            artifact_root=env.text("CT_ARTIFACT_ROOT", ""),
+            broker_url=env.url("CT_BROKER_URL", ("redis://", "rediss://", "memory://")),
+            execution=env.choice("CT_EXECUTION", "local", EXECUTIONS),
+            target=target,
+            budget=Budget(
+                env.number("CT_MAX_ATTEMPTS", 5, int, low=1),
+                env.number("CT_MAX_WALL_SECONDS", 0.0, float, low=0),
+            ),
+            attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
+            model_name=env.text("CT_MODEL_NAME", ""),
+            ui_url=env.url("CT_UI_URL", ("http://", "https://")),
+            smtp=SmtpSettings(
+                host=env.text("CT_SMTP_HOST", ""),
+                port=env.number("CT_SMTP_PORT", default_port, int, low=1, high=65535),
+                security=security,
+                user=env.text("CT_SMTP_USER", ""),
+                password=env.secret("CT_SMTP_PASSWORD"),
+                sender=env.text("CT_MAIL_FROM", "ct-service@localhost"),
+                recipients=env.addresses("CT_MAIL_TO"),
+                timeout_seconds=env.number("CT_SMTP_TIMEOUT_SECONDS", 30.0, float, low=0.1),
+                ca_file=env.existing_file("CT_SMTP_CA_FILE"),
+            ),
+            webhook_url=env.url("CT_WEBHOOK_URL", ("http://", "https://"), secret=True),
+            webhook_timeout_seconds=env.number("CT_WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1),
+            log_level=env.choice("CT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, "").strip() or default
+
+    def secret(self, name: str) -> str:
+        """A secret from NAME, or from the file named by NAME_FILE (Docker secrets)."""
+        if self.environ.get(name):
+            return self.environ[name]
+        path = self.environ.get(name + "_FILE", "").strip()
+        if not path:
+            return ""
+        try:
+            return Path(path).read_text().strip()
+        except OSError as error:
+            raise SettingsError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        normal = value.upper() if default.isupper() else value.lower()
+        if normal not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        return normal
+
+    def number(
+        self,
+        name: str,
+        default: T,
+        kind: Callable[[str], T],
+        low: float | None = None,
+        high: float | None = None,
+    ) -> T:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise SettingsError(f"{name} must be {noun}; got {raw!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):  # type: ignore[operator]
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise SettingsError(f"{name} must be {bounds}; got {raw!r}")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...], secret: bool = False) -> str:
+        value = self.secret(name) if secret else self.text(name, "")
+        if value and not value.startswith(schemes):
+            shown = "" if secret else f"; got {value!r}"
+            raise SettingsError(f"{name} must start with {' or '.join(schemes)}{shown}")
+        return value
+
+    def existing_file(self, name: str) -> str:
+        path = self.text(name, "")
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{name}: no such file {path!r}")
+        return path
+
+    def addresses(self, name: str) -> tuple[str, ...]:
+        addresses = tuple(a.strip() for a in self.text(name, "").split(",") if a.strip())
+        for address in addresses:
+            if "@" not in address:
+                raise SettingsError(
+                    f"{name} must be comma-separated e-mail addresses; got {address!r}"
+                )
+        return addresses

@@ -1,0 +1,126 @@
+"""The search space a project declares in its ct.yaml: which parameters the policy
+may change, within which bounds, and what each one means to it (its role)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+Config = dict[str, Any]
+
+
+def param_text(value: Any) -> str:
+    """A configuration value as MLflow passes it to a project (`-P name=text`)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Role(str, Enum):
+    DEPTH = "depth"  # more layers / blocks = more capacity
+    WIDTH = "width"  # more units / filters = more capacity
+    REGULARIZATION = "regularization"  # more = less over-fitting
+    EPOCHS = "epochs"
+    LEARNING_RATE = "learning_rate"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    role: Role
+    kind: str  # "int" or "float"
+    low: float
+    high: float
+    values: tuple[float, ...] = ()  # when set, the only allowed values (sorted)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Mapping[str, Any]) -> Dimension:
+        try:
+            role = Role(spec["role"])
+        except (KeyError, ValueError):
+            roles = ", ".join(r.value for r in Role)
+            raise ValueError(f"search_space.{name}: role must be one of {roles}") from None
+        kind = spec.get("type", "float")
+        if kind not in ("int", "float"):
+            raise ValueError(f"search_space.{name}: type must be int or float, got {kind!r}")
+        values = tuple(sorted(float(v) for v in spec.get("values", ())))
+        low = float(spec.get("low", values[0] if values else math.nan))
+        high = float(spec.get("high", values[-1] if values else math.nan))
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise ValueError(f"search_space.{name}: needs low <= high, or a list of values")
+        return cls(name, role, kind, low, high, values)
+
+    def cast(self, value: Any) -> float | int:
+        number = float(value)
+        return int(round(number)) if self.kind == "int" else number
+
+    def contains(self, value: Any) -> bool:
+        number = float(value)
+        if self.values:
+            return any(math.isclose(number, v) for v in self.values)
+        return self.low <= number <= self.high
+
+    def clamp(self, value: Any) -> float | int:
+        number = min(max(float(value), self.low), self.high)
+        if self.values:
+            number = min(self.values, key=lambda v: abs(v - number))
+        return self.cast(number)
+
+    def up(self, value: Any, factor: float = 2.0) -> float | int | None:
+        """The next larger value: the next listed value, else +1 (int) or x factor."""
+        number = float(value)
+        if self.values:
+            larger = [v for v in self.values if v > number and not math.isclose(v, number)]
+            return self.cast(larger[0]) if larger else None
+        if self.role is Role.DEPTH:
+            candidate = number + 1
+        elif self.kind == "int":
+            candidate = max(number + 1, math.ceil(number * factor))
+        else:
+            candidate = number * factor
+        return self.cast(min(candidate, self.high)) if number < self.high else None
+
+    def down(self, value: Any, factor: float = 2.0) -> float | int | None:
+        number = float(value)
+        if self.values:
+            smaller = [v for v in self.values if v < number and not math.isclose(v, number)]
+            return self.cast(smaller[-1]) if smaller else None
+        if self.role is Role.DEPTH:
+            candidate = number - 1
+        elif self.kind == "int":
+            candidate = min(number - 1, math.floor(number / factor))
+        else:
+            candidate = number / factor
+        return self.cast(max(candidate, self.low)) if number > self.low else None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    dimensions: tuple[Dimension, ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> SearchSpace:
+        if not spec:
+            return cls()
+        if not isinstance(spec, Mapping):
+            raise ValueError("search_space must be a mapping of parameter name to its spec")
+        return cls(tuple(Dimension.from_spec(name, dim) for name, dim in spec.items()))
+
+    def with_role(self, role: Role) -> list[Dimension]:
+        return [d for d in self.dimensions if d.role is role]
+
+    def key(self, config: Mapping[str, Any]) -> tuple[float | None, ...]:
+        """What makes two configurations the same in the policy's eyes."""
+        return tuple(float(config[d.name]) if d.name in config else None for d in self.dimensions)
+
+    def outside(self, config: Mapping[str, Any]) -> list[Dimension]:
+        return [d for d in self.dimensions if d.name in config and not d.contains(config[d.name])]
+
+    def normalise(self, config: Mapping[str, Any]) -> Config:
+        """Searched parameters as numbers of their declared kind; the rest unchanged."""
+        result = dict(config)
+        for d in self.dimensions:
+            if d.name in result:
+                result[d.name] = d.cast(result[d.name])
+        return result

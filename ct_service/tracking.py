@@ -1,0 +1,253 @@
+"""MLflow as the system of record: a pipeline is a parent run, each attempt a
+nested run, and their state lives in `ct.*` tags that every step re-reads."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from ct_service.attempt import Attempt, AttemptStatus
+from ct_service.exceptions import PipelineNotFound
+from ct_service.settings import Settings
+from ct_service.space import Config, param_text
+from ct_service.target import Budget, Direction, Target
+
+CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
+
+
+class PipelineStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PROMOTING = "promoting"
+    NOTIFYING = "notifying"
+    FINISHED = "finished"
+
+
+class Outcome(str, Enum):
+    PROMOTED = "promoted"
+    KEPT_CHAMPION = "kept-champion"  # target met, but production is better
+    BUDGET_EXHAUSTED = "budget-exhausted"
+    STOPPED = "stopped"  # nothing left to try
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    project_path: str
+    project_name: str
+    model_name: str
+    initial_config: Config
+    target: Target = Target()
+    budget: Budget = Budget()
+    commit: str = ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: str
+    experiment_id: str
+    spec: PipelineSpec
+    status: PipelineStatus
+    started_ms: int
+    outcome: str = ""
+    reason: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return max(0.0, time.time() - self.started_ms / 1000)
+
+
+class Tracker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+        # Some of MLflow's own internals (resolving `models:/<id>` sources when a version
+        # is registered) read the process-wide URIs, not the client's: keep them equal.
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.registry_uri)
+
+    # -- experiments and pipelines -------------------------------------------------
+    def experiment_id(self, project_name: str) -> str:
+        name = f"ct/{project_name}"
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.settings.artifact_root:
+            location = f"{self.settings.artifact_root.rstrip('/')}/{_slug(project_name)}"
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def create_pipeline(self, spec: PipelineSpec, adopt_run_id: str = "") -> str:
+        tags = {
+            "ct.kind": "pipeline",
+            "ct.project": spec.project_path,
+            "ct.project_name": spec.project_name,
+            "ct.model_name": spec.model_name,
+            "ct.commit": spec.commit,
+            "ct.target": spec.target.describe(),
+            "ct.target.metric": spec.target.metric,
+            "ct.target.threshold": repr(spec.target.threshold),
+            "ct.target.direction": spec.target.direction.value,
+            "ct.budget": spec.budget.describe(),
+            "ct.budget.max_attempts": str(spec.budget.max_attempts),
+            "ct.budget.max_wall_seconds": repr(spec.budget.max_wall_seconds),
+            "ct.initial_config": json.dumps(spec.initial_config, sort_keys=True),
+            "ct.status": PipelineStatus.QUEUED.value,
+        }
+        if adopt_run_id:
+            self.set_tags(adopt_run_id, tags)
+            return adopt_run_id
+        run = self.client.create_run(
+            self.experiment_id(spec.project_name),
+            run_name=f"pipeline {spec.project_name}"
+            + (f" @{spec.commit[:8]}" if spec.commit else ""),
+            tags=tags,
+        )
+        return run.info.run_id
+
+    def pipeline(self, pipeline_id: str) -> Pipeline:
+        try:
+            run = self.client.get_run(pipeline_id)
+        except MlflowException:
+            raise PipelineNotFound(f"no pipeline {pipeline_id}") from None
+        tags = run.data.tags
+        if tags.get("ct.kind") != "pipeline":
+            raise PipelineNotFound(f"run {pipeline_id} is not a ct-service pipeline")
+        spec = PipelineSpec(
+            project_path=tags["ct.project"],
+            project_name=tags["ct.project_name"],
+            model_name=tags["ct.model_name"],
+            initial_config=json.loads(tags["ct.initial_config"]),
+            target=Target(
+                tags["ct.target.metric"],
+                float(tags["ct.target.threshold"]),
+                Direction(tags["ct.target.direction"]),
+            ),
+            budget=Budget(
+                int(tags["ct.budget.max_attempts"]), float(tags["ct.budget.max_wall_seconds"])
+            ),
+            commit=tags.get("ct.commit", ""),
+        )
+        return Pipeline(
+            id=pipeline_id,
+            experiment_id=run.info.experiment_id,
+            spec=spec,
+            status=PipelineStatus(tags["ct.status"]),
+            started_ms=run.info.start_time,
+            outcome=tags.get("ct.outcome", ""),
+            reason=tags.get("ct.reason", ""),
+            tags=dict(tags),
+        )
+
+    def recent_pipelines(self, limit: int = 20) -> list[Pipeline]:
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        runs = self.client.search_runs(
+            experiments,
+            "tags.`ct.kind` = 'pipeline'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        return [self.pipeline(run.info.run_id) for run in runs]
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    # -- attempts -------------------------------------------------------------------
+    def create_attempt(
+        self, pipeline: Pipeline, number: int, config: Config, reason: str, derived_from: str = ""
+    ) -> str:
+        """Create attempt `number`, or return the one a replayed step created already."""
+        existing = self._attempt_runs(pipeline, f"and tags.`ct.attempt` = '{number}'")
+        if existing:
+            return existing[0].info.run_id
+        run = self.client.create_run(
+            pipeline.experiment_id,
+            run_name=f"attempt-{number}",
+            tags={
+                MLFLOW_PARENT_RUN_ID: pipeline.id,
+                "ct.kind": "attempt",
+                "ct.pipeline_id": pipeline.id,
+                "ct.project": pipeline.spec.project_path,
+                "ct.attempt": str(number),
+                "ct.config": json.dumps(config, sort_keys=True),
+                "ct.reason": reason,
+                "ct.derived_from": derived_from,
+                "ct.status": AttemptStatus.QUEUED.value,
+            },
+        )
+        self.client.log_batch(
+            run.info.run_id, params=[Param(k, param_text(v)) for k, v in sorted(config.items())]
+        )
+        return run.info.run_id
+
+    def attempt(self, run_id: str, target: Target, curves: bool = True) -> Attempt:
+        return self._to_attempt(self.client.get_run(run_id), target, curves)
+
+    def attempts(self, pipeline: Pipeline, curves: bool = True) -> list[Attempt]:
+        runs = self._attempt_runs(pipeline)
+        found = [self._to_attempt(run, pipeline.spec.target, curves) for run in runs]
+        return sorted(found, key=lambda a: a.number)
+
+    def prior_attempts(self, pipeline: Pipeline, limit: int = 200) -> list[Attempt]:
+        """Attempts of earlier pipelines of the same project (same experiment)."""
+        runs = self.client.search_runs(
+            [pipeline.experiment_id],
+            f"tags.`ct.kind` = 'attempt' and tags.`ct.pipeline_id` != '{pipeline.id}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        return [self._to_attempt(run, pipeline.spec.target, curves=False) for run in runs]
+
+    def _attempt_runs(self, pipeline: Pipeline, extra: str = "") -> list:
+        return list(
+            self.client.search_runs(
+                [pipeline.experiment_id],
+                f"tags.`ct.pipeline_id` = '{pipeline.id}' {extra}".strip(),
+                max_results=1000,
+            )
+        )
+
+    def _to_attempt(self, run, target: Target, curves: bool) -> Attempt:
+        tags = run.data.tags
+        histories: dict[str, tuple[float, ...]] = {}
+        if curves:
+            for key in CURVES:
+                points = self.client.get_metric_history(run.info.run_id, key)
+                if points:
+                    ordered = sorted(points, key=lambda m: (m.step, m.timestamp))
+                    histories[key] = tuple(m.value for m in ordered)
+        return Attempt(
+            number=int(tags.get("ct.attempt", "0")),
+            run_id=run.info.run_id,
+            config=json.loads(tags.get("ct.config", "{}")),
+            status=AttemptStatus(tags.get("ct.status", AttemptStatus.QUEUED.value)),
+            metric=run.data.metrics.get(target.metric),
+            curves=histories,
+            failure=tags.get("ct.failure", ""),
+            pipeline_id=tags.get("ct.pipeline_id", ""),
+            reason=tags.get("ct.reason", ""),
+            decision=tags.get("ct.decision", ""),
+        )
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "project"

@@ -1,0 +1,138 @@
+"""Shared fixtures. Everything here is real: Redis on 127.0.0.1:6379 (database 15,
+flushed around each test that uses it), MLflow on a temporary SQLite file, an SMTP
+server (aiosmtpd) on loopback, Celery workers as separate processes, and the full
+MNIST from ../shared/data/mnist."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LENET = ROOT / "projects" / "lenet"
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+REDIS_URL = os.environ.get("CT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell's CT_* and MLflow variables never leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("CT_") or name in (
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_REGISTRY_URI",
+            "MLFLOW_RUN_ID",
+            "MLFLOW_EXPERIMENT_ID",
+        ):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"MNIST not found at {MNIST}; tests need ../shared/data/mnist")
+    return MNIST
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from ct_service.settings import Settings
+
+    return Settings(home=tmp_path / "ct")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
+        from email import message_from_bytes
+        from email.policy import default
+
+        self.messages.append(message_from_bytes(envelope.content, policy=default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server on loopback that keeps what it receives."""
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, mailbox
+    controller.stop()
+
+
+def ct_env(**values: str) -> dict[str, str]:
+    """This process's environment without CT_* and MLflow variables, plus `values`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CT_") and not k.startswith("MLFLOW_")
+    }
+    env.update(values)
+    return env
+
+
+class WorkerProcess:
+    """`ct-service worker` as a separate process, as in production."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ct_service.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()}")
+            if b"ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()

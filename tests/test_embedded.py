@@ -1,0 +1,156 @@
+"""`ct-service run` with nothing configured (no broker, no tracking server): the
+Celery steps run on an in-process worker over kombu's in-memory transport, MLflow
+is a local SQLite file. Also the root MLproject (`mlflow run .`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import LENET, ROOT, ct_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
+    tmp_path: Path, mnist_dir: Path
+):
+    env = ct_env(CT_HOME=str(tmp_path / "ct"))
+    # conv_blocks=9 cannot work on 28x28 images: attempt 1 crashes with its reason and
+    # the policy moves back into the search space; the tiny rest cannot reach 80%.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ct_service.cli",
+            "run",
+            str(LENET),
+            "-P",
+            "conv_blocks=9",
+            "-P",
+            "max_train_samples=500",
+            "-P",
+            "epochs=1",
+            "-P",
+            "learning_rate=0.0001",
+            "-P",
+            f"data={mnist_dir}",
+            "--max-attempts",
+            "2",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = result.stdout
+    assert result.returncode == 3, out + result.stderr  # target not reached
+    assert (
+        "failed: exit code 2: error: conv_blocks must be between 1 and 4 for 28x28 input, got 9"
+        in out
+    )
+    assert "conv_blocks 9 -> 4" in out
+    assert "epoch 1: loss=" in out  # progress as it happened
+    assert "decision: stop: budget spent: 2 of 2 attempts" in out
+    assert "budget-exhausted" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/ct/mlflow.db" in out
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/ct/mlflow.db")
+    [pipeline] = client.search_runs(
+        [client.get_experiment_by_name("ct/lenet").experiment_id], "tags.`ct.kind` = 'pipeline'"
+    )
+    assert pipeline.data.tags["ct.outcome"] == "budget-exhausted"
+    assert pipeline.data.tags["ct.notify"] == "no transport configured"
+    attempts = sorted(
+        client.search_runs([pipeline.info.experiment_id], "tags.`ct.kind` = 'attempt'"),
+        key=lambda r: r.data.tags["ct.attempt"],
+    )
+    assert [a.data.tags["ct.status"] for a in attempts] == ["failed", "finished"]
+    assert "conv_blocks must be between 1 and 4" in attempts[0].data.tags["ct.failure"]
+    assert attempts[0].info.status == "FAILED"
+    assert client.search_registered_models() == []  # nothing promoted
+    log = client.download_artifacts(attempts[0].info.run_id, "logs", str(tmp_path))
+    assert "conv_blocks must be between 1 and 4" in "".join(
+        p.read_text() for p in Path(log).iterdir()
+    )
+
+
+def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
+    env = ct_env(CT_HOME=str(tmp_path / "ct"))
+    cases = [
+        (
+            ["run", str(LENET), "-P", "colour=blue"],
+            "error: unknown parameter(s) colour; lenet has:",
+        ),
+        (["run", str(tmp_path)], "is not an MLflow project: it has no MLproject file"),
+        (["run", str(LENET), "-P", "epochs"], "error: -P expects NAME=VALUE, got 'epochs'"),
+    ]
+    for args, message in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "ct_service.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+    bad_setting = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)],
+        env={**env, "CT_MAX_ATTEMPTS": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad_setting.returncode == 2
+    assert bad_setting.stderr.strip() == "error: CT_MAX_ATTEMPTS must be a whole number; got 'lots'"
+    assert not (tmp_path / "ct" / "mlflow.db").exists()
+
+
+def test_mlflow_run_of_the_root_project_adopts_its_run_as_the_pipeline(
+    tmp_path: Path, mnist_dir: Path
+):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = ct_env(MLFLOW_TRACKING_URI=uri, CT_HOME=str(tmp_path / "ct"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT),
+            "--env-manager",
+            "local",
+            "-P",
+            f"data={mnist_dir}",
+            "-P",
+            "max_train_samples=4000",
+            "-P",
+            "epochs=3",
+            "-P",
+            "max_attempts=3",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs(["0"])
+    [outer] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert outer.data.tags["ct.kind"] == "pipeline"
+    assert outer.data.tags["mlflow.project.entryPoint"] == "main"
+    assert outer.data.tags["ct.outcome"] == "promoted"
+    assert outer.info.status == "FINISHED"
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outer.info.run_id]
+    assert nested and all(r.data.tags["ct.kind"] == "attempt" for r in nested)
+    version = client.get_model_version_by_alias("lenet", "production")
+    assert version.run_id in {r.info.run_id for r in nested}

@@ -1,0 +1,231 @@
+"""Notifications through real transports on loopback: an SMTP server (plain with
+login, and STARTTLS with a private CA) and an HTTP endpoint for the JSON webhook.
+A transport that fails is reported, never raised, and no secret reaches the logs."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import logging
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import Mailbox, free_port
+
+from ct_service.notify import EmailTransport, WebhookTransport, send_all, transports
+from ct_service.report import AttemptLine, Summary
+from ct_service.settings import Settings, SmtpSettings
+
+SUMMARY = Summary(
+    pipeline_id="4f1c0ffee0000000000000000000000a",
+    project="lenet",
+    commit="0123456789abcdef",
+    target="test_accuracy >= 0.8",
+    budget="5 attempts",
+    status="finished",
+    outcome="promoted",
+    reason="attempt 2 reached test_accuracy 0.91",
+    model_version="3",
+    url="http://mlflow.example/#/experiments/1/runs/4f1c",
+    attempts=[
+        AttemptLine(1, "r1", "finished", 0.47, 1, "epochs=1", "initial configuration", ""),
+        AttemptLine(
+            2,
+            "r2",
+            "finished",
+            0.91,
+            2,
+            "epochs=2",
+            "attempt 1 not converged: only one epoch trained; epochs 1 -> 2",
+            "",
+        ),
+    ],
+)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _authenticator(expected_user: str, expected_password: str, seen: list):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == expected_user
+            and auth_data.password.decode() == expected_password
+        )
+        seen.append(ok)
+        return AuthResult(success=ok)
+
+    return authenticate
+
+
+def test_email_with_login_reaches_a_real_smtp_server(caplog):
+    from aiosmtpd.controller import Controller
+
+    mailbox, logins = Mailbox(), []
+    server = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=_authenticator("ct", "pa55-w0rd", logins),
+        auth_require_tls=False,
+    )
+    server.start()
+    try:
+        smtp = SmtpSettings(
+            host="127.0.0.1",
+            port=server.port,
+            user="ct",
+            password="pa55-w0rd",
+            recipients=("ops@example.com",),
+        )
+        with caplog.at_level(logging.DEBUG):
+            assert send_all(SUMMARY, [EmailTransport(smtp)]) == {"email": "sent"}
+    finally:
+        server.stop()
+    assert logins == [True]
+    [message] = mailbox.messages
+    assert message["Subject"] == "ct-service: lenet pipeline 4f1c0ffe promoted"
+    body = message.get_content().replace("\r\n", "\n")
+    assert "1  finished  0.4700  1       epochs=1       initial configuration\n" in body
+    assert "2  finished  0.9100  2       epochs=2       attempt 1 not converged" in body
+    assert SUMMARY.url in body
+    assert "pa55-w0rd" not in caplog.text
+
+
+def test_email_over_starttls_with_a_private_ca(tmp_path: Path):
+    from aiosmtpd.controller import Controller
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    server = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
+    )
+    server.start()
+    try:
+        smtp = SmtpSettings(
+            host="127.0.0.1",
+            port=server.port,
+            security="starttls",
+            recipients=("ops@example.com",),
+            ca_file=str(cert),
+        )
+        assert send_all(SUMMARY, [EmailTransport(smtp)]) == {"email": "sent"}
+        untrusted = SmtpSettings(
+            host="127.0.0.1", port=server.port, security="starttls", recipients=("ops@example.com",)
+        )
+        assert send_all(SUMMARY, [EmailTransport(untrusted)])["email"].startswith(
+            "failed: SSLCertVerificationError"
+        )
+    finally:
+        server.stop()
+    assert len(mailbox.messages) == 1
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+    status = 200
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hook_server():
+    _Hook.received, _Hook.status = [], 200
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_webhook_posts_slack_compatible_json(hook_server):
+    url = f"http://127.0.0.1:{hook_server.server_port}/services/T000/B000/SECRET-TOKEN"
+    assert send_all(SUMMARY, [WebhookTransport(url, 5)]) == {"webhook": "sent"}
+    [(path, content_type, payload)] = _Hook.received
+    assert path.endswith("SECRET-TOKEN") and content_type == "application/json"
+    assert payload["text"].startswith("ct-service: lenet pipeline 4f1c0ffe promoted")
+    assert [a["number"] for a in payload["pipeline"]["attempts"]] == [1, 2]
+
+
+def test_failing_transports_are_reported_not_raised_and_leak_no_secret(hook_server, caplog):
+    _Hook.status = 500
+    secret_url = f"http://127.0.0.1:{hook_server.server_port}/hooks/SECRET-TOKEN"
+    closed = SmtpSettings(
+        host="127.0.0.1",
+        port=free_port(),
+        user="ct",
+        password="pa55-w0rd",
+        recipients=("ops@example.com",),
+        timeout_seconds=2,
+    )
+    with caplog.at_level(logging.DEBUG):
+        results = send_all(SUMMARY, [EmailTransport(closed), WebhookTransport(secret_url, 5)])
+    assert results == {
+        "email": "failed: ConnectionRefusedError: Connection refused",
+        "webhook": "failed: HTTP 500",
+    }
+    assert "SECRET-TOKEN" not in caplog.text and "pa55-w0rd" not in caplog.text
+    assert "notification via webhook failed: HTTP 500" in caplog.text
+
+
+def test_transports_follow_the_settings():
+    assert transports(Settings()) == []
+    configured = Settings.from_env(
+        {
+            "CT_SMTP_HOST": "mail",
+            "CT_MAIL_TO": "a@example.com",
+            "CT_WEBHOOK_URL": "https://hooks.example.com/x",
+        }
+    )
+    assert [t.name for t in transports(configured)] == ["email", "webhook"]
+    no_recipients = Settings.from_env({"CT_SMTP_HOST": "mail"})
+    assert transports(no_recipients) == []

@@ -1,0 +1,251 @@
+"""The policy is a pure function: tables of histories in, decisions out."""
+
+from __future__ import annotations
+
+import pytest
+
+from ct_service.attempt import Attempt, AttemptStatus
+from ct_service.curves import Finding, diagnose
+from ct_service.policy import Action, decide
+from ct_service.space import SearchSpace
+from ct_service.target import Budget, Direction, Target
+
+SPACE = SearchSpace.from_spec(
+    {
+        "conv_blocks": {"role": "depth", "type": "int", "low": 1, "high": 4},
+        "filters": {"role": "width", "type": "int", "values": [4, 8, 16]},
+        "dropout": {"role": "regularization", "type": "float", "values": [0.0, 0.25, 0.5]},
+        "epochs": {"role": "epochs", "type": "int", "low": 1, "high": 8},
+        "learning_rate": {"role": "learning_rate", "type": "float", "low": 0.0001, "high": 0.01},
+    }
+)
+BASE = {
+    "conv_blocks": 1,
+    "filters": 4,
+    "dropout": 0.0,
+    "epochs": 2,
+    "learning_rate": 0.001,
+    "data": "/d",
+}
+TARGET = Target()
+BUDGET = Budget(max_attempts=5)
+
+# Learning curves that show one problem each.
+HEALTHY_BUT_SHORT = {
+    "loss": (0.9, 0.5),
+    "val_loss": (0.8, 0.45),
+    "accuracy": (0.7, 0.78),
+    "val_accuracy": (0.72, 0.77),
+}
+PLATEAU = {
+    "loss": (0.9, 0.6, 0.598),
+    "val_loss": (0.85, 0.62, 0.619),
+    "accuracy": (0.6, 0.72, 0.72),
+    "val_accuracy": (0.6, 0.71, 0.71),
+}
+OVERFIT = {
+    "loss": (0.5, 0.2, 0.05),
+    "val_loss": (0.5, 0.45, 0.6),
+    "accuracy": (0.8, 0.95, 0.99),
+    "val_accuracy": (0.78, 0.77, 0.76),
+}
+DIVERGING = {"loss": (2.0, 3.5, 9.0), "val_loss": (2.1, 4.0, 10.0)}
+NAN_LOSS = {"loss": (2.0, float("nan")), "val_loss": (2.1, float("nan"))}
+SLOW = {
+    "loss": (2.2919, 2.2766),
+    "val_loss": (2.2869, 2.2719),
+    "accuracy": (0.10, 0.14),
+    "val_accuracy": (0.13, 0.16),
+}
+ONE_EPOCH = {"loss": (0.9,), "val_loss": (0.8,)}
+
+
+def attempt(number=1, metric=0.7, curves=None, status=AttemptStatus.FINISHED, failure="", **config):
+    return Attempt(
+        number=number,
+        run_id=f"run{number}",
+        config={**BASE, **config},
+        status=status,
+        metric=metric,
+        curves=HEALTHY_BUT_SHORT if curves is None else curves,
+        failure=failure,
+    )
+
+
+@pytest.mark.parametrize(
+    ("curves", "finding", "evidence"),
+    [
+        (HEALTHY_BUT_SHORT, Finding.NOT_CONVERGED, "val_loss still falling"),
+        (ONE_EPOCH, Finding.NOT_CONVERGED, "only one epoch"),
+        (PLATEAU, Finding.UNDERFITTING, "flat"),
+        (OVERFIT, Finding.OVERFITTING, "well above validation accuracy"),
+        (DIVERGING, Finding.DIVERGING, "rose from 2 to 9"),
+        (NAN_LOSS, Finding.DIVERGING, "NaN"),
+        (SLOW, Finding.LEARNING_SLOWLY, "only 0.7% an epoch"),
+        ({}, Finding.NO_CURVES, "no per-epoch loss"),
+    ],
+)
+def test_diagnosis_reads_the_learning_curves(curves, finding, evidence):
+    diagnosis = diagnose(attempt(curves=curves))
+    assert diagnosis.finding is finding
+    assert evidence in diagnosis.evidence
+
+
+def test_overfitting_is_also_seen_in_a_rising_validation_loss_without_accuracy():
+    curves = {"loss": (1.0, 0.5, 0.3, 0.2), "val_loss": (1.0, 0.6, 0.7, 0.8)}
+    diagnosis = diagnose(attempt(curves=curves))
+    assert diagnosis.finding is Finding.OVERFITTING
+    assert "val_loss rose from 0.6 (epoch 2)" in diagnosis.evidence
+
+
+@pytest.mark.parametrize(
+    ("curves", "changed", "reason_words"),
+    [
+        # under-fitting: more capacity and more epochs (the old chain's idea, when the evidence says so)
+        (
+            PLATEAU,
+            {"conv_blocks": 2, "epochs": 4},
+            ["under-fitting", "conv_blocks 1 -> 2", "epochs 2 -> 4"],
+        ),
+        # not converged: more epochs only
+        (HEALTHY_BUT_SHORT, {"epochs": 4}, ["not converged", "epochs 2 -> 4"]),
+        # over-fitting: regularise
+        (OVERFIT, {"dropout": 0.25}, ["over-fitting", "dropout 0 -> 0.25"]),
+        # diverging: lower learning rate
+        (DIVERGING, {"learning_rate": 0.001 / 3}, ["diverging", "learning_rate 0.001 -> 0.000333"]),
+        # learning slowly: raise the learning rate
+        (SLOW, {"learning_rate": 0.003}, ["learning slowly", "learning_rate 0.001 -> 0.003"]),
+    ],
+)
+def test_the_evidence_decides_what_changes(curves, changed, reason_words):
+    decision = decide([attempt(curves=curves)], SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN
+    expected = {**BASE, **changed}
+    for key, value in expected.items():
+        if isinstance(value, float):
+            assert decision.config[key] == pytest.approx(value), key
+        else:
+            assert decision.config[key] == value, key
+    for words in reason_words:
+        assert words in decision.reason
+    assert "\n" not in decision.reason
+    assert decision.derived_from == "run1"
+
+
+def test_target_met_means_promote():
+    decision = decide(
+        [attempt(metric=0.5), attempt(2, metric=0.85, epochs=4)], SPACE, TARGET, BUDGET
+    )
+    assert decision.action is Action.PROMOTE
+    assert decision.derived_from == "run2"
+    assert "0.85" in decision.reason
+
+
+def test_minimising_target():
+    target = Target("rmse", 0.8, Direction.MINIMIZE)
+    assert decide([attempt(metric=0.79)], SPACE, target, BUDGET).action is Action.PROMOTE
+    assert decide([attempt(metric=0.81)], SPACE, target, BUDGET).action is Action.TRAIN
+
+
+def test_never_repeats_a_configuration():
+    history = [
+        attempt(1, curves=HEALTHY_BUT_SHORT),
+        attempt(2, metric=0.6, curves=HEALTHY_BUT_SHORT, epochs=4),
+    ]
+    # attempt 1 is the best; its first remedy (epochs 2 -> 4) was tried as attempt 2.
+    decision = decide(history, SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN
+    assert SPACE.key(decision.config) not in {SPACE.key(a.config) for a in history}
+    assert decision.config["epochs"] == 6  # the next remedy: three times the epochs
+
+
+def test_stays_inside_the_search_space():
+    at_the_top = attempt(curves=PLATEAU, conv_blocks=4, filters=16, epochs=8, learning_rate=0.01)
+    decision = decide([at_the_top], SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN
+    assert SPACE.outside(decision.config) == []
+    assert decision.config["dropout"] == 0.25  # the only room left to move
+
+
+def test_stops_when_nothing_is_left_to_try():
+    tiny = SearchSpace.from_spec({"epochs": {"role": "epochs", "type": "int", "low": 2, "high": 2}})
+    decision = decide([attempt(curves=PLATEAU)], tiny, TARGET, BUDGET)
+    assert decision.action is Action.STOP
+    assert not decision.budget_spent
+    assert "exhausted" in decision.reason
+
+
+def test_respects_the_attempt_budget():
+    history = [attempt(i, metric=0.5 + i / 100, epochs=i) for i in range(1, 4)]
+    decision = decide(history, SPACE, TARGET, Budget(max_attempts=3))
+    assert decision.action is Action.STOP
+    assert decision.budget_spent
+    assert decision.reason == (
+        "budget spent: 3 of 3 attempts; best test_accuracy 0.53 (attempt 3), target test_accuracy >= 0.8"
+    )
+
+
+def test_respects_the_wall_time_budget():
+    decision = decide(
+        [attempt()], SPACE, TARGET, Budget(5, max_wall_seconds=60), elapsed_seconds=61
+    )
+    assert decision.action is Action.STOP
+    assert decision.budget_spent
+    assert "61 s of 60 s" in decision.reason
+
+
+def test_a_crash_falls_back_to_the_best_finished_attempt():
+    history = [
+        attempt(1, metric=0.6, curves=HEALTHY_BUT_SHORT),
+        attempt(
+            2,
+            metric=None,
+            status=AttemptStatus.FAILED,
+            failure="exit code 1: MemoryError",
+            epochs=4,
+        ),
+    ]
+    decision = decide(history, SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN
+    assert decision.reason.startswith(
+        "attempt 2 failed (exit code 1: MemoryError); attempt 1 not converged"
+    )
+    assert decision.derived_from == "run1"
+    assert decision.config["epochs"] == 6
+
+
+def test_a_first_attempt_outside_the_space_is_clamped_into_it():
+    crashed = attempt(
+        1,
+        metric=None,
+        status=AttemptStatus.FAILED,
+        failure="exit code 2: error: conv_blocks must be between 1 and 4",
+        conv_blocks=9,
+    )
+    decision = decide([crashed], SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN
+    assert decision.config["conv_blocks"] == 4
+    assert "conv_blocks 9 -> 4" in decision.reason
+
+
+def test_a_crash_with_nothing_to_fall_back_on_stops():
+    crashed = attempt(
+        1, metric=None, status=AttemptStatus.FAILED, failure="exit code 1: ImportError"
+    )
+    decision = decide([crashed], SPACE, TARGET, BUDGET)
+    assert decision.action is Action.STOP
+    assert "ImportError" in decision.reason
+
+
+def test_earlier_pipelines_lend_a_configuration_that_reached_the_target():
+    earlier = attempt(3, metric=0.93, conv_blocks=2, epochs=6)
+    decision = decide([attempt(1, metric=0.5)], SPACE, TARGET, BUDGET, prior=[earlier])
+    assert decision.action is Action.TRAIN
+    assert decision.config["conv_blocks"] == 2 and decision.config["epochs"] == 6
+    assert decision.config["data"] == "/d"  # this pipeline's own fixed parameters stay
+    assert "earlier pipeline" in decision.reason
+
+
+def test_no_history_is_an_error():
+    with pytest.raises(ValueError):
+        decide([], SPACE, TARGET, BUDGET)

@@ -1,0 +1,148 @@
+"""The LeNet MLflow project on its own: parameter checks, and a short real run on
+MNIST that logs everything and leaves a model that loads through `models:/`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LENET, ct_env
+
+sys.path.insert(0, str(LENET))
+import mnist  # noqa: E402  (the project's own loader)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (
+            ["--conv-blocks", "5"],
+            "error: conv_blocks must be between 1 and 4 for 28x28 input, got 5",
+        ),
+        (["--epochs", "-1"], "error: epochs must be at least 1, got -1"),
+        (["--data", "/nonexistent/mnist"], "error: data folder not found: /nonexistent/mnist"),
+        (
+            ["--data", "/nonexistent/mnist.npz"],
+            "error: data file not found: /nonexistent/mnist.npz",
+        ),
+        (["--dropout", "1.5"], "error: dropout must be in [0, 1), got 1.5"),
+        (["--epochs", "2.5"], "error: argument --epochs: expected a whole number, got '2.5'"),
+    ],
+)
+def test_bad_parameters_exit_with_one_line_before_training(tmp_path: Path, args, reason):
+    result = subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=LENET,
+        capture_output=True,
+        text=True,
+        env=ct_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db"),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == reason
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_idx_folder_gzipped_or_not_and_npz_load_the_same(tmp_path: Path, mnist_dir: Path):
+    import gzip
+    import shutil
+
+    from_gz = mnist.load(str(mnist_dir))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in mnist.IDX_FILES.values():
+        with gzip.open(mnist_dir / f"{name}.gz") as src, open(plain / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    from_plain = mnist.load(str(plain))
+    npz = tmp_path / "mnist.npz"
+    np.savez(
+        npz,
+        x_train=from_gz.x_train,
+        y_train=from_gz.y_train,
+        x_test=from_gz.x_test,
+        y_test=from_gz.y_test,
+    )
+    from_npz = mnist.load(str(npz))
+    assert from_gz.x_train.shape == (60000, 28, 28) and from_gz.x_test.shape == (10000, 28, 28)
+    assert set(np.unique(from_gz.y_test)) == set(range(10))
+    for other in (from_plain, from_npz):
+        assert np.array_equal(other.x_train, from_gz.x_train)
+        assert np.array_equal(other.y_test, from_gz.y_test)
+
+
+def test_a_folder_without_mnist_is_refused(tmp_path: Path):
+    with pytest.raises(mnist.DataError, match="has neither train-images-idx3-ubyte nor"):
+        mnist.check_location(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_short_mlflow_run_logs_everything(tmp_path: Path, mnist_dir: Path):
+    import keras
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = ct_env(MLFLOW_TRACKING_URI=uri)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(LENET),
+            "--env-manager",
+            "local",
+            "-P",
+            "epochs=2",
+            "-P",
+            "max_train_samples=2000",
+            "-P",
+            f"data={mnist_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "epoch 2/2" in result.stdout
+
+    client = mlflow.MlflowClient(uri)
+    [run] = client.search_runs(["0"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "2" and run.data.params["conv_blocks"] == "2"
+    assert run.data.params["data"] == str(mnist_dir)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(m.step for m in history) == [1, 2], name
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+    assert run.data.metrics["test_loss"] > 0
+    contexts = {
+        d.dataset.name: ({t.value for t in d.tags}, d.dataset.digest)
+        for d in run.inputs.dataset_inputs
+    }
+    assert contexts["mnist-train"][0] == {"training"} and contexts["mnist-train"][1]
+    assert contexts["mnist-test"][0] == {"testing"}
+
+    checkpoints = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert checkpoints == ["checkpoints/epoch-0001.keras", "checkpoints/epoch-0002.keras"]
+    assert run.data.tags["checkpoint.last_epoch"] == "2"
+    local = client.download_artifacts(
+        run.info.run_id, "checkpoints/epoch-0002.keras", str(tmp_path)
+    )
+    restored = keras.models.load_model(local)
+    assert int(restored.optimizer.iterations.numpy()) > 0  # optimizer state came along
+
+    mlflow.set_tracking_uri(uri)
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "lenet-test")
+    model = mlflow.pyfunc.load_model(f"models:/lenet-test/{version.version}")
+    assert model.metadata.signature is not None
+    assert model.metadata.saved_input_example_info is not None
+    images = mnist.load(str(mnist_dir)).x_test[:200].astype("float32")[..., None] / 255.0
+    probabilities = np.asarray(model.predict(images))
+    assert probabilities.shape == (200, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)

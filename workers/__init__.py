@@ -1,0 +1,1 @@
+"""Celery side of ct-service: the app, its queues and the thin tasks."""
