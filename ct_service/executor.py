@@ -100,7 +100,9 @@ def executor_for(settings: Settings) -> Executor:
 
 
 def failure_reason(log_path: Path, returncode: int) -> str:
-    """The most telling line of a failed run's output, with its exit code."""
+    """The most telling line of a failed run's output. MLflow reports any failure of
+    the project's command as its own exit code 1, so only a signal that killed the
+    launcher itself is worth adding."""
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
@@ -109,9 +111,8 @@ def failure_reason(log_path: Path, returncode: int) -> str:
         line.strip() for line in lines if line.strip() and not any(n in line for n in MLFLOW_NOISE)
     ]
     errors = [line for line in meaningful if ERROR_LINE.match(line)]
-    line = (errors or meaningful or ["no output"])[-1]
-    code = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-    return f"{code}: {line[:300]}"
+    line = (errors or meaningful or ["the run failed without output"])[-1][:300]
+    return f"killed by signal {-returncode}: {line}" if returncode < 0 else line
 
 
 def _child_environment(settings: Settings) -> dict[str, str]:

@@ -50,10 +50,7 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
     )
     out = result.stdout
     assert result.returncode == 3, out + result.stderr  # target not reached
-    assert (
-        "failed: exit code 2: error: conv_blocks must be between 1 and 4 for 28x28 input, got 9"
-        in out
-    )
+    assert "failed: error: conv_blocks must be between 1 and 4 for 28x28 input, got 9" in out
     assert "conv_blocks 9 -> 4" in out
     assert "epoch 1: loss=" in out  # progress as it happened
     assert "decision: stop: budget spent: 2 of 2 attempts" in out
