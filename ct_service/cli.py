@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"pipeline {pipeline_id}: {target.describe()}, budget {budget.describe()}")
     with EmbeddedWorker(settings) as worker:
         enqueue(worker.app, pipeline.Task.START, pipeline_id)
-        return _finish(settings, pipeline_id, args.json, follow=True)
+        return _finish(settings, pipeline_id, args.json, follow=True, alive=lambda: worker.alive)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -180,11 +180,20 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _finish(settings: Settings, pipeline_id: str, as_json: bool, follow: bool) -> int:
+def _finish(
+    settings: Settings,
+    pipeline_id: str,
+    as_json: bool,
+    follow: bool,
+    alive: Callable[[], bool] = lambda: True,
+) -> int:
     tracker = Tracker(settings)
     quiet = (lambda line: None) if as_json else print
     follower = Follower(tracker, pipeline_id, emit=quiet)
-    current = follower.follow() if follow else follower.poll()
+    current = follower.follow(stop=lambda: not alive()) if follow else follower.poll()
+    if follow and current.status is not PipelineStatus.FINISHED:
+        print(f"error: the worker stopped before pipeline {pipeline_id} finished", file=sys.stderr)
+        return EXIT_FAILED
     summary = summarize(settings, current, tracker.attempts(current))
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))

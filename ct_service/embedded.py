@@ -11,6 +11,7 @@ from types import TracebackType
 
 from celery.worker import state as worker_state
 
+from ct_service.executor import stop_running_attempts
 from ct_service.settings import Settings
 from workers.celery_app import QUEUES, CtCelery, make_celery
 
@@ -52,8 +53,14 @@ class EmbeddedWorker:
         tb: TracebackType | None,
     ) -> None:
         worker_state.should_terminate = 0  # the consumer loop exits at its next turn
+        if exc_type is not None:  # interrupted: leave no training process behind
+            stop_running_attempts()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _log_to_file(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)

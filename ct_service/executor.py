@@ -80,17 +80,33 @@ class LocalExecutor:
                 env=_child_environment(self.settings),
                 start_new_session=True,  # its own process group, killed as one
             )
-            deadline = self.clock() + request.timeout_seconds
-            while process.poll() is None:
-                if self.clock() > deadline:
-                    _kill_group(process)
-                    return AttemptResult(
-                        False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
-                    )
-                time.sleep(self.poll_seconds)
+            _running.add(process)
+            try:
+                deadline = self.clock() + request.timeout_seconds
+                while process.poll() is None:
+                    if self.clock() > deadline:
+                        _kill_group(process)
+                        return AttemptResult(
+                            False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
+                        )
+                    time.sleep(self.poll_seconds)
+            finally:
+                _running.discard(process)
         if process.returncode == 0:
             return AttemptResult(True)
         return AttemptResult(False, failure_reason(request.log_path, process.returncode))
+
+
+_running: set[subprocess.Popen] = set()
+
+
+def stop_running_attempts() -> int:
+    """Kill every attempt this process is running (its owner is going away)."""
+    stopped = 0
+    for process in list(_running):
+        _kill_group(process)
+        stopped += 1
+    return stopped
 
 
 def executor_for(settings: Settings) -> Executor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 
@@ -19,6 +20,9 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     request = json.loads(argv[0])
+    # The executor stops a run with SIGTERM; as an interrupt, MLflow cancels the
+    # project's command and marks the run failed instead of leaving it running.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         mlflow.projects.run(
             request["project_uri"],
@@ -33,7 +37,14 @@ def main(argv: list[str]) -> int:
     except ExecutionException as error:
         print(f"ct-service: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("ct-service: the run was stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -125,7 +125,9 @@ class Tracker:
     def pipeline(self, pipeline_id: str) -> Pipeline:
         try:
             run = self.client.get_run(pipeline_id)
-        except MlflowException:
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             raise PipelineNotFound(f"no pipeline {pipeline_id}") from None
         tags = run.data.tags
         if tags.get("ct.kind") != "pipeline":

@@ -22,16 +22,20 @@ REDIS_URL = os.environ.get("CT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shell's CT_* and MLflow variables never leak into a test."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """The shell's CT_* and MLflow variables never leak into a test, nothing a test
+    does lands in the working tree (MLflow's default store is ./mlflow.db), and the
+    process-wide MLflow URIs a test sets are put back."""
+    import mlflow
+
     for name in list(os.environ):
-        if name.startswith("CT_") or name in (
-            "MLFLOW_TRACKING_URI",
-            "MLFLOW_REGISTRY_URI",
-            "MLFLOW_RUN_ID",
-            "MLFLOW_EXPERIMENT_ID",
-        ):
+        if name.startswith(("CT_", "MLFLOW_")):
             monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,8 @@ class Constant(mlflow.pyfunc.PythonModel):
 @pytest.fixture
 def client(settings):
     mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow.MlflowClient(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    return mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
 
 
 def candidate(accuracy: float) -> str:

@@ -1,0 +1,95 @@
+"""The local executor runs a real MLflow Project run in a child process: it reads a
+failure's reason from the run's output and kills a run that overstays its limit."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+
+from ct_service.executor import AttemptRequest, LocalExecutor
+from ct_service.settings import Settings
+
+
+def make_project(folder: Path, script: str) -> Path:
+    folder.mkdir()
+    (folder / "job.py").write_text(textwrap.dedent(script))
+    (folder / "MLproject").write_text(
+        "name: job\nentry_points:\n  main:\n    parameters:\n      x: {type: float, default: 1}\n"
+        "    command: python job.py {x}\n"
+    )
+    return folder
+
+
+def run(settings: Settings, project: Path, timeout: float = 120.0):
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    experiment = client.create_experiment("executor")
+    run_id = client.create_run(experiment).info.run_id
+    log_path = settings.home / "logs" / "job.log"
+    result = LocalExecutor(settings, poll_seconds=0.1).run(
+        AttemptRequest(str(project), "main", {"x": "2"}, experiment, run_id, timeout, log_path)
+    )
+    return result, client.get_run(run_id), log_path
+
+
+def test_a_successful_run_logs_into_the_given_run(settings: Settings, tmp_path: Path):
+    project = make_project(
+        tmp_path / "ok",
+        """
+        import sys, mlflow
+        with mlflow.start_run():
+            mlflow.log_metric("x_seen", float(sys.argv[1]))
+        print("done")
+    """,
+    )
+    result, recorded, log_path = run(settings, project)
+    assert result.succeeded and result.failure == ""
+    assert recorded.data.metrics["x_seen"] == 2.0
+    assert recorded.info.status == "FINISHED"
+    assert "done" in log_path.read_text()
+
+
+def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Path):
+    project = make_project(
+        tmp_path / "crash",
+        """
+        print("loading data")
+        raise ValueError("the data has 3 classes, expected 10")
+    """,
+    )
+    result, recorded, _ = run(settings, project)
+    assert not result.succeeded
+    assert result.failure == "ValueError: the data has 3 classes, expected 10"
+    assert recorded.info.status == "FAILED"
+
+
+def test_a_run_past_its_time_limit_is_killed_with_its_children(settings: Settings, tmp_path: Path):
+    limit = 20.0  # long enough for MLflow to start the command
+    pid_file = tmp_path / "pid"
+    project = make_project(
+        tmp_path / "slow",
+        f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(120)
+    """,
+    )
+    started = time.monotonic()
+    result, _, _ = run(settings, project, timeout=limit)
+    assert time.monotonic() - started < 60
+    assert not result.succeeded
+    assert result.failure == f"timed out after {limit:.0f} s and was killed"
+    assert not running(int(pid_file.read_text()))  # the training process is gone too
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a container's PID 1 may never reap orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
