@@ -26,16 +26,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     """The shell's CT_* and MLflow variables never leak into a test, nothing a test
     does lands in the working tree (MLflow's default store is ./mlflow.db), and the
     process-wide MLflow URIs a test sets are put back."""
-    import mlflow
-
     for name in list(os.environ):
         if name.startswith(("CT_", "MLFLOW_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # mlflow.set_tracking_uri/set_registry_uri keep module globals, and the getters
+    # return resolved defaults, so save and restore the globals themselves.
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +102,18 @@ def ct_env(**values: str) -> dict[str, str]:
         if not k.startswith("CT_") and not k.startswith("MLFLOW_")
     }
     env.update(values)
+    # MLflow runs a project's command with `python` from PATH: make that this one.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
+
+
+def mlflow_run(project: Path, params: dict[str, object], env: dict[str, str], cwd: Path):
+    """`mlflow run PROJECT --env-manager local -P ...`, as a user would type it."""
+    dash_p = [arg for name, value in params.items() for arg in ("-P", f"{name}={value}")]
+    command = [sys.executable, "-m", "mlflow", "run", str(project), "--env-manager", "local"]
+    return subprocess.run(
+        command + dash_p, env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 class WorkerProcess:

@@ -4,14 +4,13 @@ is a local SQLite file. Also the root MLproject (`mlflow run .`)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, ROOT, ct_env, free_port
+from conftest import LENET, ROOT, ct_env, free_port, mlflow_run
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +68,8 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
     assert "budget-exhausted" in out
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/ct/mlflow.db" in out
 
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/ct/mlflow.db")
+    store = f"sqlite:///{tmp_path}/ct/mlflow.db"
+    client = mlflow.MlflowClient(store, store)
     [pipeline] = client.search_runs(
         [client.get_experiment_by_name("ct/lenet").experiment_id], "tags.`ct.kind` = 'pipeline'"
     )
@@ -139,33 +139,10 @@ def test_mlflow_run_of_the_root_project_adopts_its_run_as_the_pipeline(
 ):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = ct_env(MLFLOW_TRACKING_URI=uri, CT_HOME=str(tmp_path / "ct"))
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "run",
-            str(ROOT),
-            "--env-manager",
-            "local",
-            "-P",
-            f"data={mnist_dir}",
-            "-P",
-            "max_train_samples=4000",
-            "-P",
-            "epochs=3",
-            "-P",
-            "max_attempts=3",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    params = {"data": mnist_dir, "max_train_samples": 4000, "epochs": 3, "max_attempts": 3}
+    result = mlflow_run(ROOT, params, env, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, uri)
     runs = client.search_runs(["0"])
     [outer] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert outer.data.tags["ct.kind"] == "pipeline"

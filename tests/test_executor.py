@@ -25,7 +25,7 @@ def make_project(folder: Path, script: str) -> Path:
 
 
 def run(settings: Settings, project: Path, timeout: float = 120.0):
-    client = mlflow.MlflowClient(settings.tracking_uri)
+    client = mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
     experiment = client.create_experiment("executor")
     run_id = client.create_run(experiment).info.run_id
     log_path = settings.home / "logs" / "job.log"

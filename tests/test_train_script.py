@@ -3,14 +3,13 @@ MNIST that logs everything and leaves a model that loads through `models:/`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LENET, ct_env
+from conftest import LENET, ct_env, mlflow_run
 
 sys.path.insert(0, str(LENET))
 import mnist  # noqa: E402  (the project's own loader)
@@ -85,33 +84,12 @@ def test_a_short_mlflow_run_logs_everything(tmp_path: Path, mnist_dir: Path):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = ct_env(MLFLOW_TRACKING_URI=uri)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "run",
-            str(LENET),
-            "--env-manager",
-            "local",
-            "-P",
-            "epochs=2",
-            "-P",
-            "max_train_samples=2000",
-            "-P",
-            f"data={mnist_dir}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    params = {"epochs": 2, "max_train_samples": 2000, "data": mnist_dir}
+    result = mlflow_run(LENET, params, env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "epoch 2/2" in result.stdout
 
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, uri)
     [run] = client.search_runs(["0"])
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "2" and run.data.params["conv_blocks"] == "2"
