@@ -132,28 +132,32 @@ def test_email_with_login_reaches_a_real_smtp_server(caplog):
     assert "pa55-w0rd" not in caplog.text
 
 
-def test_email_over_starttls_with_a_private_ca(tmp_path: Path):
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_email_over_tls_with_a_private_ca(tmp_path: Path, security: str):
     from aiosmtpd.controller import Controller
 
     cert, key = _self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     mailbox = Mailbox()
-    server = Controller(
-        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
+    tls = (
+        {"tls_context": context, "require_starttls": True}
+        if security == "starttls"
+        else {"ssl_context": context}  # TLS from the first byte (SMTPS)
     )
+    server = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **tls)
     server.start()
     try:
         smtp = SmtpSettings(
             host="127.0.0.1",
             port=server.port,
-            security="starttls",
+            security=security,
             recipients=("ops@example.com",),
             ca_file=str(cert),
         )
         assert send_all(SUMMARY, [EmailTransport(smtp)]) == {"email": "sent"}
         untrusted = SmtpSettings(
-            host="127.0.0.1", port=server.port, security="starttls", recipients=("ops@example.com",)
+            host="127.0.0.1", port=server.port, security=security, recipients=("ops@example.com",)
         )
         assert send_all(SUMMARY, [EmailTransport(untrusted)])["email"].startswith(
             "failed: SSLCertVerificationError"
