@@ -116,17 +116,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             settings = replace(
                 settings, tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI", uri)
             )
-    target = Target(
-        args.target_metric or settings.target.metric,
-        settings.target.threshold if args.threshold is None else args.threshold,
-        Direction(args.direction or settings.target.direction),
-    )
-    budget = Budget(
-        args.max_attempts or settings.budget.max_attempts,
-        settings.budget.max_wall_seconds
-        if args.max_wall_seconds is None
-        else args.max_wall_seconds,
-    )
+    try:
+        target = Target(
+            args.target_metric or settings.target.metric,
+            settings.target.threshold if args.threshold is None else args.threshold,
+            Direction(args.direction or settings.target.direction),
+        )
+        budget = Budget(
+            args.max_attempts or settings.budget.max_attempts,
+            settings.budget.max_wall_seconds
+            if args.max_wall_seconds is None
+            else args.max_wall_seconds,
+        )
+    except ValueError as error:
+        raise CtError(str(error)) from None
     pipeline_id = pipeline.create(
         settings,
         args.project,

@@ -36,7 +36,7 @@ class Follower:
         return pipeline
 
     def follow(
-        self, interval_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False
+        self, interval_seconds: float = 0.5, stop: Callable[[], bool] = lambda: False
     ) -> Pipeline:
         while True:
             pipeline = self.poll()

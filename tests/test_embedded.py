@@ -111,6 +111,14 @@ def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
         ),
         (["run", str(tmp_path)], "is not an MLflow project: it has no MLproject file"),
         (["run", str(LENET), "-P", "epochs"], "error: -P expects NAME=VALUE, got 'epochs'"),
+        (
+            ["run", str(LENET), "--threshold", "nan"],
+            "error: target threshold must be a finite number",
+        ),
+        (
+            ["run", str(LENET), "--max-wall-seconds", "-5"],
+            "error: max_wall_seconds must be 0 (none) or more",
+        ),
     ]
     for args, message in cases:
         result = subprocess.run(

@@ -44,10 +44,19 @@ def make_celery(settings: Settings) -> CtCelery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options=_transport_options(settings),
         imports=["workers.tasks"],
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, float]:
+    options: dict[str, float] = {"visibility_timeout": settings.visibility_timeout_seconds}
+    if settings.embedded:
+        # kombu's in-memory transport polls its queues (1 s by default); a step
+        # would wait up to that long for the next one.
+        options["polling_interval"] = 0.05
+    return options
 
 
 def enqueue(app: Celery, task: Task, *args: str) -> None:
