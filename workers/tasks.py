@@ -6,6 +6,7 @@ pipeline as failed, with its reason, and notifies people."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 
 from celery import Task as CeleryTask
@@ -38,8 +39,7 @@ def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None
 
 
 def _backoff(retries: int) -> float:
-    import random
-
+    """Exponential, capped at 5 minutes, with jitter so retries do not stampede."""
     return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
 
 

@@ -1,0 +1,80 @@
+"""Fetch exactly one commit of a watched repository into a work directory (a
+shallow fetch of that SHA, never a branch tip that may have moved on), and list
+the paths two commits differ in, for providers whose pushes do not say.
+
+Git never prompts (GIT_TERMINAL_PROMPT=0), and errors never show the URL's
+credentials."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from ct_service.exceptions import CtError
+from ct_service.push import ZERO_SHA
+
+SHA = re.compile(r"^[0-9a-f]{40}$")
+CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+class CheckoutError(CtError):
+    status_code = 502
+
+
+def fetch_commit(url: str, sha: str, into: Path, timeout_seconds: float = 300) -> Path:
+    """Check out `sha` of `url` into the new folder `into`; returns `into`."""
+    if not SHA.match(sha):
+        raise CheckoutError(f"not a commit id: {sha!r}")
+    into.mkdir(parents=True)
+    _git(into, timeout_seconds, "init", "-q")
+    _git(into, timeout_seconds, "fetch", "-q", "--depth", "1", url, sha)
+    _git(into, timeout_seconds, "checkout", "-q", "--detach", "FETCH_HEAD")
+    head = _git(into, timeout_seconds, "rev-parse", "HEAD").strip()
+    if head != sha:
+        raise CheckoutError(f"fetched {head} instead of {sha}")
+    return into
+
+
+def changed_paths(
+    workdir: Path, url: str, before: str, after: str, timeout_seconds: float = 300
+) -> frozenset[str] | None:
+    """Paths that differ between `before` and the checked-out `after`; None when
+    there is no `before` (a new branch): then everything counts as changed."""
+    if before == ZERO_SHA or not SHA.match(before):
+        return None
+    _git(workdir, timeout_seconds, "fetch", "-q", "--depth", "1", url, before)
+    names = _git(workdir, timeout_seconds, "diff", "--name-only", "--no-renames", before, after)
+    return frozenset(line for line in names.splitlines() if line)
+
+
+def remove(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redact(text: str) -> str:
+    """`https://user:token@host/repo` becomes `https://***@host/repo`."""
+    return CREDENTIALS.sub(r"\1***@", text)
+
+
+def _git(cwd: Path, timeout_seconds: float, *args: str) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_seconds,
+        )
+    except subprocess.TimeoutExpired:
+        raise CheckoutError(f"git {args[0]} timed out after {timeout_seconds:.0f} s") from None
+    except FileNotFoundError:
+        raise CheckoutError("git is not installed") from None
+    if result.returncode != 0:
+        detail = redact(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
+        raise CheckoutError(f"git {args[0]} failed: {detail or f'exit code {result.returncode}'}")
+    return result.stdout

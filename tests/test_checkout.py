@@ -1,0 +1,78 @@
+"""Checkout against a real git repository served over file://, as a worker does."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ct_service.checkout import CheckoutError, changed_paths, fetch_commit, redact, remove
+from ct_service.push import ZERO_SHA
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[str, list[str]]:
+    """A repository with three commits; returns its URL and the commit ids."""
+    src = tmp_path / "src"
+    src.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    git(src, "config", "user.email", "ci@example.com")
+    git(src, "config", "user.name", "CI")
+    commits = []
+    for files in (
+        {"README.md": "1"},
+        {"projects/lenet/train.py": "epochs = 2"},
+        {"README.md": "2"},
+    ):
+        for name, text in files.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_text(text)
+        git(src, "add", ".")
+        git(src, "commit", "-q", "-m", "change")
+        commits.append(git(src, "rev-parse", "HEAD"))
+    return src.as_uri(), commits
+
+
+def test_fetches_exactly_the_pushed_commit_not_the_tip(repo, tmp_path: Path):
+    url, commits = repo
+    work = fetch_commit(url, commits[1], tmp_path / "work")
+    assert git(work, "rev-parse", "HEAD") == commits[1]
+    assert (work / "projects/lenet/train.py").read_text() == "epochs = 2"
+    assert (work / "README.md").read_text() == "1"  # the tip's README is "2"
+    assert git(work, "rev-list", "--count", "HEAD") == "1"  # shallow
+    remove(work)
+    assert not work.exists()
+
+
+def test_lists_the_paths_two_commits_differ_in(repo, tmp_path: Path):
+    url, commits = repo
+    work = fetch_commit(url, commits[2], tmp_path / "work")
+    assert changed_paths(work, url, commits[1], commits[2]) == {"README.md"}
+    assert changed_paths(work, url, commits[0], commits[2]) == {
+        "README.md",
+        "projects/lenet/train.py",
+    }
+    assert changed_paths(work, url, ZERO_SHA, commits[2]) is None  # a new branch: all of it
+
+
+def test_an_unknown_commit_or_repository_is_a_clear_error(repo, tmp_path: Path):
+    url, _ = repo
+    with pytest.raises(CheckoutError, match="git fetch failed"):
+        fetch_commit(url, "f" * 40, tmp_path / "a")
+    with pytest.raises(CheckoutError, match="git fetch failed"):
+        fetch_commit((tmp_path / "nowhere").as_uri(), "f" * 40, tmp_path / "b")
+    with pytest.raises(CheckoutError, match="not a commit id"):
+        fetch_commit(url, "main", tmp_path / "c")
+
+
+def test_credentials_in_urls_never_reach_an_error():
+    assert redact("fatal: unable to access 'https://ci:ghp_T0KEN@github.com/a/b.git/'") == (
+        "fatal: unable to access 'https://***@github.com/a/b.git/'"
+    )
