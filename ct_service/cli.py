@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         "CT_BROKER_URL it runs here with an in-process worker and prints progress; with "
         "it, it enqueues the pipeline for the workers and prints its id.",
     )
-    run.add_argument("project", help="folder of an MLflow project (with an MLproject file)")
+    run.add_argument(
+        "project",
+        help="folder of an MLflow project (with an MLproject file); with --git, its path "
+        "inside the repository",
+    )
     run.add_argument(
         "-P",
         dest="params",
@@ -68,7 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         "existing file or folder are made absolute",
     )
     run.add_argument(
-        "--commit", default=None, help="commit to record (default: git HEAD of the project)"
+        "--commit",
+        default=None,
+        help="commit to record (default: git HEAD of the project); with --git, the commit to train",
+    )
+    run.add_argument(
+        "--git",
+        metavar="URL",
+        default="",
+        help="train PROJECT (a path inside this repository) at --commit: workers fetch "
+        "exactly that commit into a work folder and remove it at the end",
     )
     run.add_argument("--target-metric", help="metric to reach (default CT_TARGET_METRIC)")
     run.add_argument("--threshold", type=float, help="value to reach (default CT_TARGET_THRESHOLD)")
@@ -138,6 +151,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         target=target,
         budget=budget,
         adopt_run_id=adopt,
+        source_url=args.git,
     )
     if not settings.embedded:
         from workers.celery_app import enqueue, make_celery

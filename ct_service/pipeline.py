@@ -10,18 +10,20 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ct_service import notify, policy, registry
 from ct_service.attempt import AttemptStatus
-from ct_service.exceptions import PipelineNotFound
+from ct_service.checkout import SHA, fetch_commit, redact, remove
+from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.executor import AttemptRequest, executor_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import param_text
 from ct_service.target import Budget, Target
-from ct_service.tracking import Outcome, PipelineSpec, PipelineStatus, Tracker
+from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,11 @@ def create(
     target: Target | None = None,
     budget: Budget | None = None,
     adopt_run_id: str = "",
+    source_url: str = "",
 ) -> str:
     """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
+    if source_url:
+        return _create_from_git(settings, source_url, location, overrides, commit, target, budget)
     project = load_project(location)
     spec = PipelineSpec(
         project_path=str(project.path),
@@ -66,14 +71,61 @@ def create(
     return Tracker(settings).create_pipeline(spec, adopt_run_id)
 
 
+def _create_from_git(
+    settings: Settings,
+    url: str,
+    path_in_repository: str,
+    overrides: Mapping[str, Any] | None,
+    commit: str | None,
+    target: Target | None,
+    budget: Budget | None,
+) -> str:
+    """A pipeline for one commit of a repository; workers fetch it. Nothing is fetched
+    here (a webhook must answer at once): the project is read by the start step."""
+    if redact(url) != url:
+        raise ProjectError("put no credentials in the git URL; use a credential helper or SSH key")
+    if not commit or not SHA.match(commit):
+        raise ProjectError("a git source needs --commit with a full 40-character commit id")
+    name = PurePosixPath(path_in_repository).name or PurePosixPath(url.rstrip("/")).stem
+    spec = PipelineSpec(
+        project_path=path_in_repository,
+        project_name=name,
+        model_name=settings.model_name or name,
+        initial_config=dict(overrides or {}),
+        target=target or settings.target,
+        budget=budget or settings.budget,
+        commit=commit,
+        source_url=url,
+    )
+    return Tracker(settings).create_pipeline(spec)
+
+
+def project_folder(settings: Settings, pipeline: Pipeline) -> Path:
+    """The project's files on this machine; a git source is fetched at its commit
+    into the pipeline's work folder the first time a step here needs it."""
+    if not pipeline.spec.source_url:
+        return Path(pipeline.spec.project_path)
+    work = settings.home / "work" / pipeline.id
+    if not (work / ".git").is_dir():
+        remove(work)  # a fetch that died half-way
+        fetch_commit(pipeline.spec.source_url, pipeline.spec.commit, work)
+    folder = (work / pipeline.spec.project_path).resolve()
+    if not folder.is_relative_to(work.resolve()):
+        raise ProjectError(f"{pipeline.spec.project_path} is outside the repository")
+    return folder
+
+
 def start(settings: Settings, pipeline_id: str) -> Step | None:
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.QUEUED:
         return None
-    attempt_id = tracker.create_attempt(
-        pipeline, 1, pipeline.spec.initial_config, "initial configuration"
-    )
+    # Read the project at the pipeline's commit: a git source's overrides are checked
+    # against its MLproject only now.
+    project = load_project(project_folder(settings, pipeline))
+    config = project.initial_config(pipeline.spec.initial_config)
+    tracker.set_tags(pipeline_id, {"ct.initial_config": json.dumps(config, sort_keys=True)})
+    attempt_id = tracker.create_attempt(pipeline, 1, config, "initial configuration")
     tracker.set_tags(pipeline_id, {"ct.status": PipelineStatus.RUNNING.value})
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
 
@@ -107,7 +159,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     config = json.loads(tags["ct.config"])
     result = executor.run(
         AttemptRequest(
-            project_uri=pipeline.spec.project_path,
+            project_uri=str(project_folder(settings, pipeline)),
             entry_point=ENTRY_POINT,
             parameters={k: param_text(v) for k, v in config.items()},
             experiment_id=pipeline.experiment_id,
@@ -142,7 +194,7 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         return None
     if tracker.client.get_run(attempt_id).data.tags.get("ct.decision"):
         return None
-    project = load_project(pipeline.spec.project_path)
+    project = load_project(project_folder(settings, pipeline))
     decision = policy.decide(
         attempts,
         project.space,
@@ -225,6 +277,7 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     tracker.set_tags(pipeline_id, tags)
     run_status = "FAILED" if pipeline.outcome == Outcome.FAILED.value else "FINISHED"
     tracker.client.set_terminated(pipeline_id, run_status)
+    remove(settings.home / "work" / pipeline_id)
     return None
 
 

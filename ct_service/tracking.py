@@ -50,6 +50,10 @@ class PipelineSpec:
     target: Target = Target()
     budget: Budget = Budget()
     commit: str = ""
+    # With a git source, project_path is the project's folder inside the repository
+    # at `commit`, and workers fetch that commit; initial_config then holds only the
+    # overrides until the project is read.
+    source_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class Tracker:
             "ct.budget.max_attempts": str(spec.budget.max_attempts),
             "ct.budget.max_wall_seconds": repr(spec.budget.max_wall_seconds),
             "ct.initial_config": json.dumps(spec.initial_config, sort_keys=True),
+            "ct.source.url": spec.source_url,
             "ct.status": PipelineStatus.QUEUED.value,
         }
         if adopt_run_id:
@@ -146,6 +151,7 @@ class Tracker:
                 int(tags["ct.budget.max_attempts"]), float(tags["ct.budget.max_wall_seconds"])
             ),
             commit=tags.get("ct.commit", ""),
+            source_url=tags.get("ct.source.url", ""),
         )
         return Pipeline(
             id=pipeline_id,
