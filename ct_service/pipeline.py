@@ -54,10 +54,13 @@ def create(
     budget: Budget | None = None,
     adopt_run_id: str = "",
     source_url: str = "",
+    source_branch: str = "",
 ) -> str:
     """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
     if source_url:
-        return _create_from_git(settings, source_url, location, overrides, commit, target, budget)
+        return _create_from_git(
+            settings, source_url, source_branch, location, overrides, commit, target, budget
+        )
     project = load_project(location)
     spec = PipelineSpec(
         project_path=str(project.path),
@@ -74,6 +77,7 @@ def create(
 def _create_from_git(
     settings: Settings,
     url: str,
+    branch: str,
     path_in_repository: str,
     overrides: Mapping[str, Any] | None,
     commit: str | None,
@@ -96,6 +100,7 @@ def _create_from_git(
         budget=budget or settings.budget,
         commit=commit,
         source_url=url,
+        source_branch=branch,
     )
     return Tracker(settings).create_pipeline(spec)
 
@@ -120,6 +125,19 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.QUEUED:
         return None
+    if pipeline.spec.source_branch:
+        newer = tracker.newer_pipeline(pipeline)
+        if newer:  # the rule: the newest push to a branch is trained, older queued ones not
+            tracker.set_tags(
+                pipeline_id,
+                {
+                    "ct.status": PipelineStatus.FINISHED.value,
+                    "ct.outcome": Outcome.SUPERSEDED.value,
+                    "ct.reason": f"superseded by pipeline {newer} for a newer push",
+                },
+            )
+            tracker.client.set_terminated(pipeline_id, "FINISHED")
+            return None
     # Read the project at the pipeline's commit: a git source's overrides are checked
     # against its MLproject only now.
     project = load_project(project_folder(settings, pipeline))

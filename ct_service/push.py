@@ -179,6 +179,19 @@ def parse(provider: Provider, headers: Mapping[str, str], payload: Any) -> Push:
         ) from None
 
 
+def repository_name(provider: Provider, payload: Any) -> str:
+    """The repository a body names, read before its signature can be checked (the
+    secret to check it with depends on it); "" when the body names none."""
+    try:
+        if provider is Provider.GITLAB:
+            name = payload["project"]["path_with_namespace"]
+        else:
+            name = payload["repository"]["full_name"]
+    except (KeyError, TypeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 def _github_like(provider: Provider, payload: dict, delivery: str) -> Push:
     """GitHub, Gitea and Forgejo share GitHub's push format."""
     after = _sha(payload["after"], "after")

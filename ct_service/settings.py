@@ -55,6 +55,9 @@ class Settings:
     webhook_url: str = field(default="", repr=False)  # chat webhook URLs carry their token
     webhook_timeout_seconds: float = 10.0
     log_level: str = "INFO"
+    repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
+    webhook_insecure: bool = False  # accept unsigned pushes: local development only
+    webhook_max_body_bytes: int = 5 * 1024 * 1024
 
     def __post_init__(self) -> None:
         home = self.home.resolve()
@@ -134,6 +137,11 @@ class Settings:
             webhook_url=env.url("CT_WEBHOOK_URL", ("http://", "https://"), secret=True),
             webhook_timeout_seconds=env.number("CT_WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1),
             log_level=env.choice("CT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            repositories_file=env.existing_file("CT_REPOSITORIES_FILE"),
+            webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
+            webhook_max_body_bytes=env.number(
+                "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
+            ),
         )
 
 

@@ -38,6 +38,7 @@ class Outcome(str, Enum):
     KEPT_CHAMPION = "kept-champion"  # target met, but production is better
     BUDGET_EXHAUSTED = "budget-exhausted"
     STOPPED = "stopped"  # nothing left to try
+    SUPERSEDED = "superseded"  # a newer push to the same branch arrived before it started
     FAILED = "failed"
 
 
@@ -54,6 +55,7 @@ class PipelineSpec:
     # at `commit`, and workers fetch that commit; initial_config then holds only the
     # overrides until the project is read.
     source_url: str = ""
+    source_branch: str = ""  # for a push: a newer push to this branch supersedes it
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Tracker:
             "ct.budget.max_wall_seconds": repr(spec.budget.max_wall_seconds),
             "ct.initial_config": json.dumps(spec.initial_config, sort_keys=True),
             "ct.source.url": spec.source_url,
+            "ct.source.branch": spec.source_branch,
             "ct.status": PipelineStatus.QUEUED.value,
         }
         if adopt_run_id:
@@ -152,6 +155,7 @@ class Tracker:
             ),
             commit=tags.get("ct.commit", ""),
             source_url=tags.get("ct.source.url", ""),
+            source_branch=tags.get("ct.source.branch", ""),
         )
         return Pipeline(
             id=pipeline_id,
@@ -163,6 +167,19 @@ class Tracker:
             reason=tags.get("ct.reason", ""),
             tags=dict(tags),
         )
+
+    def newer_pipeline(self, pipeline: Pipeline) -> str:
+        """The id of a later pipeline for the same repository and branch, or ""."""
+        spec = pipeline.spec
+        runs = self.client.search_runs(
+            [pipeline.experiment_id],
+            "tags.`ct.kind` = 'pipeline'"
+            f" and tags.`ct.source.url` = '{_quoted(spec.source_url)}'"
+            f" and tags.`ct.source.branch` = '{_quoted(spec.source_branch)}'"
+            f" and attributes.start_time > {pipeline.started_ms}",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else ""
 
     def recent_pipelines(self, limit: int = 20) -> list[Pipeline]:
         experiments = [e.experiment_id for e in self.client.search_experiments()]
@@ -255,6 +272,10 @@ class Tracker:
             reason=tags.get("ct.reason", ""),
             decision=tags.get("ct.decision", ""),
         )
+
+
+def _quoted(value: str) -> str:
+    return value.replace("'", "\\'")
 
 
 def _slug(name: str) -> str:

@@ -1,0 +1,259 @@
+"""The push webhook through Flask's test client, on real Redis (idempotency and the
+Celery broker) and MLflow on SQLite. Workers are not needed to check what the
+webhook persists and enqueues; the pipelines it starts run in test_git_source."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+import redis
+from conftest import REDIS_URL
+from test_push import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
+
+from ct_service import pipeline
+from ct_service.exceptions import SettingsError
+from ct_service.push import Provider, sign
+from ct_service.settings import Settings
+from ct_service.tracking import Tracker
+from ct_service.webhook import create_app
+
+SECRETS = {p: f"secret-for-{p.value}" for p in Provider}
+
+
+@pytest.fixture
+def repositories_file(tmp_path, monkeypatch):
+    entries = []
+    for provider in Provider:
+        monkeypatch.setenv(f"HOOK_SECRET_{provider.name}", SECRETS[provider])
+        entries.append(
+            f"  - {{name: acme/models, provider: {provider.value}, url: 'https://git.example.com/acme/models.git',"
+            f" secret_env: HOOK_SECRET_{provider.name}, branches: [main], project: projects/lenet}}"
+        )
+    path = tmp_path / "repositories.yaml"
+    path.write_text("repositories:\n" + "\n".join(entries) + "\n")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, repositories_file, redis_url):
+    return Settings(
+        home=tmp_path / "ct", broker_url=redis_url, repositories_file=str(repositories_file)
+    )
+
+
+@pytest.fixture
+def client(settings):
+    return create_app(settings).test_client()
+
+
+def queued() -> int:
+    return redis.Redis.from_url(REDIS_URL).llen("pipeline")
+
+
+def deliver(client, provider, headers, payload, secret=None, path="/hooks", raw=None):
+    body = raw if raw is not None else json.dumps(payload).encode()
+    signed = {**headers, **sign(provider, body, SECRETS[provider] if secret is None else secret)}
+    return client.post(path, data=body, headers=signed, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
+)
+def test_a_signed_push_starts_a_pipeline_for_that_commit(
+    client, settings, provider, headers, payload
+):
+    answer = deliver(client, provider, headers, payload)
+    assert answer.status_code == 202, answer.json
+    pipeline_id = answer.json["pipeline_id"]
+    recorded = Tracker(settings).pipeline(pipeline_id)
+    assert recorded.spec.commit == AFTER
+    assert recorded.spec.source_url == "https://git.example.com/acme/models.git"  # from config
+    assert recorded.spec.source_branch == "main"
+    assert recorded.status.value == "queued"
+    assert queued() == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
+)
+def test_a_wrong_or_missing_signature_is_401_and_starts_nothing(
+    client, settings, provider, headers, payload
+):
+    assert deliver(client, provider, headers, payload, secret="wrong").status_code == 401
+    body = json.dumps(payload).encode()
+    unsigned = client.post("/hooks", data=body, headers=headers, content_type="application/json")
+    assert unsigned.status_code == 401
+    assert "error" in unsigned.json
+    assert queued() == 0 and Tracker(settings).recent_pipelines() == []
+
+
+def test_ping_deletion_tags_and_other_branches_start_nothing(client, settings):
+    gh = {"X-GitHub-Delivery": "x"}
+    ping = deliver(
+        client,
+        Provider.GITHUB,
+        {**gh, "X-GitHub-Event": "ping"},
+        {"zen": "hi", "repository": {"full_name": "acme/models"}},
+    )
+    assert (ping.status_code, ping.json["status"]) == (200, "pong")
+    push = {**gh, "X-GitHub-Event": "push"}
+    deleted = deliver(
+        client, Provider.GITHUB, push, {**GITHUB_PUSH, "after": "0" * 40, "deleted": True}
+    )
+    assert (deleted.status_code, deleted.json) == (
+        200,
+        {"status": "ignored", "reason": "the branch was deleted"},
+    )
+    tag = deliver(client, Provider.GITHUB, push, {**GITHUB_PUSH, "ref": "refs/tags/v1"})
+    assert tag.json == {"status": "ignored", "reason": "refs/tags/v1 is not a branch"}
+    other = deliver(client, Provider.GITHUB, push, {**GITHUB_PUSH, "ref": "refs/heads/dev"})
+    assert other.json == {"status": "ignored", "reason": "branch dev is not watched"}
+    issue = deliver(client, Provider.GITHUB, {**gh, "X-GitHub-Event": "issues"}, GITHUB_PUSH)
+    assert issue.json["status"] == "ignored"
+    assert queued() == 0 and Tracker(settings).recent_pipelines() == []
+
+
+def test_a_redelivery_or_a_racing_push_of_the_same_commit_gets_the_same_pipeline(client, settings):
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "delivery-1"}
+    first = deliver(client, Provider.GITHUB, headers, GITHUB_PUSH)
+    again = deliver(client, Provider.GITHUB, headers, GITHUB_PUSH)
+    racing = deliver(
+        client, Provider.GITHUB, {**headers, "X-GitHub-Delivery": "delivery-2"}, GITHUB_PUSH
+    )
+    assert first.status_code == 202
+    assert again.status_code == racing.status_code == 200
+    assert again.json["pipeline_id"] == racing.json["pipeline_id"] == first.json["pipeline_id"]
+    assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
+
+
+def test_a_repository_off_the_allow_list_is_403_and_nothing_is_fetched(client, settings):
+    payload = {
+        **GITHUB_PUSH,
+        "repository": {"full_name": "evil/repo", "clone_url": "https://evil.example/x.git"},
+    }
+    answer = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload)
+    assert answer.status_code == 403
+    assert "not watched" in answer.json["error"]
+    assert queued() == 0 and not (settings.home / "work").exists()
+
+
+def test_a_push_that_changes_no_model_code_is_skipped_unless_forced(client):
+    payload = {
+        **GITHUB_PUSH,
+        "commits": [{"id": AFTER, "added": [], "modified": ["README.md"], "removed": []}],
+    }
+    headers = {"X-GitHub-Event": "push"}
+    skipped = deliver(client, Provider.GITHUB, headers, payload)
+    assert skipped.json == {"status": "skipped", "reason": "skipped: no change to the model code"}
+    forced = deliver(client, Provider.GITHUB, headers, payload, path="/hooks?force=1")
+    assert forced.status_code == 202
+    assert queued() == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "content_type", "status"),
+    [
+        ({"X-GitHub-Event": "push"}, b"{not json", "application/json", 400),
+        ({"X-GitHub-Event": "push"}, b"ref=main", "application/x-www-form-urlencoded", 415),
+        ({}, b"{}", "application/json", 400),
+        ({"X-GitHub-Event": "push"}, b"[]", "application/json", 403),
+    ],
+)
+def test_bad_requests_get_json_errors(client, headers, body, content_type, status):
+    answer = client.post("/hooks", data=body, headers=headers, content_type=content_type)
+    assert answer.status_code == status
+    assert answer.is_json and answer.json["error"]
+    assert queued() == 0
+
+
+def test_a_signed_but_malformed_push_is_422(client):
+    payload = {**GITHUB_PUSH, "after": "not-a-commit"}
+    answer = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload)
+    assert answer.status_code == 422
+    assert "after must be a 40-character commit id" in answer.json["error"]
+
+
+def test_a_body_over_the_limit_is_413(settings):
+    small = create_app(replace(settings, webhook_max_body_bytes=2048)).test_client()
+    payload = {**GITHUB_PUSH, "padding": "x" * 4096}
+    assert deliver(small, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload).status_code == 413
+
+
+def test_fuzzed_requests_never_get_a_5xx_or_start_a_pipeline(client, settings):
+    rng = random.Random("ct-webhook")
+    header_sets = [h for _, h, _ in CASES] + [
+        {},
+        {"X-GitHub-Event": "ping"},
+        {"X-Event-Key": "repo:push"},
+    ]
+    bodies = [json.dumps(p).encode() for p in (GITHUB_PUSH, GITLAB_PUSH, BITBUCKET_PUSH)]
+    for _ in range(300):
+        body = bytearray(rng.choice(bodies))
+        for _ in range(rng.randint(0, 8)):
+            body[rng.randrange(len(body))] = rng.randrange(256)
+        headers = dict(rng.choice(header_sets))
+        if rng.random() < 0.5:
+            headers["X-Hub-Signature-256"] = f"sha256={rng.getrandbits(256):064x}"
+        answer = client.post(
+            "/hooks",
+            data=bytes(body),
+            headers=headers,
+            content_type=rng.choice(["application/json", "text/plain"]),
+        )
+        assert answer.status_code < 500, (answer.status_code, answer.json)
+    assert queued() == 0 and Tracker(settings).recent_pipelines() == []
+
+
+def test_pipelines_and_health_endpoints(client):
+    started = deliver(client, Provider.GITLAB, {"X-Gitlab-Event": "Push Hook"}, GITLAB_PUSH).json[
+        "pipeline_id"
+    ]
+    listed = client.get("/pipelines").json["pipelines"]
+    assert [p["pipeline_id"] for p in listed] == [started]
+    assert listed[0]["commit"] == AFTER and listed[0]["url"].endswith(f"/runs/{started}")
+    shown = client.get(f"/pipelines/{started}")
+    assert (
+        shown.status_code == 200
+        and shown.json["status"] == "queued"
+        and shown.json["attempts"] == []
+    )
+    assert client.get("/pipelines/0123abc").status_code == 404
+    assert client.get("/pipelines/../../etc").status_code == 404
+    assert client.get("/pipelines?limit=abc").status_code == 200
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_a_newer_push_supersedes_a_queued_older_one(client, settings):
+    headers = {"X-GitHub-Event": "push"}
+    older = deliver(client, Provider.GITHUB, headers, GITHUB_PUSH).json["pipeline_id"]
+    newer_payload = {**GITHUB_PUSH, "before": AFTER, "after": BEFORE}
+    newer = deliver(client, Provider.GITHUB, headers, newer_payload).json["pipeline_id"]
+    assert older != newer
+    assert pipeline.start(settings, older) is None  # the older one's start step runs first
+    ended = Tracker(settings).pipeline(older)
+    assert (ended.status.value, ended.outcome) == ("finished", "superseded")
+    assert newer in ended.reason
+
+
+def test_the_webhook_refuses_to_start_without_secrets(tmp_path, redis_url):
+    path = tmp_path / "open.yaml"
+    path.write_text("repositories:\n  - {name: a/b, provider: github, url: 'https://h/a/b.git'}\n")
+    open_settings = Settings(
+        home=tmp_path / "ct", broker_url=redis_url, repositories_file=str(path)
+    )
+    with pytest.raises(SettingsError, match="no secret for github a/b"):
+        create_app(open_settings)
+    insecure = create_app(replace(open_settings, webhook_insecure=True)).test_client()
+    payload = {**GITHUB_PUSH, "repository": {"full_name": "a/b"}}
+    answer = insecure.post(
+        "/hooks",
+        data=json.dumps(payload),
+        headers={"X-GitHub-Event": "push"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 202
+    with pytest.raises(SettingsError, match="CT_BROKER_URL"):
+        create_app(Settings(home=tmp_path / "ct", repositories_file=str(path)))
