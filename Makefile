@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-fast lint benchmark redis clean
+.PHONY: help venv run test test-fast lint benchmark benchmark-webhook redis clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -45,6 +45,9 @@ test-fast: venv redis  ## the tests that train nothing
 
 benchmark: venv  ## measure the pipeline's overhead over a direct training run
 	$(BIN)/python benchmarks/overhead.py --data $(abspath $(or $(DATA),../shared/data/mnist))
+
+benchmark-webhook: venv redis  ## signed deliveries/s and latency of the webhook beside bare Flask
+	$(BIN)/python benchmarks/webhook.py
 
 clean:  ## remove the embedded store in this folder
 	rm -rf .ct-service

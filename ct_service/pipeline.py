@@ -15,11 +15,12 @@ from typing import Any
 
 from ct_service import notify, policy, registry
 from ct_service.attempt import AttemptStatus
-from ct_service.checkout import SHA, fetch_commit, redact, remove
+from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove
 from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.executor import AttemptRequest, executor_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
+from ct_service.repositories import touches
 from ct_service.settings import Settings
 from ct_service.space import param_text
 from ct_service.target import Budget, Target
@@ -55,12 +56,20 @@ def create(
     adopt_run_id: str = "",
     source_url: str = "",
     source_branch: str = "",
+    filter_since: str = "",
+    watched: tuple[str, ...] = (),
 ) -> str:
     """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
     if source_url:
-        return _create_from_git(
+        pipeline_id = _create_from_git(
             settings, source_url, source_branch, location, overrides, commit, target, budget
         )
+        if filter_since:  # the push did not say which paths it changed: git will
+            Tracker(settings).set_tags(
+                pipeline_id,
+                {"ct.source.changed_since": filter_since, "ct.source.watch": json.dumps(watched)},
+            )
+        return pipeline_id
     project = load_project(location)
     spec = PipelineSpec(
         project_path=str(project.path),
@@ -120,6 +129,18 @@ def project_folder(settings: Settings, pipeline: Pipeline) -> Path:
     return folder
 
 
+def _model_code_changed(settings: Settings, pipeline: Pipeline) -> bool:
+    project_folder(settings, pipeline)  # fetches the commit
+    changed = changed_paths(
+        settings.home / "work" / pipeline.id,
+        pipeline.spec.source_url,
+        pipeline.tags["ct.source.changed_since"],
+        pipeline.spec.commit,
+    )
+    watched = tuple(json.loads(pipeline.tags.get("ct.source.watch", "[]")))
+    return changed is None or touches(changed, watched)
+
+
 def start(settings: Settings, pipeline_id: str) -> Step | None:
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
@@ -138,6 +159,18 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
             )
             tracker.client.set_terminated(pipeline_id, "FINISHED")
             return None
+    if pipeline.tags.get("ct.source.changed_since") and not _model_code_changed(settings, pipeline):
+        tracker.set_tags(
+            pipeline_id,
+            {
+                "ct.status": PipelineStatus.FINISHED.value,
+                "ct.outcome": Outcome.SKIPPED.value,
+                "ct.reason": "skipped: no change to the model code",
+            },
+        )
+        tracker.client.set_terminated(pipeline_id, "FINISHED")
+        remove(settings.home / "work" / pipeline_id)
+        return None
     # Read the project at the pipeline's commit: a git source's overrides are checked
     # against its MLproject only now.
     project = load_project(project_folder(settings, pipeline))

@@ -21,6 +21,8 @@ class AttemptLine:
     config: str
     reason: str
     failure: str
+    decision: str = ""  # what the pipeline decided after this attempt
+    metrics: dict[str, float] | None = None  # last-epoch loss, accuracy, val_* values
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -
                 config=_config_text(a, shown),
                 reason=a.reason,
                 failure=a.failure,
+                decision=a.decision,
+                metrics={name: values[-1] for name, values in a.curves.items() if values},
             )
             for a in attempts
         ],

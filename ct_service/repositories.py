@@ -41,14 +41,22 @@ class Repository:
     watch: tuple[str, ...] = ()
     target: Target | None = None
 
+    @property
+    def watched_paths(self) -> tuple[str, ...]:
+        return (self.project, *self.watch)
+
     def watches(self, changed_paths: frozenset[str]) -> bool:
         """Whether a push touching these paths changes the model code."""
-        watched = (self.project, *self.watch)
-        return any(
-            path == w or path.startswith(w.rstrip("/") + "/") or w == "."
-            for path in changed_paths
-            for w in watched
-        )
+        return touches(changed_paths, self.watched_paths)
+
+
+def touches(changed_paths: frozenset[str], watched: tuple[str, ...]) -> bool:
+    """Whether any changed path is, or lies under, a watched path ("." is everything)."""
+    return any(
+        w == "." or path == w or path.startswith(w.rstrip("/") + "/")
+        for path in changed_paths
+        for w in watched
+    )
 
 
 def load_repositories(

@@ -39,6 +39,7 @@ class Outcome(str, Enum):
     BUDGET_EXHAUSTED = "budget-exhausted"
     STOPPED = "stopped"  # nothing left to try
     SUPERSEDED = "superseded"  # a newer push to the same branch arrived before it started
+    SKIPPED = "skipped"  # the push changed no model code
     FAILED = "failed"
 
 

@@ -82,9 +82,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not_trained is not None:
             status, reason = not_trained
             return jsonify(status=status, reason=reason), 200
-        return start(event, repository)
+        return start(event, repository, force=request.args.get("force") == "1")
 
-    def start(event: push.Push, repository: Repository):
+    def start(event: push.Push, repository: Repository, force: bool):
         where = f"{repository.provider.value}:{repository.name}"
         keys = [f"commit:{where}:{event.branch}:{event.after}"]
         if event.delivery_id:
@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 target=repository.target,
                 source_url=repository.url,
                 source_branch=event.branch,
+                # a provider that lists no changed paths (Bitbucket): the worker compares
+                filter_since=event.before if event.changed_paths is None and not force else "",
+                watched=repository.watched_paths,
             )
             enqueue(celery, pipeline.Task.START, pipeline_id)
         except Exception:

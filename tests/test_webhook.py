@@ -90,6 +90,48 @@ def test_a_wrong_or_missing_signature_is_401_and_starts_nothing(
     assert queued() == 0 and Tracker(settings).recent_pipelines() == []
 
 
+def deletion(provider: Provider, payload: dict) -> dict:
+    """The same push as a branch deletion, in the provider's own format."""
+    if provider is Provider.BITBUCKET:
+        change = {"new": None, "old": payload["push"]["changes"][0]["old"], "closed": True}
+        return {**payload, "push": {"changes": [change]}}
+    if provider is Provider.GITLAB:
+        return {**payload, "after": "0" * 40, "checkout_sha": None, "commits": []}
+    return {**payload, "after": "0" * 40, "deleted": True, "commits": []}
+
+
+PINGS = {
+    Provider.GITHUB: {"X-GitHub-Event": "ping"},
+    Provider.GITEA: {"X-Gitea-Event": "ping"},
+    Provider.FORGEJO: {"X-Forgejo-Event": "ping"},
+    Provider.BITBUCKET: {"X-Event-Key": "diagnostics:ping"},
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
+)
+def test_each_provider_ping_deletion_redelivery_and_allow_list(
+    client, settings, provider, headers, payload
+):
+    if provider in PINGS:
+        ping = deliver(client, provider, PINGS[provider], payload)
+        assert (ping.status_code, ping.json["status"]) == (200, "pong")
+    deleted = deliver(client, provider, headers, deletion(provider, payload))
+    assert (deleted.status_code, deleted.json["reason"]) == (200, "the branch was deleted")
+    assert queued() == 0
+    first = deliver(client, provider, headers, payload)
+    again = deliver(client, provider, headers, payload)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json["pipeline_id"] == first.json["pipeline_id"]
+    if provider is Provider.GITLAB:
+        stranger = {**payload, "project": {"path_with_namespace": "evil/repo"}}
+    else:
+        stranger = {**payload, "repository": {"full_name": "evil/repo"}}
+    assert deliver(client, provider, headers, stranger).status_code == 403
+    assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
+
+
 def test_ping_deletion_tags_and_other_branches_start_nothing(client, settings):
     gh = {"X-GitHub-Delivery": "x"}
     ping = deliver(
