@@ -11,15 +11,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, ROOT, ct_env
+from conftest import LENET, ROOT, ct_env, git
 
 pytestmark = pytest.mark.slow
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture

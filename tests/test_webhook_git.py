@@ -15,8 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
-from test_git_source import git
+from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port, git
 
 from ct_service import pipeline
 from ct_service.pipeline import Task
