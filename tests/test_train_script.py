@@ -124,3 +124,64 @@ def test_a_short_mlflow_run_logs_everything(tmp_path: Path, mnist_dir: Path):
     probabilities = np.asarray(model.predict(images))
     assert probabilities.shape == (200, 10)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+
+
+def train_py(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=LENET,
+        capture_output=True,
+        text=True,
+        env=ct_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db"),
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_dir: Path):
+    import keras
+    import mlflow
+
+    common = ["--max-train-samples", "1000", "--data", str(mnist_dir)]
+    first = train_py(tmp_path, "--epochs", "2", *common)
+    assert first.returncode == 0, first.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri, uri)
+    [original] = client.search_runs(["0"])
+    done = train_py(tmp_path, "--epochs", "2", "--resume-from", original.info.run_id, *common)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: resume_from: run {original.info.run_id} already trained 2 of the 2 epochs asked for"
+    )
+    missing = train_py(tmp_path, "--epochs", "4", "--resume-from", "f" * 32, *common)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        f"error: resume_from: no run {'f' * 32}",
+    )
+
+    resumed = train_py(tmp_path, "--epochs", "4", "--resume-from", original.info.run_id, *common)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {original.info.run_id} after epoch 2" in resumed.stdout
+    [run] = [r for r in client.search_runs(["0"]) if r.info.run_id != original.info.run_id]
+    assert run.data.tags["resumed_from"] == original.info.run_id
+    assert run.data.tags["resumed_at_epoch"] == "2"
+    for name in ("loss", "val_accuracy"):
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, name)) == [3, 4]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [
+        "checkpoints/epoch-0003.keras",
+        "checkpoints/epoch-0004.keras",
+    ]
+    before = keras.models.load_model(
+        client.download_artifacts(
+            original.info.run_id, "checkpoints/epoch-0002.keras", str(tmp_path / "a")
+        )
+    )
+    after = keras.models.load_model(
+        client.download_artifacts(
+            run.info.run_id, "checkpoints/epoch-0003.keras", str(tmp_path / "b")
+        )
+    )
+    steps_after_two_epochs = int(before.optimizer.iterations.numpy())
+    per_epoch = steps_after_two_epochs // 2
+    # the optimizer went on counting from the checkpoint: exactly one more epoch of steps
+    assert int(after.optimizer.iterations.numpy()) == steps_after_two_epochs + per_epoch

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 
+import checkpoints
 import mnist
 from network import Architecture, max_conv_blocks
 
@@ -49,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-train-samples", type=_integer, default=0, help="0 = all")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--data", default="keras", help='"keras", an IDX folder or an .npz')
+    parser.add_argument(
+        "--resume-from", default="", help="continue the run with this id from its last checkpoint"
+    )
     return parser.parse_args(argv)
 
 
@@ -75,6 +79,17 @@ def validate(args: argparse.Namespace) -> None:
         mnist.check_location(args.data)
     except mnist.DataError as error:
         raise ParameterError(str(error)) from None
+    args.resume_epoch = 0
+    if args.resume_from:
+        try:
+            args.resume_epoch = checkpoints.last_epoch(args.resume_from)
+        except checkpoints.ResumeError as error:
+            raise ParameterError(str(error)) from None
+        if args.resume_epoch >= args.epochs:
+            raise ParameterError(
+                f"resume_from: run {args.resume_from} already trained {args.resume_epoch} "
+                f"of the {args.epochs} epochs asked for"
+            )
 
 
 def split(data: mnist.Mnist, max_train_samples: int, val_fraction: float, seed: int):
@@ -121,8 +136,16 @@ def train(args: argparse.Namespace) -> float:
     arch = Architecture(args.conv_blocks, args.filters, args.dense_units, args.dropout)
     model = build(arch, args.learning_rate)
 
-    with mlflow.start_run() as run:
-        _log_missing_params(mlflow.MlflowClient(), run.info.run_id, vars(args))
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as checkpoint_dir:
+        params = {k: v for k, v in vars(args).items() if k != "resume_epoch"}
+        _log_missing_params(mlflow.MlflowClient(), run.info.run_id, params)
+        if args.resume_from:  # the checkpoint holds the architecture and optimizer state
+            path = checkpoints.download(args.resume_from, args.resume_epoch, checkpoint_dir)
+            model = keras.models.load_model(path)
+            mlflow.set_tags(
+                {"resumed_from": args.resume_from, "resumed_at_epoch": str(args.resume_epoch)}
+            )
+            print(f"resuming {args.resume_from} after epoch {args.resume_epoch}", flush=True)
         mlflow.log_input(
             mlflow.data.from_numpy(
                 x_train, targets=y_train, source=data.source, name="mnist-train"
@@ -133,16 +156,16 @@ def train(args: argparse.Namespace) -> float:
             mlflow.data.from_numpy(x_test, targets=y_test, source=data.source, name="mnist-test"),
             context="testing",
         )
-        with tempfile.TemporaryDirectory() as checkpoint_dir:
-            model.fit(
-                x_train,
-                y_train,
-                validation_data=(x_val, y_val),
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                verbose=0,
-                callbacks=[make_epoch_logger(args.epochs, checkpoint_dir)],
-            )
+        model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            initial_epoch=args.resume_epoch,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            verbose=0,
+            callbacks=[make_epoch_logger(args.epochs, checkpoint_dir)],
+        )
         test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
         mlflow.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy})
         example = x_test[:5]
@@ -186,10 +209,10 @@ def make_epoch_logger(epochs: int, checkpoint_dir: str):
             number = epoch + 1
             metrics = {name: float(logs[name]) for name in EPOCH_METRICS if logs and name in logs}
             mlflow.log_metrics(metrics, step=number)
-            path = os.path.join(checkpoint_dir, f"epoch-{number:04d}.keras")
+            path = os.path.join(checkpoint_dir, os.path.basename(checkpoints.artifact_path(number)))
             self.model.save(path)
             mlflow.log_artifact(path, artifact_path="checkpoints")
-            mlflow.set_tag("checkpoint.last_epoch", str(number))
+            mlflow.set_tag(checkpoints.LAST_EPOCH_TAG, str(number))
             shown = " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
             print(f"epoch {number}/{epochs} {shown}", flush=True)
 
