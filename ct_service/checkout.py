@@ -13,15 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ct_service.exceptions import CtError
+from ct_service.exceptions import CheckoutError
 from ct_service.push import ZERO_SHA
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-
-
-class CheckoutError(CtError):
-    status_code = 502
 
 
 def fetch_commit(url: str, sha: str, into: Path, timeout_seconds: float = 300) -> Path:

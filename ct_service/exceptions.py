@@ -23,6 +23,34 @@ class PipelineNotFound(CtError):
     status_code = 404
 
 
+class PushError(CtError):
+    """A request that is not a usable push; status_code says how to answer."""
+
+
+class UnknownProvider(PushError):
+    status_code = 400
+
+
+class BadSignature(PushError):
+    status_code = 401
+
+
+class BadPayload(PushError):
+    status_code = 422
+
+
+class CheckoutError(CtError):
+    """The pushed commit could not be fetched."""
+
+    status_code = 502
+
+
+class RollbackError(CtError):
+    """There is no earlier production version to go back to."""
+
+    status_code = 409
+
+
 class InfrastructureError(CtError):
     """A dependency (broker, tracking server, registry) failed; the step is retried."""
 

@@ -141,6 +141,22 @@ def _model_code_changed(settings: Settings, pipeline: Pipeline) -> bool:
     return changed is None or touches(changed, watched)
 
 
+def _end_untrained(
+    settings: Settings, tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str
+) -> None:
+    """Finish a pipeline that has nothing to train; nobody is notified."""
+    tracker.set_tags(
+        pipeline_id,
+        {
+            "ct.status": PipelineStatus.FINISHED.value,
+            "ct.outcome": outcome.value,
+            "ct.reason": reason,
+        },
+    )
+    tracker.client.set_terminated(pipeline_id, "FINISHED")
+    remove(settings.home / "work" / pipeline_id)
+
+
 def start(settings: Settings, pipeline_id: str) -> Step | None:
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
@@ -149,27 +165,12 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     if pipeline.spec.source_branch:
         newer = tracker.newer_pipeline(pipeline)
         if newer:  # the rule: the newest push to a branch is trained, older queued ones not
-            tracker.set_tags(
-                pipeline_id,
-                {
-                    "ct.status": PipelineStatus.FINISHED.value,
-                    "ct.outcome": Outcome.SUPERSEDED.value,
-                    "ct.reason": f"superseded by pipeline {newer} for a newer push",
-                },
-            )
-            tracker.client.set_terminated(pipeline_id, "FINISHED")
+            reason = f"superseded by pipeline {newer} for a newer push"
+            _end_untrained(settings, tracker, pipeline_id, Outcome.SUPERSEDED, reason)
             return None
     if pipeline.tags.get("ct.source.changed_since") and not _model_code_changed(settings, pipeline):
-        tracker.set_tags(
-            pipeline_id,
-            {
-                "ct.status": PipelineStatus.FINISHED.value,
-                "ct.outcome": Outcome.SKIPPED.value,
-                "ct.reason": "skipped: no change to the model code",
-            },
-        )
-        tracker.client.set_terminated(pipeline_id, "FINISHED")
-        remove(settings.home / "work" / pipeline_id)
+        reason = "skipped: no change to the model code"
+        _end_untrained(settings, tracker, pipeline_id, Outcome.SKIPPED, reason)
         return None
     # Read the project at the pipeline's commit: a git source's overrides are checked
     # against its MLproject only now.

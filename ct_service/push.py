@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ct_service.exceptions import CtError
+from ct_service.exceptions import BadPayload, BadSignature, UnknownProvider
 
 ZERO_SHA = "0" * 40
 
@@ -71,22 +71,6 @@ PING_EVENTS = {
     Provider.GITLAB: "",  # GitLab's "Test" button sends a real-looking push
     Provider.BITBUCKET: "diagnostics:ping",
 }
-
-
-class PushError(CtError):
-    """A request that is not a usable push; status_code says how to answer."""
-
-
-class UnknownProvider(PushError):
-    status_code = 400
-
-
-class BadSignature(PushError):
-    status_code = 401
-
-
-class BadPayload(PushError):
-    status_code = 422
 
 
 class EventKind(str, Enum):

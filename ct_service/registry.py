@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from ct_service.exceptions import CtError
+from ct_service.exceptions import CtError, RollbackError
 from ct_service.target import Target
 
 MODEL_NAME_IN_RUN = "model"  # projects log their model as mlflow.<flavor>.log_model(name="model")
@@ -28,10 +28,6 @@ class Promotion:
     promoted: bool
     reason: str
     previous_version: str = ""
-
-
-class RollbackError(CtError):
-    status_code = 409
 
 
 def register(client: MlflowClient, name: str, run_id: str, tags: dict[str, str]) -> str:

@@ -8,14 +8,11 @@ import random
 
 import pytest
 
+from ct_service.exceptions import BadPayload, BadSignature, PushError, UnknownProvider
 from ct_service.push import (
     ZERO_SHA,
-    BadPayload,
-    BadSignature,
     EventKind,
     Provider,
-    PushError,
-    UnknownProvider,
     delivery_id,
     event_kind,
     identify,

@@ -11,7 +11,7 @@ import pytest
 
 from ct_service import registry
 from ct_service.cli import main
-from ct_service.registry import RollbackError
+from ct_service.exceptions import RollbackError
 from ct_service.target import Target
 
 
