@@ -13,6 +13,8 @@ class AttemptStatus(str, Enum):
     RUNNING = "running"
     FINISHED = "finished"  # the run completed; its metric may or may not meet the target
     FAILED = "failed"  # the training code crashed or was stopped
+    INTERRUPTED = "interrupted"  # its process was killed from outside; to be resumed
+    RESUMED = "resumed"  # continued by another run (tag ct.resumed_by); not an outcome
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Attempt:
     pipeline_id: str = ""
     reason: str = ""  # why the policy proposed it
     decision: str = ""  # what the pipeline decided after it
+    resumes: int = 0  # how many times a dead run of it was resumed
 
     @property
     def finished(self) -> bool:

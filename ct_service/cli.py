@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ct_service import pipeline, registry, webhook_cli
+from ct_service import pipeline, registry, webhook_cli, worker_cli
 from ct_service.exceptions import CtError, PipelineNotFound
 from ct_service.progress import Follower
 from ct_service.report import summarize
@@ -106,11 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
-    worker = commands.add_parser("worker", help="start a Celery worker (needs CT_BROKER_URL)")
-    worker.add_argument("--queues", default="pipeline,training,notify")
-    worker.add_argument("--concurrency", type=_whole, default=1)
-    worker.set_defaults(handler=_worker)
-
+    worker_cli.add_commands(commands, _whole)
     webhook_cli.add_commands(commands)
 
     rollback = commands.add_parser("rollback", help="give @production back to @previous-production")
@@ -231,31 +227,6 @@ def _exit_code(outcome: str) -> int:
     if outcome == Outcome.FAILED.value:
         return EXIT_FAILED
     return EXIT_MISSED
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.embedded:
-        raise CtError(
-            "CT_BROKER_URL is not set: `ct-service run` works without a worker, "
-            "or set CT_BROKER_URL=redis://... to share work between workers"
-        )
-    from workers.celery_app import make_celery
-
-    app = make_celery(settings)
-    app.worker_main(
-        [
-            "worker",
-            "-Q",
-            args.queues,
-            "--concurrency",
-            str(args.concurrency),
-            "--loglevel",
-            settings.log_level,
-            "--hostname",
-            "ct@%h",
-        ]
-    )
-    return EXIT_OK
 
 
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:

@@ -40,12 +40,18 @@ class AttemptRequest:
 class AttemptResult:
     succeeded: bool
     failure: str = ""  # one line: why the run failed
+    # Killed from outside (OOM killer, a stopping worker, a vanished container), not
+    # by its own code: the attempt is resumed instead of going to the policy.
+    interrupted: bool = False
+
+
+Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
 
 
 class Executor(Protocol):
     name: str
 
-    def run(self, request: AttemptRequest) -> AttemptResult: ...
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult: ...
 
 
 class LocalExecutor:
@@ -61,7 +67,7 @@ class LocalExecutor:
         self.poll_seconds = poll_seconds
         self.clock = clock
 
-    def run(self, request: AttemptRequest) -> AttemptResult:
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
         payload = {
             "project_uri": request.project_uri,
             "entry_point": request.entry_point,
@@ -89,12 +95,18 @@ class LocalExecutor:
                         return AttemptResult(
                             False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
                         )
+                    if not heartbeat():
+                        _kill_group(process)
+                        return AttemptResult(
+                            False, "stopped: another run took the attempt over", interrupted=True
+                        )
                     time.sleep(self.poll_seconds)
             finally:
                 _running.discard(process)
         if process.returncode == 0:
             return AttemptResult(True)
-        return AttemptResult(False, failure_reason(request.log_path, process.returncode))
+        reason = failure_reason(request.log_path, process.returncode)
+        return AttemptResult(False, reason, interrupted=_interrupted(process.returncode))
 
 
 _running: set[subprocess.Popen] = set()
@@ -129,6 +141,16 @@ def failure_reason(log_path: Path, returncode: int) -> str:
     errors = [line for line in meaningful if ERROR_LINE.match(line)]
     line = (errors or meaningful or ["the run failed without output"])[-1][:300]
     return f"killed by signal {-returncode}: {line}" if returncode < 0 else line
+
+
+def _interrupted(returncode: int) -> bool:
+    """The launcher says its command was killed from outside, or was killed itself
+    (by stop_running_attempts, or by a signal such as the OOM killer's)."""
+    from ct_service.launcher import INTERRUPTED, OUTSIDE_SIGNALS
+
+    if returncode == INTERRUPTED or returncode == 128 + signal.SIGTERM:
+        return True
+    return returncode < 0 and -returncode in {int(s) for s in OUTSIDE_SIGNALS}
 
 
 def _child_environment(settings: Settings) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -18,11 +18,12 @@ from ct_service.attempt import AttemptStatus
 from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove
 from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.executor import AttemptRequest, executor_for
+from ct_service.keystore import keystore_for
+from ct_service.lease import HEARTBEAT_TAG, Lease, holder
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.repositories import touches
 from ct_service.settings import Settings
-from ct_service.space import param_text
 from ct_service.target import Budget, Target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
@@ -37,6 +38,7 @@ class Task(str, Enum):
     DECIDE = "ct.pipeline.decide"
     PROMOTE = "ct.registry.promote"
     NOTIFY = "ct.notify.send"
+    RESUME = "ct.pipeline.resume"  # an attempt whose process was killed from outside
 
 
 @dataclass(frozen=True)
@@ -193,34 +195,50 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         return None
     if pipeline.status is not PipelineStatus.RUNNING:
         return None
+    keys = keystore_for(settings)
+    if not keys.claim(f"claim:run:{attempt_id}", holder(), 60):
+        return None  # a duplicate message is starting it right now
     executor = executor_for(settings)
     tracker.set_tags(
         attempt_id,
         {
             "ct.status": AttemptStatus.RUNNING.value,
             "ct.executor": executor.name,
-            "ct.worker": socket.gethostname(),
+            "ct.worker": holder(),
+            HEARTBEAT_TAG: f"{time.time():.0f}",
         },
     )
+    lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
     timeout = settings.attempt_timeout_seconds
     if pipeline.spec.budget.max_wall_seconds:
         timeout = max(
             1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
         )
     log_path = settings.home / "logs" / f"attempt-{attempt_id}.log"
-    config = json.loads(tags["ct.config"])
-    result = executor.run(
-        AttemptRequest(
-            project_uri=str(project_folder(settings, pipeline)),
-            entry_point=ENTRY_POINT,
-            parameters={k: param_text(v) for k, v in config.items()},
-            experiment_id=pipeline.experiment_id,
-            run_id=attempt_id,
-            timeout_seconds=timeout,
-            log_path=log_path,
-        )
+    request = AttemptRequest(
+        project_uri=str(project_folder(settings, pipeline)),
+        entry_point=ENTRY_POINT,
+        parameters=Tracker.run_parameters(tags),
+        experiment_id=pipeline.experiment_id,
+        run_id=attempt_id,
+        timeout_seconds=timeout,
+        log_path=log_path,
     )
+    try:
+        result = executor.run(request, lease.refresh)
+    finally:
+        lease.release()
     run = tracker.client.get_run(attempt_id)
+    if run.data.tags.get("ct.status") == AttemptStatus.RESUMED.value:
+        log.warning("attempt run %s was resumed by another run meanwhile", attempt_id)
+        return None
+    _keep_log(tracker, attempt_id, log_path)
+    if result.interrupted:
+        tracker.set_tags(
+            attempt_id,
+            {"ct.status": AttemptStatus.INTERRUPTED.value, "ct.failure": result.failure},
+        )
+        return Step(Task.RESUME, (pipeline.id, attempt_id))
     failure = result.failure
     if result.succeeded and pipeline.spec.target.metric not in run.data.metrics:
         failure = (
@@ -228,7 +246,6 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         )
     if run.info.status == "RUNNING":  # killed before MLflow could end it
         tracker.client.set_terminated(attempt_id, "FAILED" if failure else "FINISHED")
-    _keep_log(tracker, attempt_id, log_path)
     status = AttemptStatus.FAILED if failure else AttemptStatus.FINISHED
     tracker.set_tags(attempt_id, {"ct.status": status.value, "ct.failure": failure})
     return Step(Task.DECIDE, (pipeline.id, attempt_id))

@@ -39,6 +39,26 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class RecoverySettings:
+    """How dead attempts are noticed and resumed (see lease.py and watchdog.py)."""
+
+    watchdog_enabled: bool = True  # the kill-switch: False makes every scan a no-op
+    watchdog_interval_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    lease_seconds: float = 90.0  # no heartbeat for this long: the attempt is dead
+    max_resumes: int = 3  # per attempt; past that it fails and the policy decides
+    work_retention_seconds: float = 24 * 3600.0  # stale work folders older than this go
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise SettingsError(
+                "CT_LEASE_SECONDS must be at least 3 x CT_HEARTBEAT_SECONDS, so that one "
+                f"late heartbeat is not a death; got {self.lease_seconds:g} and "
+                f"{self.heartbeat_seconds:g}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path = Path(".ct-service")
     tracking_uri: str = ""
@@ -58,6 +78,7 @@ class Settings:
     repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
     webhook_max_body_bytes: int = 5 * 1024 * 1024
+    recovery: RecoverySettings = RecoverySettings()
 
     def __post_init__(self) -> None:
         home = self.home.resolve()
@@ -141,6 +162,18 @@ class Settings:
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
+            ),
+            recovery=RecoverySettings(
+                watchdog_enabled=env.choice("CT_WATCHDOG", "on", ("on", "off")) == "on",
+                watchdog_interval_seconds=env.number(
+                    "CT_WATCHDOG_INTERVAL_SECONDS", 30.0, float, low=0.5
+                ),
+                heartbeat_seconds=env.number("CT_HEARTBEAT_SECONDS", 10.0, float, low=0.2),
+                lease_seconds=env.number("CT_LEASE_SECONDS", 90.0, float, low=1),
+                max_resumes=env.number("CT_MAX_RESUMES", 3, int, low=0),
+                work_retention_seconds=env.number(
+                    "CT_WORK_RETENTION_SECONDS", 24 * 3600.0, float, low=60
+                ),
             ),
         )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -23,6 +23,18 @@ from ct_service.space import Config, param_text
 from ct_service.target import Budget, Direction, Target
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
+RESUME_PARAM = "resume_from"  # a project that declares it can continue a run
+RESUMED_FROM = "ct.resumed_from"  # on a run that continues a dead one: that run's id
+# What a resumed run copies from the run it continues.
+INHERITED_TAGS = (
+    "ct.kind",
+    "ct.pipeline_id",
+    "ct.project",
+    "ct.attempt",
+    "ct.config",
+    "ct.reason",
+    "ct.derived_from",
+)
 
 
 class PipelineStatus(str, Enum):
@@ -203,8 +215,9 @@ class Tracker:
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
         existing = self._attempt_runs(pipeline, f"and tags.`ct.attempt` = '{number}'")
-        if existing:
-            return existing[0].info.run_id
+        first = [run for run in existing if not run.data.tags.get(RESUMED_FROM)]
+        if first:
+            return first[0].info.run_id
         run = self.client.create_run(
             pipeline.experiment_id,
             run_name=f"attempt-{number}",
@@ -225,12 +238,80 @@ class Tracker:
         )
         return run.info.run_id
 
+    def resume_attempt(self, pipeline: Pipeline, dead: Run, checkpoint_run: str) -> str:
+        """The run that continues the dead run `dead` of an attempt (created once: a
+        replay returns the same one). It has the same attempt number and config."""
+        existing = self.resumption_of(pipeline, dead.info.run_id)
+        if existing:
+            return existing
+        tags = dead.data.tags
+        resumes = int(tags.get("ct.resumes", "0")) + 1
+        config = json.loads(tags["ct.config"])
+        if RESUME_PARAM in config:  # the project can continue from a checkpoint
+            config[RESUME_PARAM] = checkpoint_run
+        run = self.client.create_run(
+            pipeline.experiment_id,
+            run_name=f"attempt-{tags['ct.attempt']}-resume-{resumes}",
+            tags={
+                **{k: v for k, v in tags.items() if k in INHERITED_TAGS},
+                MLFLOW_PARENT_RUN_ID: pipeline.id,
+                RESUMED_FROM: dead.info.run_id,
+                "ct.resumes": str(resumes),
+                # the run whose last checkpoint it loads ("" = none yet: it restarts)
+                "resumed_from": checkpoint_run,
+                "ct.status": AttemptStatus.QUEUED.value,
+            },
+        )
+        self.client.log_batch(
+            run.info.run_id, params=[Param(k, param_text(v)) for k, v in sorted(config.items())]
+        )
+        return run.info.run_id
+
+    @staticmethod
+    def run_parameters(tags: dict[str, str]) -> dict[str, str]:
+        """The project parameters an attempt's run is started with."""
+        config = json.loads(tags["ct.config"])
+        if RESUME_PARAM in config:
+            config[RESUME_PARAM] = tags.get("resumed_from", "")
+        return {k: param_text(v) for k, v in config.items()}
+
+    def resumption_of(self, pipeline: Pipeline, run_id: str) -> str:
+        runs = self._attempt_runs(pipeline, f"and tags.`{RESUMED_FROM}` = '{run_id}'")
+        return min(runs, key=lambda r: r.info.start_time).info.run_id if runs else ""
+
+    def attempts_in(self, statuses: tuple[AttemptStatus, ...]) -> list[Run]:
+        """Attempt runs of every pipeline whose ct.status is one of `statuses`."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        found: list[Run] = []
+        for status in statuses if experiments else ():
+            found += self.client.search_runs(
+                experiments,
+                f"tags.`ct.kind` = 'attempt' and tags.`ct.status` = '{status.value}'",
+                max_results=1000,
+            )
+        return found
+
+    def unfinished_pipelines(self) -> list[Pipeline]:
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        runs = self.client.search_runs(
+            experiments,
+            "tags.`ct.kind` = 'pipeline' and tags.`ct.status` != 'finished'",
+            max_results=1000,
+        )
+        return [self.pipeline(run.info.run_id) for run in runs]
+
     def attempt(self, run_id: str, target: Target, curves: bool = True) -> Attempt:
         return self._to_attempt(self.client.get_run(run_id), target, curves)
 
     def attempts(self, pipeline: Pipeline, curves: bool = True) -> list[Attempt]:
+        """One Attempt per attempt number: its latest run, with the metric history of
+        the runs it resumed from."""
         runs = self._attempt_runs(pipeline)
-        found = [self._to_attempt(run, pipeline.spec.target, curves) for run in runs]
+        current = [r for r in runs if r.data.tags.get("ct.status") != AttemptStatus.RESUMED.value]
+        by_id = {run.info.run_id: run for run in runs}
+        found = [self._to_attempt(run, pipeline.spec.target, curves, by_id) for run in current]
         return sorted(found, key=lambda a: a.number)
 
     def prior_attempts(self, pipeline: Pipeline, limit: int = 200) -> list[Attempt]:
@@ -252,15 +333,21 @@ class Tracker:
             )
         )
 
-    def _to_attempt(self, run, target: Target, curves: bool) -> Attempt:
+    def _to_attempt(
+        self, run: Run, target: Target, curves: bool, chain_runs: dict[str, Run] | None = None
+    ) -> Attempt:
         tags = run.data.tags
         histories: dict[str, tuple[float, ...]] = {}
         if curves:
+            chain = _chain(run, chain_runs or {})
             for key in CURVES:
-                points = self.client.get_metric_history(run.info.run_id, key)
-                if points:
-                    ordered = sorted(points, key=lambda m: (m.step, m.timestamp))
-                    histories[key] = tuple(m.value for m in ordered)
+                by_step: dict[int, float] = {}
+                for link in chain:  # oldest first: a resumed epoch's later value wins
+                    points = self.client.get_metric_history(link, key)
+                    for m in sorted(points, key=lambda m: (m.step, m.timestamp)):
+                        by_step[m.step] = m.value
+                if by_step:
+                    histories[key] = tuple(by_step[step] for step in sorted(by_step))
         return Attempt(
             number=int(tags.get("ct.attempt", "0")),
             run_id=run.info.run_id,
@@ -272,7 +359,18 @@ class Tracker:
             pipeline_id=tags.get("ct.pipeline_id", ""),
             reason=tags.get("ct.reason", ""),
             decision=tags.get("ct.decision", ""),
+            resumes=int(tags.get("ct.resumes", "0")),
         )
+
+
+def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
+    """The ids of the runs an attempt's latest run continues, oldest first."""
+    chain = [run.info.run_id]
+    previous = run.data.tags.get(RESUMED_FROM, "")
+    while previous and previous in runs and previous not in chain:
+        chain.insert(0, previous)
+        previous = runs[previous].data.tags.get(RESUMED_FROM, "")
+    return chain
 
 
 def _quoted(value: str) -> str:

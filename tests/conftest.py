@@ -123,30 +123,41 @@ def mlflow_run(project: Path, params: dict[str, object], env: dict[str, str], cw
 
 
 class WorkerProcess:
-    """`ct-service worker` as a separate process, as in production."""
+    """`ct-service worker` (or another service command, such as `beat`) as a separate
+    process in its own process group, as in production."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    READY = {"worker": b"ready.", "beat": b"beat: Starting"}
+
+    def __init__(self, env: dict[str, str], log_path: Path, command: str = "worker"):
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ct_service.cli", "worker"],
+            [sys.executable, "-m", "ct_service.cli", command],
             env=env,
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_ready()
+        self.wait_ready(self.READY[command])
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, marker: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()}")
-            if b"ready." in self.log_path.read_bytes():
+                raise RuntimeError(f"process exited early:\n{self.log_path.read_text()}")
+            if marker in self.log_path.read_bytes():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"not ready after {timeout} s:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: what a machine or container death does."""
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
 
     def stop(self) -> None:
         import signal

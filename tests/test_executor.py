@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -24,13 +25,19 @@ def make_project(folder: Path, script: str) -> Path:
     return folder
 
 
-def run(settings: Settings, project: Path, timeout: float = 120.0):
+def run(
+    settings: Settings,
+    project: Path,
+    timeout: float = 120.0,
+    heartbeat: Callable[[], bool] = lambda: True,
+):
     client = mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
     experiment = client.create_experiment("executor")
     run_id = client.create_run(experiment).info.run_id
     log_path = settings.home / "logs" / "job.log"
     result = LocalExecutor(settings, poll_seconds=0.1).run(
-        AttemptRequest(str(project), "main", {"x": "2"}, experiment, run_id, timeout, log_path)
+        AttemptRequest(str(project), "main", {"x": "2"}, experiment, run_id, timeout, log_path),
+        heartbeat,
     )
     return result, client.get_run(run_id), log_path
 
@@ -61,9 +68,51 @@ def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Pat
     """,
     )
     result, recorded, _ = run(settings, project)
-    assert not result.succeeded
+    assert not result.succeeded and not result.interrupted  # the code's fault: no resuming
     assert result.failure == "ValueError: the data has 3 classes, expected 10"
     assert recorded.info.status == "FAILED"
+
+
+def test_a_command_killed_from_outside_is_an_interruption(settings: Settings, tmp_path: Path):
+    """What the OOM killer does; the attempt is then resumed, not judged."""
+    project = make_project(
+        tmp_path / "victim",
+        """
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    """,
+    )
+    result, _, _ = run(settings, project)
+    assert not result.succeeded and result.interrupted
+    assert result.failure == "ct-service: the training command was killed by SIGKILL"
+
+
+def test_a_segfault_is_a_failure_of_the_code(settings: Settings, tmp_path: Path):
+    project = make_project(
+        tmp_path / "segv",
+        """
+        import os, signal
+        os.kill(os.getpid(), signal.SIGSEGV)
+    """,
+    )
+    result, _, _ = run(settings, project)
+    assert not result.succeeded and not result.interrupted
+
+
+def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    project = make_project(
+        tmp_path / "sleeper",
+        f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(120)
+    """,
+    )
+    result, _, _ = run(settings, project, heartbeat=lambda: not pid_file.exists())
+    assert result.interrupted
+    assert result.failure == "stopped: another run took the attempt over"
+    assert not running(int(pid_file.read_text()))
 
 
 def test_a_run_past_its_time_limit_is_killed_with_its_children(settings: Settings, tmp_path: Path):

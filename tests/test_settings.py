@@ -38,8 +38,17 @@ def test_values_are_read_and_typed():
             "CT_SMTP_HOST": "mail",
             "CT_SMTP_SECURITY": "starttls",
             "CT_MAIL_TO": "a@example.com, b@example.com",
+            "CT_WATCHDOG": "off",
+            "CT_WATCHDOG_INTERVAL_SECONDS": "5",
+            "CT_HEARTBEAT_SECONDS": "2",
+            "CT_LEASE_SECONDS": "6",
+            "CT_MAX_RESUMES": "0",
         }
     )
+    assert settings.recovery.watchdog_enabled is False
+    assert settings.recovery.watchdog_interval_seconds == 5.0
+    assert (settings.recovery.heartbeat_seconds, settings.recovery.lease_seconds) == (2.0, 6.0)
+    assert settings.recovery.max_resumes == 0
     assert not settings.embedded
     assert settings.artifact_root == ""  # the tracking server decides
     assert settings.target.describe() == "rmse <= 0.8"
@@ -67,6 +76,10 @@ def test_values_are_read_and_typed():
         ("CT_MAIL_TO", "ops", "CT_MAIL_TO must be comma-separated e-mail addresses"),
         ("CT_ATTEMPT_TIMEOUT_SECONDS", "-5", "CT_ATTEMPT_TIMEOUT_SECONDS must be at least 1"),
         ("CT_LOG_LEVEL", "loud", "CT_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
+        ("CT_WATCHDOG", "maybe", "CT_WATCHDOG must be one of on, off; got 'maybe'"),
+        ("CT_MAX_RESUMES", "-1", "CT_MAX_RESUMES must be at least 0"),
+        ("CT_HEARTBEAT_SECONDS", "0", "CT_HEARTBEAT_SECONDS must be at least 0.2"),
+        ("CT_LEASE_SECONDS", "20", "CT_LEASE_SECONDS must be at least 3 x CT_HEARTBEAT_SECONDS"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value, message):

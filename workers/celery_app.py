@@ -9,10 +9,17 @@ message is redelivered only when its worker died.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
-from ct_service.pipeline import Task
+from ct_service.keystore import keystore_for
+from ct_service.pipeline import Step, Task
 from ct_service.settings import Settings
+from ct_service.watchdog import step_key
+
+log = logging.getLogger(__name__)
+WATCHDOG_TASK = "ct.watchdog.scan"
 
 QUEUES = ("pipeline", "training", "notify")
 ROUTES = {
@@ -21,6 +28,8 @@ ROUTES = {
     Task.PROMOTE.value: "pipeline",
     Task.RUN_ATTEMPT.value: "training",
     Task.NOTIFY.value: "notify",
+    Task.RESUME.value: "pipeline",
+    WATCHDOG_TASK: "pipeline",
 }
 
 
@@ -45,7 +54,26 @@ def make_celery(settings: Settings) -> CtCelery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(settings),
+        # a message published while Redis restarts waits for it instead of failing
+        task_publish_retry_policy={
+            "max_retries": 20,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 3,
+        },
         imports=["workers.tasks"],
+        beat_scheduler="celery.beat:Scheduler",  # nothing to persist: one interval
+        beat_schedule={
+            "ct-watchdog": {
+                "task": WATCHDOG_TASK,
+                "schedule": settings.recovery.watchdog_interval_seconds,
+                # a scan that waited a whole interval for a worker is out of date
+                "options": {
+                    "queue": "pipeline",
+                    "expires": settings.recovery.watchdog_interval_seconds,
+                },
+            }
+        },
     )
     return app
 
@@ -59,7 +87,14 @@ def _transport_options(settings: Settings) -> dict[str, float]:
     return options
 
 
-def enqueue(app: Celery, task: Task, *args: str) -> None:
+def enqueue(app: CtCelery, task: Task, *args: str) -> None:
+    """Send a step; mark it queued first, so the watchdog knows it is on its way
+    (the mark lasts as long as the broker would hold an unacknowledged message)."""
+    key = step_key(Step(task, args))
+    try:
+        keystore_for(app.settings).put(key, "queued", app.settings.visibility_timeout_seconds)
+    except Exception as error:  # the mark is a hint; sending the step is what matters
+        log.warning("could not mark %s as queued: %s", key, error)
     app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
 
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import asdict
 
 from celery import Task as CeleryTask
 from celery import shared_task
 
-from ct_service import pipeline
+from ct_service import pipeline, recovery
 from ct_service.exceptions import is_infrastructure_failure
+from ct_service.keystore import keystore_for
 from ct_service.pipeline import Step, Task
+from ct_service.settings import Settings
+from ct_service.tracking import Tracker
+from ct_service.watchdog import SHORT_STEP_SECONDS, Watchdog, step_key
+from workers.celery_app import WATCHDOG_TASK
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 8
@@ -24,6 +30,7 @@ def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None
     from workers.celery_app import enqueue
 
     settings = task.app.settings
+    marker = _marker(task)
     try:
         next_step = step()
     except Exception as error:
@@ -36,6 +43,25 @@ def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None
         )
     if next_step is not None:
         enqueue(task.app, next_step.task, *next_step.args)
+    _forget(settings, marker)
+
+
+def _marker(task: CeleryTask) -> str:
+    """Mark this step's message as running (the watchdog re-enqueues a step with no
+    queued or running message); a worker that dies here lets the mark expire."""
+    key = step_key(Step(Task(task.name), tuple(task.request.args or ())))
+    try:
+        keystore_for(task.app.settings).put(key, "running", SHORT_STEP_SECONDS)
+    except Exception as error:  # a mark is a hint for the watchdog, never a reason to fail
+        log.warning("could not mark %s as running: %s", key, error)
+    return key
+
+
+def _forget(settings: Settings, key: str) -> None:
+    try:
+        keystore_for(settings).delete(key)
+    except Exception as error:
+        log.warning("could not clear the mark %s: %s", key, error)
 
 
 def _backoff(retries: int) -> float:
@@ -70,3 +96,31 @@ def promote(self: CeleryTask, pipeline_id: str) -> None:
 @shared_task(bind=True, name=Task.NOTIFY.value, max_retries=MAX_RETRIES)
 def notify(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.notify_people(self.app.settings, pipeline_id))
+
+
+@shared_task(bind=True, name=Task.RESUME.value, max_retries=MAX_RETRIES)
+def resume(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
+    def step() -> Step | None:
+        tracker = Tracker(self.app.settings)
+        reason = tracker.client.get_run(attempt_id).data.tags.get("ct.failure") or "interrupted"
+        keys = keystore_for(self.app.settings)
+        return recovery.resume(tracker, keys, pipeline_id, attempt_id, reason)
+
+    _run_step(self, pipeline_id, step)
+
+
+@shared_task(bind=True, name=WATCHDOG_TASK)
+def watchdog_scan(self: CeleryTask) -> dict[str, object]:
+    """One scan (Celery beat sends it); infrastructure failures wait for the next."""
+    from workers.celery_app import enqueue
+
+    settings = self.app.settings
+    dog = Watchdog(
+        Tracker(settings),
+        keystore_for(settings),
+        lambda step: enqueue(self.app, step.task, *step.args),
+    )
+    report = dog.scan()
+    if report.resumed or report.requeued or report.postponed or report.removed:
+        log.warning("watchdog: %s", report)
+    return asdict(report)

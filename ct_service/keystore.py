@@ -1,0 +1,99 @@
+"""Short-lived coordination keys with a time to live: leases, claims and markers of
+enqueued steps. Redis when the service has a broker; an in-process table in the
+embedded mode, where one process does everything.
+
+Nothing here is a record: MLflow is. Losing every key (a Redis restart) may delay
+recovery or repeat an idempotent step, never lose or duplicate work."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Protocol
+
+import redis
+
+from ct_service.settings import Settings
+
+
+class KeyStore(Protocol):
+    def claim(self, key: str, value: str, ttl_seconds: float) -> bool:
+        """Set `key` only if it is absent (atomic); True if this caller set it."""
+        ...
+
+    def put(self, key: str, value: str, ttl_seconds: float) -> None: ...
+
+    def get(self, key: str) -> str | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class RedisKeys:
+    def __init__(self, client: redis.Redis, prefix: str = "ct:"):
+        self.client = client
+        self.prefix = prefix
+
+    def claim(self, key: str, value: str, ttl_seconds: float) -> bool:
+        return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl_seconds)))
+
+    def put(self, key: str, value: str, ttl_seconds: float) -> None:
+        self.client.set(self.prefix + key, value, px=_ms(ttl_seconds))
+
+    def get(self, key: str) -> str | None:
+        value = self.client.get(self.prefix + key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self.prefix + key)
+
+
+class MemoryKeys:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str, float]] = {}
+
+    def claim(self, key: str, value: str, ttl_seconds: float) -> bool:
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._keys[key] = (value, time.monotonic() + ttl_seconds)
+            return True
+
+    def put(self, key: str, value: str, ttl_seconds: float) -> None:
+        with self._lock:
+            self._keys[key] = (value, time.monotonic() + ttl_seconds)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def _live(self, key: str) -> str | None:
+        found = self._keys.get(key)
+        if found is None or found[1] < time.monotonic():
+            self._keys.pop(key, None)
+            return None
+        return found[0]
+
+
+_memory = MemoryKeys()
+
+
+def keystore_for(settings: Settings) -> KeyStore:
+    """Redis on the broker's server, or the process-wide table when embedded."""
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return RedisKeys(_client(settings.broker_url))
+    return _memory
+
+
+@functools.cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

@@ -1,0 +1,93 @@
+"""Resuming an attempt whose process died (worker killed, container gone, training
+process OOM-killed) as a new run of the same attempt.
+
+The new run is tagged `ct.resumed_from=<dead run>` and `resumed_from=<run whose
+last checkpoint it loads>`; a project that declares a `resume_from` parameter gets
+that run id and continues at the next epoch (the contract: a run that logged
+checkpoints names the last one in the tag `checkpoint.last_epoch`). A project
+without it, or a run that died before its first checkpoint, starts over.
+
+Only one caller resumes a given run: the claim is atomic (Redis SET NX), and the
+steps after it are idempotent, so a replay after a crash finds the same new run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mlflow.entities import Run
+
+from ct_service.attempt import AttemptStatus
+from ct_service.exceptions import PipelineNotFound
+from ct_service.keystore import KeyStore
+from ct_service.lease import holder
+from ct_service.pipeline import Step, Task
+from ct_service.tracking import RESUMED_FROM, PipelineStatus, Tracker
+
+log = logging.getLogger(__name__)
+CHECKPOINT_TAG = "checkpoint.last_epoch"
+LIVE = (AttemptStatus.RUNNING.value, AttemptStatus.INTERRUPTED.value)
+
+
+def claim_key(run_id: str) -> str:
+    return f"claim:resume:{run_id}"
+
+
+def resume(
+    tracker: Tracker, keys: KeyStore, pipeline_id: str, attempt_id: str, reason: str
+) -> Step | None:
+    """Resume the dead run `attempt_id`, or fail it once it has been resumed
+    CT_MAX_RESUMES times; returns the step to enqueue, or None when another caller
+    owns it or there is nothing to do."""
+    recovery = tracker.settings.recovery
+    if not keys.claim(claim_key(attempt_id), holder(), max(60.0, recovery.lease_seconds)):
+        log.info("run %s is being resumed by someone else", attempt_id)
+        return None
+    pipeline = tracker.pipeline(pipeline_id)
+    dead = tracker.client.get_run(attempt_id)
+    tags = dead.data.tags
+    if tags.get("ct.pipeline_id") != pipeline_id:
+        raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline_id}")
+    if pipeline.status is not PipelineStatus.RUNNING or tags.get("ct.status") not in LIVE:
+        return None
+    resumes = int(tags.get("ct.resumes", "0"))
+    if resumes >= recovery.max_resumes and not tracker.resumption_of(pipeline, attempt_id):
+        failure = (
+            f"{reason}; not resumed again: resumed {resumes} time(s) already "
+            f"(CT_MAX_RESUMES={recovery.max_resumes})"
+        )
+        tracker.set_tags(
+            attempt_id, {"ct.status": AttemptStatus.FAILED.value, "ct.failure": failure}
+        )
+        _end_run(tracker, dead, "FAILED")
+        log.warning("attempt run %s failed: %s", attempt_id, failure)
+        return Step(Task.DECIDE, (pipeline_id, attempt_id))
+    source = checkpoint_run(tracker, dead)
+    new_id = tracker.resume_attempt(pipeline, dead, source)
+    tracker.set_tags(
+        attempt_id,
+        {"ct.status": AttemptStatus.RESUMED.value, "ct.resumed_by": new_id, "ct.failure": reason},
+    )
+    _end_run(tracker, dead, "KILLED")
+    where = f"from the checkpoint of run {source}" if source else "from the start (no checkpoint)"
+    log.warning("attempt run %s died (%s); resumed as run %s %s", attempt_id, reason, new_id, where)
+    return Step(Task.RUN_ATTEMPT, (pipeline_id, new_id))
+
+
+def checkpoint_run(tracker: Tracker, dead: Run) -> str:
+    """The latest run of the dead run's chain that logged a checkpoint, or ""."""
+    run: Run | None = dead
+    seen: set[str] = set()
+    while run is not None and run.info.run_id not in seen:
+        seen.add(run.info.run_id)
+        if run.data.tags.get(CHECKPOINT_TAG, "").isdigit():
+            return run.info.run_id
+        previous = run.data.tags.get(RESUMED_FROM, "")
+        run = tracker.client.get_run(previous) if previous else None
+    return ""
+
+
+def _end_run(tracker: Tracker, run: Run, status: str) -> None:
+    """A run its dead process left RUNNING is ended in MLflow, so the UI shows it."""
+    if run.info.status == "RUNNING":
+        tracker.client.set_terminated(run.info.run_id, status)

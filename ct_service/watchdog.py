@@ -1,0 +1,182 @@
+"""The watchdog: Celery beat runs `scan` every CT_WATCHDOG_INTERVAL_SECONDS.
+
+Each scan
+- resumes attempts whose lease expired (their worker, container or machine died) or
+  that were interrupted from outside (see recovery.py);
+- re-enqueues the next step of a pipeline whose message was lost (a broker restart
+  that lost its contents, a worker that died during a short step): a step is
+  re-enqueued when no message for it has been marked queued or running for a whole
+  scan interval, and every step is idempotent, so a duplicate is harmless;
+- removes work folders of pipelines that ended long ago.
+
+A record it cannot process postpones itself (exponential backoff) instead of
+failing every scan; CT_WATCHDOG=off turns the whole scan into a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from mlflow.entities import Run
+
+from ct_service import lease, recovery
+from ct_service.attempt import AttemptStatus
+from ct_service.checkout import remove
+from ct_service.exceptions import is_infrastructure_failure
+from ct_service.keystore import KeyStore
+from ct_service.pipeline import Step, Task
+from ct_service.tracking import Pipeline, PipelineStatus, Tracker
+
+log = logging.getLogger(__name__)
+MAX_POSTPONE_SECONDS = 3600.0
+SHORT_STEP_SECONDS = 300.0  # a running short step (start, decide, ...) this old is dead
+
+
+def step_key(step: Step) -> str:
+    """The marker of a step's message: set when enqueued, kept while it runs."""
+    return f"step:{step.task.value}:{':'.join(step.args)}"
+
+
+@dataclass
+class ScanReport:
+    enabled: bool = True
+    resumed: list[str] = field(default_factory=list)  # dead attempt runs handed on
+    requeued: list[str] = field(default_factory=list)  # steps whose message was lost
+    postponed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # stale work folders
+
+
+class Watchdog:
+    def __init__(
+        self,
+        tracker: Tracker,
+        keys: KeyStore,
+        enqueue: Callable[[Step], None],
+        clock: Callable[[], float] = time.time,
+    ):
+        self.tracker = tracker
+        self.settings = tracker.settings
+        self.recovery = tracker.settings.recovery
+        self.keys = keys
+        self.enqueue = enqueue
+        self.clock = clock
+
+    def scan(self) -> ScanReport:
+        if not self.recovery.watchdog_enabled:
+            log.info("the watchdog is off (CT_WATCHDOG=off)")
+            return ScanReport(enabled=False)
+        report = ScanReport()
+        live = (AttemptStatus.RUNNING, AttemptStatus.INTERRUPTED)
+        for run in self.tracker.attempts_in(live):
+            self._guarded(run.info.run_id, report, partial(self._check_attempt, run, report))
+        for pipeline in self.tracker.unfinished_pipelines():
+            self._guarded(pipeline.id, report, partial(self._check_steps, pipeline, report))
+        report.removed = self._remove_stale_work()
+        return report
+
+    def _check_attempt(self, run: Run, report: ScanReport) -> None:
+        tags = run.data.tags
+        attempt_id = run.info.run_id
+        if tags.get("ct.status") == AttemptStatus.INTERRUPTED.value:
+            reason = tags.get("ct.failure") or "interrupted"
+        elif lease.expired(attempt_id, tags, self.keys, self.recovery, self.clock()):
+            worker = tags.get("ct.worker", "its worker")
+            reason = f"{worker} stopped renewing the lease for {self.recovery.lease_seconds:g} s"
+        else:
+            return
+        step = recovery.resume(self.tracker, self.keys, tags["ct.pipeline_id"], attempt_id, reason)
+        if step is not None:
+            self.enqueue(step)
+            report.resumed.append(attempt_id)
+
+    def _check_steps(self, pipeline: Pipeline, report: ScanReport) -> None:
+        step = self._expected_step(pipeline)
+        if step is None or self.keys.get(step_key(step)) is not None:
+            self.keys.delete(f"stalled:{pipeline.id}")
+            return
+        fingerprint = step_key(step)
+        interval = self.recovery.watchdog_interval_seconds
+        seen, _, since = (self.keys.get(f"stalled:{pipeline.id}") or "").rpartition("@")
+        if seen != fingerprint:  # first sighting: its message may be on its way
+            self.keys.put(f"stalled:{pipeline.id}", f"{fingerprint}@{self.clock()}", 3 * interval)
+            return
+        if self.clock() - float(since) < interval:  # another watchdog's sighting, just now
+            return
+        self.keys.delete(f"stalled:{pipeline.id}")
+        log.warning("pipeline %s: no message for %s; enqueuing it again", pipeline.id, fingerprint)
+        self.enqueue(step)
+        report.requeued.append(fingerprint)
+
+    def _expected_step(self, pipeline: Pipeline) -> Step | None:
+        """The step the pipeline's state waits for; None while an attempt trains
+        (its lease speaks for it)."""
+        if pipeline.status is PipelineStatus.QUEUED:
+            return Step(Task.START, (pipeline.id,))
+        if pipeline.status is PipelineStatus.PROMOTING:
+            return Step(Task.PROMOTE, (pipeline.id,))
+        if pipeline.status is PipelineStatus.NOTIFYING:
+            return Step(Task.NOTIFY, (pipeline.id,))
+        if pipeline.status is not PipelineStatus.RUNNING:
+            return None
+        attempts = self.tracker.attempts(pipeline, curves=False)
+        if not attempts:
+            return None
+        latest = attempts[-1]
+        if latest.status is AttemptStatus.QUEUED:
+            return Step(Task.RUN_ATTEMPT, (pipeline.id, latest.run_id))
+        if latest.status in (AttemptStatus.FINISHED, AttemptStatus.FAILED) and not latest.decision:
+            return Step(Task.DECIDE, (pipeline.id, latest.run_id))
+        return None
+
+    def _guarded(self, record: str, report: ScanReport, check: Callable[[], None]) -> None:
+        """Run one record's check; a record that breaks it waits, doubling each time."""
+        if self.keys.get(f"postpone:{record}") is not None:
+            return
+        try:
+            check()
+        except Exception as error:
+            if is_infrastructure_failure(error):
+                raise  # the whole scan is retried at the next beat
+            failures = int(self.keys.get(f"failures:{record}") or 0) + 1
+            delay = min(MAX_POSTPONE_SECONDS, self.recovery.watchdog_interval_seconds * 2**failures)
+            self.keys.put(f"failures:{record}", str(failures), 24 * 3600)
+            self.keys.put(f"postpone:{record}", type(error).__name__, delay)
+            log.exception("watchdog: %s could not be processed; next try in %.0f s", record, delay)
+            report.postponed.append(record)
+
+    def _remove_stale_work(self) -> list[str]:
+        """Work folders (git checkouts) on this machine of pipelines that are over,
+        or unknown, and untouched for CT_WORK_RETENTION_SECONDS."""
+        work = self.settings.home / "work"
+        removed: list[str] = []
+        if not work.is_dir():
+            return removed
+        horizon = self.clock() - self.recovery.work_retention_seconds
+        for folder in work.iterdir():
+            if not folder.is_dir() or _modified(folder) > horizon:
+                continue
+            if self._pipeline_active(folder.name):
+                continue
+            remove(folder)
+            removed.append(folder.name)
+        return removed
+
+    def _pipeline_active(self, pipeline_id: str) -> bool:
+        try:
+            return self.tracker.pipeline(pipeline_id).status is not PipelineStatus.FINISHED
+        except Exception as error:
+            if is_infrastructure_failure(error):
+                raise
+            return False
+
+
+def _modified(folder: Path) -> float:
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -1,0 +1,463 @@
+"""Crash recovery with real processes and real signals: Celery workers and beat as
+separate processes, TensorFlow training on MNIST, Redis servers that are restarted
+with their contents lost, and an MLflow tracking server that is restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
+
+from ct_service.settings import Settings
+from ct_service.tracking import RESUMED_FROM, PipelineStatus, Tracker
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+T = TypeVar("T")
+SMALL = {
+    "conv_blocks": "1",
+    "filters": "4",
+    "dense_units": "16",
+    "batch_size": "64",
+    "max_train_samples": "12000",
+}
+FAST_RECOVERY = {
+    "CT_HEARTBEAT_SECONDS": "0.5",
+    "CT_LEASE_SECONDS": "3",
+    "CT_WATCHDOG_INTERVAL_SECONDS": "1",
+    "CT_MAX_ATTEMPTS": "1",
+    "CT_TARGET_THRESHOLD": "0.5",
+}
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
+        time.sleep(0.2)
+
+
+def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
+    params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
+    dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), *dash_p, "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["pipeline_id"]
+
+
+def attempt_runs(tracker: Tracker, pipeline_id: str) -> list:
+    pipeline = tracker.pipeline(pipeline_id)
+    runs = tracker.client.search_runs(
+        [pipeline.experiment_id], f"tags.`ct.pipeline_id` = '{pipeline_id}'"
+    )
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def checkpointed_attempt(tracker: Tracker, pipeline_id: str) -> str:
+    """The id of the pipeline's attempt run once it has logged an epoch's checkpoint."""
+    for run in attempt_runs(tracker, pipeline_id):
+        if run.data.tags.get("checkpoint.last_epoch", "0") != "0":
+            return run.info.run_id
+    return ""
+
+
+def processes_with(text: str) -> list[int]:
+    """Processes whose command line or environment mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob:
+            found.append(int(entry.name))
+    return found
+
+
+def epochs_logged(tracker: Tracker, run_id: str) -> list[int]:
+    return sorted(m.step for m in tracker.client.get_metric_history(run_id, "val_accuracy"))
+
+
+def wait_finished(tracker: Tracker, pipeline_id: str, log: Path, timeout: float = 600) -> None:
+    wait_for(
+        lambda: tracker.pipeline(pipeline_id).status is PipelineStatus.FINISHED,
+        timeout,
+        f"pipeline {pipeline_id} to finish",
+        log,
+    )
+
+
+@pytest.fixture
+def services() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
+    tmp_path: Path, redis_url: str, mnist_dir: Path, services: list[WorkerProcess]
+) -> None:
+    home = tmp_path / "ct"
+    env = ct_env(CT_HOME=str(home), CT_BROKER_URL=redis_url, **FAST_RECOVERY)
+    tracker = Tracker(Settings(home=home))
+    first = WorkerProcess(env, tmp_path / "worker-1.log")
+    services.append(first)
+    pipeline_id = enqueue_pipeline(env, mnist_dir, epochs=4)
+    dead_id = wait_for(
+        lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint", first.log_path
+    )
+    first.kill()  # the worker and its pool child, with SIGKILL, during epoch 2 or later
+    # The training it had started dies with it (nothing left to race the resumption).
+    wait_for(lambda: not processes_with(dead_id), 10, "the orphaned training to stop")
+    dead = tracker.client.get_run(dead_id)
+    assert dead.data.tags["ct.status"] == "running"  # as the dead worker left it
+    last_checkpoint = int(dead.data.tags["checkpoint.last_epoch"])
+    assert 1 <= last_checkpoint < 4
+
+    services.append(WorkerProcess(env, tmp_path / "worker-2.log"))
+    services.append(WorkerProcess(env, tmp_path / "beat.log", "beat"))
+    wait_finished(tracker, pipeline_id, tmp_path / "worker-2.log")
+
+    pipeline = tracker.pipeline(pipeline_id)
+    assert pipeline.outcome == "promoted", pipeline.reason
+    runs = attempt_runs(tracker, pipeline_id)
+    assert [r.info.run_id for r in runs][0] == dead_id and len(runs) == 2
+    dead, resumed = (tracker.client.get_run(r.info.run_id) for r in runs)
+    assert dead.data.tags["ct.status"] == "resumed"
+    assert dead.data.tags["ct.resumed_by"] == resumed.info.run_id
+    assert "stopped renewing the lease" in dead.data.tags["ct.failure"]
+    assert resumed.data.tags[RESUMED_FROM] == dead_id
+    assert resumed.data.tags["resumed_from"] == dead_id
+    assert resumed.data.tags["resumed_at_epoch"] == str(last_checkpoint)
+    # Epochs after the checkpoint are trained once more at most: the one in progress.
+    before, after = epochs_logged(tracker, dead_id), epochs_logged(tracker, resumed.info.run_id)
+    assert after == list(range(last_checkpoint + 1, 5))
+    assert before[:last_checkpoint] == list(range(1, last_checkpoint + 1))
+    assert len(before) + len(after) <= 4 + 1
+    # The pipeline's view: one attempt, its history continuous across the two runs.
+    (attempt,) = tracker.attempts(pipeline)
+    assert attempt.run_id == resumed.info.run_id and attempt.resumes == 1
+    assert len(attempt.curves["val_accuracy"]) == 4
+    # Promoted exactly once.
+    versions = tracker.client.search_model_versions(f"name = '{pipeline.spec.model_name}'")
+    assert [v.run_id for v in versions] == [resumed.info.run_id]
+
+
+def test_a_training_process_killed_from_outside_is_resumed_embedded(
+    tmp_path: Path, mnist_dir: Path
+) -> None:
+    """What the OOM killer does: SIGKILL to the training process only. The launcher
+    reports it as an interruption, and the pipeline resumes it with no watchdog."""
+    home = tmp_path / "ct"
+    env = ct_env(CT_HOME=str(home), **FAST_RECOVERY)
+    tracker = Tracker(Settings(home=home))
+    params = {**SMALL, "epochs": "3", "data": str(mnist_dir)}
+    log = (tmp_path / "run.log").open("wb")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
+        + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        pipeline_id = wait_for(lambda: _only_pipeline(tracker), 120, "the pipeline")
+        dead_id = wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
+        training = [p for p in processes_with(f"MLFLOW_RUN_ID={dead_id}") if _is_train_py(p)]
+        assert len(training) == 1
+        os.kill(training[0], signal.SIGKILL)
+        assert run.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+        log.close()
+    runs = attempt_runs(tracker, pipeline_id)
+    assert len(runs) == 2
+    dead, resumed = runs
+    assert dead.data.tags["ct.status"] == "resumed"
+    assert "killed by SIGKILL" in dead.data.tags["ct.failure"]
+    assert resumed.data.tags[RESUMED_FROM] == dead_id
+    assert resumed.data.tags["ct.status"] == "finished"
+    assert tracker.pipeline(pipeline_id).outcome == "promoted"
+
+
+def _only_pipeline(tracker: Tracker) -> str:
+    try:
+        pipelines = tracker.recent_pipelines()
+    except Exception:  # the store is being created
+        return ""
+    return pipelines[0].id if pipelines else ""
+
+
+def _is_train_py(pid: int) -> bool:
+    try:
+        return b"train.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+BROKEN_PROJECT = {
+    "MLproject": """name: broken
+entry_points:
+  main:
+    parameters:
+      epochs: {type: float, default: 2}
+      resume_from: {type: string, default: ""}
+    command: python train.py {epochs}
+""",
+    "train.py": """import sys
+import mlflow
+
+with mlflow.start_run():
+    mlflow.log_metric("val_accuracy", 0.5, step=1)
+    raise RuntimeError("the model code is broken")
+""",
+}
+
+
+def test_an_exception_in_the_training_code_is_not_resumed(tmp_path: Path) -> None:
+    project = tmp_path / "broken"
+    project.mkdir()
+    for name, text in BROKEN_PROJECT.items():
+        (project / name).write_text(text)
+    home = tmp_path / "ct"
+    env = ct_env(CT_HOME=str(home), **FAST_RECOVERY)
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr  # the budget (one attempt) is spent
+    settings = Settings(home=home)
+    tracker = Tracker(settings)
+    (pipeline,) = tracker.recent_pipelines()
+    (run,) = attempt_runs(tracker, pipeline.id)
+    tags = run.data.tags
+    assert tags["ct.status"] == "failed"
+    assert "RuntimeError: the model code is broken" in tags["ct.failure"]
+    assert tags["ct.decision"].startswith("stop")  # the policy got it
+    assert RESUMED_FROM not in tags and "ct.resumed_by" not in tags
+    # And a watchdog finds nothing to resume.
+    from ct_service.keystore import MemoryKeys
+    from ct_service.watchdog import Watchdog
+
+    sent: list = []
+    report = Watchdog(tracker, MemoryKeys(), sent.append).scan()
+    assert report.resumed == [] and sent == []
+
+
+class RedisServer:
+    """A private Redis server that can be restarted with its contents lost."""
+
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.folder = folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.folder),
+                "--pidfile",
+                str(self.folder / "redis.pid"),
+            ],
+            check=True,
+        )
+        wait_for(self._answers, 10, "redis to answer")
+
+    def restart(self) -> None:
+        """SHUTDOWN NOSAVE, then a new empty server on the same port."""
+        import redis
+
+        try:
+            redis.Redis(port=self.port).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+        wait_for(lambda: not self._answers(), 10, "redis to stop")
+        self.start()
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        import redis
+
+        try:
+            redis.Redis(port=self.port).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+
+
+def test_redis_restarts_that_lose_everything_lose_no_work_and_duplicate_nothing(
+    tmp_path: Path, mnist_dir: Path, services: list[WorkerProcess]
+) -> None:
+    import redis
+
+    server = RedisServer(tmp_path)
+    try:
+        home = tmp_path / "ct"
+        env = ct_env(CT_HOME=str(home), CT_BROKER_URL=server.url, **FAST_RECOVERY)
+        tracker = Tracker(Settings(home=home))
+        # 1. A pipeline is enqueued while no worker runs; the restart loses its message.
+        pipeline_id = enqueue_pipeline(env, mnist_dir, epochs=3)
+        assert redis.Redis(port=server.port).llen("pipeline") == 1
+        server.restart()
+        assert redis.Redis(port=server.port).dbsize() == 0
+        worker = WorkerProcess(env, tmp_path / "worker.log")
+        services.append(worker)
+        services.append(WorkerProcess(env, tmp_path / "beat.log", "beat"))
+        # 2. The watchdog notices the lost start step; then Redis restarts mid-epoch.
+        wait_for(
+            lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint", worker.log_path
+        )
+        server.restart()
+        wait_finished(tracker, pipeline_id, worker.log_path)
+    finally:
+        for service in services:
+            service.stop()
+        server.stop()
+    pipeline = tracker.pipeline(pipeline_id)
+    assert pipeline.outcome == "promoted", pipeline.reason
+    all_pipelines = tracker.client.search_runs(
+        [pipeline.experiment_id], "tags.`ct.kind` = 'pipeline'"
+    )
+    assert [r.info.run_id for r in all_pipelines] == [pipeline_id]
+    (run,) = attempt_runs(tracker, pipeline_id)  # the lease's MLflow mark kept it alive
+    assert run.data.tags["ct.status"] == "finished"
+    assert epochs_logged(tracker, run.info.run_id) == [1, 2, 3]
+    versions = tracker.client.search_model_versions(f"name = '{pipeline.spec.model_name}'")
+    assert len(versions) == 1
+    assert "enqueuing it again" in (tmp_path / "worker.log").read_text()
+
+
+class MlflowServer:
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.folder = folder
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = (self.folder / "mlflow-server.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                (self.folder / "artifacts").as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._answers, 60, "the MLflow server", self.folder / "mlflow-server.log")
+
+    def _answers(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def test_an_mlflow_server_restart_mid_attempt_is_ridden_out(
+    tmp_path: Path, mnist_dir: Path
+) -> None:
+    server = MlflowServer(tmp_path)
+    home = tmp_path / "ct"
+    env = ct_env(CT_HOME=str(home), CT_TRACKING_URI=server.url, **FAST_RECOVERY)
+    tracker = Tracker(Settings(home=home, tracking_uri=server.url))
+    params = {**SMALL, "epochs": "3", "data": str(mnist_dir)}
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
+            + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            pipeline_id = wait_for(lambda: _only_pipeline(tracker), 120, "the pipeline", log_path)
+            wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
+            server.stop()
+            time.sleep(3)  # down for a few seconds, during training
+            server.start()
+            assert run.wait(timeout=600) == 0, log_path.read_text()[-3000:]
+        finally:
+            if run.poll() is None:
+                run.kill()
+            server.stop()
+    server.start()
+    try:
+        (attempt,) = attempt_runs(tracker, pipeline_id)
+        assert attempt.data.tags["ct.status"] == "finished"
+        assert epochs_logged(tracker, attempt.info.run_id) == [1, 2, 3]
+        assert tracker.pipeline(pipeline_id).outcome == "promoted"
+    finally:
+        server.stop()
