@@ -8,6 +8,7 @@ from that output, and a run past its time limit is killed with its children.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -21,8 +22,9 @@ from typing import Protocol
 
 from ct_service.settings import Settings
 
-ERROR_LINE = re.compile(r"^(error:|\w*(Error|Exception)\b)", re.IGNORECASE)
-MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID")
+log = logging.getLogger(__name__)
+ERROR_LINE = re.compile(r"^(error:|docker: |\w*(Error|Exception)\b)", re.IGNORECASE)
+MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID", "View run ", "View experiment at:")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
 class Executor(Protocol):
     name: str
 
+    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        """Ready the attempt's environment before it is marked running; returns the
+        request to run and tags that record the choices made. Raises ProjectError
+        when the project cannot run here (nothing has started then)."""
+        ...
+
     def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult: ...
 
 
@@ -67,8 +75,12 @@ class LocalExecutor:
         self.poll_seconds = poll_seconds
         self.clock = clock
 
-    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
-        payload = {
+    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        return request, {}
+
+    def payload(self, request: AttemptRequest) -> dict[str, object]:
+        """What the launcher passes to mlflow.projects.run."""
+        return {
             "project_uri": request.project_uri,
             "entry_point": request.entry_point,
             "parameters": request.parameters,
@@ -76,14 +88,22 @@ class LocalExecutor:
             "run_id": request.run_id,
             "env_manager": "local",
         }
+
+    def environment(self) -> dict[str, str]:
+        return _child_environment(self.settings)
+
+    def stop(self, request: AttemptRequest) -> None:
+        """Stop what the launcher started beyond its own process group."""
+
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "ct_service.launcher", json.dumps(payload)],
+                [sys.executable, "-m", "ct_service.launcher", json.dumps(self.payload(request))],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_child_environment(self.settings),
+                env=self.environment(),
                 start_new_session=True,  # its own process group, killed as one
             )
             _running.add(process)
@@ -92,17 +112,20 @@ class LocalExecutor:
                 while process.poll() is None:
                     if self.clock() > deadline:
                         _kill_group(process)
+                        self.stop(request)
                         return AttemptResult(
                             False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
                         )
                     if not heartbeat():
                         _kill_group(process)
+                        self.stop(request)
                         return AttemptResult(
                             False, "stopped: another run took the attempt over", interrupted=True
                         )
                     time.sleep(self.poll_seconds)
             finally:
                 _running.discard(process)
+        self.stop(request)
         if process.returncode == 0:
             return AttemptResult(True)
         reason = failure_reason(request.log_path, process.returncode)
@@ -122,9 +145,16 @@ def stop_running_attempts() -> int:
 
 
 def executor_for(settings: Settings) -> Executor:
-    if settings.execution == "local":
+    """CT_EXECUTION: local, docker, or auto (Docker when an engine answers)."""
+    from ct_service import docker_executor
+
+    execution = settings.execution
+    if execution == "auto":
+        execution = "docker" if docker_executor.engine_answers() else "local"
+        log.info("CT_EXECUTION=auto: %s", execution)
+    if execution == "local":
         return LocalExecutor(settings)
-    raise ValueError(f"unknown execution {settings.execution!r}")
+    return docker_executor.for_settings(settings)
 
 
 def failure_reason(log_path: Path, returncode: int) -> str:

@@ -58,7 +58,9 @@ def main(argv: list[str]) -> int:
             run_id=request["run_id"],
             backend="local",
             env_manager=request.get("env_manager", "local"),
-            synchronous=True,
+            synchronous=True,  # build_image is only honoured by synchronous runs
+            build_image=request.get("build_image", False),
+            docker_args=request.get("docker_args"),
         )
     except ExecutionException as error:
         killer = _outside_signal(submitted)

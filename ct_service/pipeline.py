@@ -198,10 +198,28 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     keys = keystore_for(settings)
     if not keys.claim(f"claim:run:{attempt_id}", holder(), 60):
         return None  # a duplicate message is starting it right now
+    timeout = settings.attempt_timeout_seconds
+    if pipeline.spec.budget.max_wall_seconds:
+        timeout = max(
+            1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
+        )
+    log_path = settings.home / "logs" / f"attempt-{attempt_id}.log"
     executor = executor_for(settings)
+    request, choices = executor.prepare(
+        AttemptRequest(
+            project_uri=str(project_folder(settings, pipeline)),
+            entry_point=ENTRY_POINT,
+            parameters=Tracker.run_parameters(tags),
+            experiment_id=pipeline.experiment_id,
+            run_id=attempt_id,
+            timeout_seconds=timeout,
+            log_path=log_path,
+        )
+    )
     tracker.set_tags(
         attempt_id,
         {
+            **choices,
             "ct.status": AttemptStatus.RUNNING.value,
             "ct.executor": executor.name,
             "ct.worker": holder(),
@@ -209,21 +227,6 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         },
     )
     lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
-    timeout = settings.attempt_timeout_seconds
-    if pipeline.spec.budget.max_wall_seconds:
-        timeout = max(
-            1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
-        )
-    log_path = settings.home / "logs" / f"attempt-{attempt_id}.log"
-    request = AttemptRequest(
-        project_uri=str(project_folder(settings, pipeline)),
-        entry_point=ENTRY_POINT,
-        parameters=Tracker.run_parameters(tags),
-        experiment_id=pipeline.experiment_id,
-        run_id=attempt_id,
-        timeout_seconds=timeout,
-        log_path=log_path,
-    )
     try:
         result = executor.run(request, lease.refresh)
     finally:

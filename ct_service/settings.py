@@ -17,7 +17,7 @@ from ct_service.exceptions import SettingsError
 from ct_service.target import Budget, Direction, Target
 
 T = TypeVar("T")
-EXECUTIONS = ("local",)
+EXECUTIONS = ("local", "docker", "auto")
 SMTP_SECURITY = ("none", "starttls", "ssl")
 
 
@@ -36,6 +36,23 @@ class SmtpSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.host and self.recipients)
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """How attempts run in containers (CT_EXECUTION=docker, or auto with an engine)."""
+
+    network: str = ""  # the containers' network: empty = Docker's default bridge
+    build_network: str = ""  # the network image builds use (to reach the package index)
+    base_image: str = ""  # BASE_IMAGE build argument; empty = the Dockerfile's default
+    ca_file: str = ""  # a CA bundle given to image builds as ca.crt (TLS-intercepting proxy)
+    cpus: str = ""  # --cpus, e.g. "2"
+    memory: str = ""  # --memory, e.g. "4g"
+    gpus: str = ""  # --gpus, e.g. "all"
+    environments_file: str = ""  # framework -> image table (see environment.py)
+    # The tracking URI as the containers see it; empty = the tracking URI when it is a
+    # server, else a local `mlflow server` that ct-service starts on the same store.
+    tracking_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class Settings:
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     recovery: RecoverySettings = RecoverySettings()
+    docker: DockerSettings = DockerSettings()
 
     def __post_init__(self) -> None:
         home = self.home.resolve()
@@ -162,6 +180,17 @@ class Settings:
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
+            ),
+            docker=DockerSettings(
+                network=env.text("CT_DOCKER_NETWORK", ""),
+                build_network=env.text("CT_DOCKER_BUILD_NETWORK", ""),
+                base_image=env.text("CT_DOCKER_BASE_IMAGE", ""),
+                ca_file=env.existing_file("CT_DOCKER_CA_FILE"),
+                cpus=env.text("CT_DOCKER_CPUS", ""),
+                memory=env.text("CT_DOCKER_MEMORY", ""),
+                gpus=env.text("CT_DOCKER_GPUS", ""),
+                environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
+                tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
             ),
             recovery=RecoverySettings(
                 watchdog_enabled=env.choice("CT_WATCHDOG", "on", ("on", "off")) == "on",

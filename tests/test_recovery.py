@@ -186,7 +186,7 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
         stderr=subprocess.STDOUT,
     )
     try:
-        pipeline_id = wait_for(lambda: _only_pipeline(tracker), 120, "the pipeline")
+        pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline")
         dead_id = wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
         training = [p for p in processes_with(f"MLFLOW_RUN_ID={dead_id}") if _is_train_py(p)]
         assert len(training) == 1
@@ -206,7 +206,7 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
 
 
-def _only_pipeline(tracker: Tracker) -> str:
+def only_pipeline(tracker: Tracker) -> str:
     try:
         pipelines = tracker.recent_pipelines()
     except Exception:  # the store is being created
@@ -443,7 +443,7 @@ def test_an_mlflow_server_restart_mid_attempt_is_ridden_out(
             stderr=subprocess.STDOUT,
         )
         try:
-            pipeline_id = wait_for(lambda: _only_pipeline(tracker), 120, "the pipeline", log_path)
+            pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline", log_path)
             wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
             server.stop()
             time.sleep(3)  # down for a few seconds, during training

@@ -34,8 +34,8 @@ import mnist  # noqa: E402  (the project's own loader)
 )
 def test_bad_parameters_exit_with_one_line_before_training(tmp_path: Path, args, reason):
     result = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=LENET,
+        [sys.executable, str(LENET / "train.py"), *args],
+        cwd=tmp_path,  # MLflow's default experiment keeps artifacts in ./mlruns
         capture_output=True,
         text=True,
         env=ct_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db"),
@@ -128,8 +128,8 @@ def test_a_short_mlflow_run_logs_everything(tmp_path: Path, mnist_dir: Path):
 
 def train_py(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=LENET,
+        [sys.executable, str(LENET / "train.py"), *args],
+        cwd=tmp_path,  # MLflow's default experiment keeps artifacts in ./mlruns
         capture_output=True,
         text=True,
         env=ct_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db"),

@@ -1,0 +1,152 @@
+"""Runs an attempt as an MLflow Project run in a Docker container.
+
+The environment is chosen from the project's code (environment.py) and built or
+reused (images.py). The service writes that image as `docker_env` into a work copy
+of the project (MLflow ignores env_manager when an MLproject declares docker_env, so
+the user's MLproject stays runnable locally), and MLflow builds the image plus the
+code and runs it. Each container is named `ct-<run id>`; data folders given as
+parameters are mounted read-only at the same path; containers log to MLflow over
+HTTP. No secret is put on the `docker run` line (MLflow logs it): MLflow's
+credentials pass by name only. Containers and per-run images are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import docker
+import yaml
+from docker.errors import APIError, NotFound
+
+from ct_service import images, tracking_server
+from ct_service.environment import choose, load_images
+from ct_service.executor import AttemptRequest, LocalExecutor
+from ct_service.project import load_project
+from ct_service.settings import Settings
+
+# Passed into containers by name (`-e NAME`), so their values stay off the command line.
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def container_name(run_id: str) -> str:
+    return f"ct-{run_id}"
+
+
+def engine_answers() -> bool:
+    try:
+        return bool(docker.from_env(timeout=5).ping())
+    except Exception:
+        return False
+
+
+def for_settings(settings: Settings) -> DockerExecutor:
+    """Containers log to CT_CONTAINER_TRACKING_URI, else to the tracking server, else to
+    a local server this process starts on the store (over the host network)."""
+    tracking_uri = settings.docker.tracking_uri
+    if not tracking_uri and settings.tracking_uri.startswith(("http://", "https://")):
+        tracking_uri = settings.tracking_uri
+    if not tracking_uri:
+        tracking_uri = tracking_server.url_for(settings)
+        if not settings.docker.network:
+            settings = replace(settings, docker=replace(settings.docker, network="host"))
+    return DockerExecutor(settings, tracking_uri)
+
+
+class DockerExecutor(LocalExecutor):
+    name = "docker"
+
+    def __init__(self, settings: Settings, tracking_uri: str, **kwargs: object):
+        super().__init__(settings, **kwargs)  # type: ignore[arg-type]
+        self.client = docker.from_env()
+        self.tracking_uri = tracking_uri  # as the containers reach it
+
+    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        project = Path(request.project_uri)
+        environment = choose(project, load_images(self.settings.docker.environments_file))
+        name = load_project(project).name
+        image = images.ensure(self.client, environment, name, self.settings.docker)
+        copy = self._work_copy(request.run_id)
+        _write_work_copy(project, copy, request.run_id, image.tag, _data_volumes(request))
+        tags = {
+            "ct.environment": environment.reason,
+            "ct.environment.image": image.tag,
+            "ct.environment.image_id": image.id,
+            "ct.environment.built": "true" if image.built else "false",
+            "ct.container": container_name(request.run_id),
+        }
+        return replace(request, project_uri=str(copy)), tags
+
+    def payload(self, request: AttemptRequest) -> dict[str, object]:
+        docker = self.settings.docker
+        args = {"name": container_name(request.run_id)}
+        args.update(
+            {
+                k: v
+                for k, v in (
+                    ("network", docker.network),
+                    ("cpus", docker.cpus),
+                    ("memory", docker.memory),
+                    ("gpus", docker.gpus),
+                )
+                if v
+            }
+        )
+        return {**super().payload(request), "build_image": True, "docker_args": args}
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        return env
+
+    def stop(self, request: AttemptRequest) -> None:
+        """Remove the attempt's container (stopping it if it runs), its per-run image
+        and its work copy; each may be gone already."""
+        try:
+            self.client.containers.get(container_name(request.run_id)).remove(force=True)
+        except NotFound:
+            pass
+        except APIError as error:
+            if error.status_code != 409:  # 409: removal already in progress (--rm)
+                raise
+        try:
+            self.client.images.remove(_run_image(request.run_id), force=True)
+        except NotFound:
+            pass
+        shutil.rmtree(self._work_copy(request.run_id), ignore_errors=True)
+
+    def _work_copy(self, run_id: str) -> Path:
+        return self.settings.home / "work" / "containers" / run_id
+
+
+def _run_image(run_id: str) -> str:
+    return f"ct-run-{run_id}"
+
+
+def _write_work_copy(
+    project: Path, copy: Path, run_id: str, image: str, volumes: list[str]
+) -> None:
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
+    spec = yaml.safe_load((copy / "MLproject").read_text()) or {}
+    spec["name"] = _run_image(run_id)  # MLflow tags the image it builds with the name
+    for other in ("python_env", "conda_env"):  # MLflow allows one environment field
+        spec.pop(other, None)
+    spec["docker_env"] = {
+        "image": image,
+        "volumes": volumes,
+        "environment": [name for name in CREDENTIALS if os.environ.get(name)],
+    }
+    (copy / "MLproject").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _data_volumes(request: AttemptRequest) -> list[str]:
+    """Parameters naming an existing absolute path on this machine: mounted read-only
+    at the same path, so the parameter means the same inside the container."""
+    volumes = []
+    for value in request.parameters.values():
+        if os.path.isabs(value) and os.path.exists(value):
+            volumes.append(f"{value}:{value}:ro")
+    return sorted(set(volumes))

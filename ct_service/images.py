@@ -1,0 +1,105 @@
+"""Environment images: a project's Dockerfile is built once per content and reused.
+
+The tag is `ct-env/<project>:<hash>`, the hash covering the Dockerfile, the
+dependency files beside it (requirements*.txt, python_env.yaml, conda.yaml), the
+BASE_IMAGE argument and the build CA: an unchanged environment is never rebuilt.
+An environment image holds dependencies only; MLflow adds the project's code to it
+for each run (build_image=True). So its build context is the Dockerfile and those
+files, never the code or data around them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from ct_service.environment import Environment
+from ct_service.exceptions import ProjectError
+from ct_service.settings import DockerSettings
+
+DEPENDENCY_FILES = ("requirements*.txt", "python_env.yaml", "conda.yaml")
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    id: str
+    built: bool  # False: it was there already
+
+
+def ensure(
+    client: docker.DockerClient,
+    environment: Environment,
+    project_name: str,
+    settings: DockerSettings,
+) -> Image:
+    if environment.dockerfile is None:
+        return _existing(client, environment.image)
+    files = _context_files(environment.dockerfile)
+    tag = f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}"
+    try:
+        found = client.images.get(tag)
+        return Image(tag, found.id, built=False)
+    except ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="ct-build-") as context:
+        for path in files:
+            shutil.copy(path, Path(context) / path.name)
+        if settings.ca_file:
+            shutil.copy(settings.ca_file, Path(context) / "ca.crt")
+        try:
+            image, _ = client.images.build(
+                path=context,
+                tag=tag,
+                buildargs={"BASE_IMAGE": settings.base_image} if settings.base_image else {},
+                network_mode=settings.build_network or None,
+                rm=True,
+                forcerm=True,
+            )
+        except BuildError as error:
+            lines = [str(c.get("stream", "")).strip() for c in error.build_log if c.get("stream")]
+            tail = " | ".join(lines[-3:])
+            raise ProjectError(f"building {tag} failed: {error.msg}; {tail}"[:600]) from None
+    return Image(tag, str(image.id), built=True)
+
+
+def content_hash(files: list[Path], settings: DockerSettings) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(b"BASE_IMAGE=" + settings.base_image.encode())
+    if settings.ca_file:
+        digest.update(Path(settings.ca_file).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _context_files(dockerfile: Path) -> list[Path]:
+    folder = dockerfile.parent
+    found = {dockerfile}
+    for pattern in DEPENDENCY_FILES:
+        found.update(p for p in folder.glob(pattern) if p.is_file())
+    return sorted(found, key=lambda p: p.name)
+
+
+def _existing(client: docker.DockerClient, name: str) -> Image:
+    try:
+        return Image(name, client.images.get(name).id, built=False)
+    except ImageNotFound:
+        pass
+    try:
+        return Image(name, client.images.pull(name).id, built=False)
+    except APIError as error:
+        raise ProjectError(
+            f"image {name} is neither on this Docker engine nor pullable: {error.explanation}"
+        ) from None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.") or "project"

@@ -1,0 +1,97 @@
+"""A local `mlflow server` on the service's own store, for containers to log to.
+
+mlflow-skinny (in training images) cannot open a SQLite store, so when attempts run
+in Docker and no tracking server is configured, this process starts one on the same
+store, bound to 127.0.0.1 (containers reach it over the host network), once, and
+stops it when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from ct_service.exceptions import InfrastructureError
+from ct_service.settings import Settings
+
+_lock = threading.Lock()
+_servers: dict[str, tuple[subprocess.Popen, str]] = {}
+
+
+def url_for(settings: Settings, timeout: float = 90.0) -> str:
+    """The URL of the server on `settings.tracking_uri`, started on first use."""
+    with _lock:
+        found = _servers.get(settings.tracking_uri)
+        if found and found[0].poll() is None:
+            return found[1]
+        port = _free_port()
+        log_path = settings.home / "logs" / "mlflow-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--registry-store-uri",
+            settings.registry_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        if settings.artifact_root:
+            command += ["--default-artifact-root", settings.artifact_root, "--no-serve-artifacts"]
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(process, url, timeout, log_path)
+        _servers[settings.tracking_uri] = (process, url)
+        return url
+
+
+def stop_all() -> None:
+    with _lock:
+        for process, _ in _servers.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+        _servers.clear()
+
+
+atexit.register(stop_all)
+
+
+def _wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, log_path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise InfrastructureError(f"the local MLflow server exited; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise InfrastructureError(f"the local MLflow server did not answer in {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

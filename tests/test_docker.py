@@ -1,0 +1,192 @@
+"""Attempts in Docker containers, on a real Docker engine: the LeNet environment image
+built from projects/lenet/Dockerfile (once), MLflow Projects' docker_env with the
+project code added per run, MNIST mounted read-only, logging over HTTP to a local
+MLflow server that the embedded mode starts.
+
+Needs a Docker engine and a base image: `make docker-base` (what .ci/run does)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LENET, ROOT, ct_env
+from test_recovery import (
+    attempt_runs,
+    checkpointed_attempt,
+    epochs_logged,
+    only_pipeline,
+    wait_for,
+)
+
+from ct_service.settings import Settings
+from ct_service.tracking import RESUMED_FROM, Tracker
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+SMALL = {
+    "conv_blocks": "1",
+    "filters": "4",
+    "dense_units": "16",
+    "epochs": "1",
+    "max_train_samples": "3000",
+}
+SECRETS = {
+    "CT_SMTP_PASSWORD": "hunter2-not-for-logs",
+    "CT_WEBHOOK_URL": "https://hooks.example/t0k3n",
+}
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as error:
+        pytest.fail(f"no Docker engine answers ({error}); start one: make docker-base")
+    return client
+
+
+def docker_env(home: Path, **extra: str) -> dict[str, str]:
+    base = "ct-base:bookworm"
+    return ct_env(
+        CT_HOME=str(home),
+        CT_EXECUTION="docker",
+        CT_DOCKER_BASE_IMAGE=base,
+        CT_DOCKER_BUILD_NETWORK="host",  # this machine's engine runs without NAT
+        CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
+        CT_MAX_ATTEMPTS="1",
+        CT_TARGET_THRESHOLD="0.3",
+        **extra,
+    )
+
+
+def ct_run(env: dict[str, str], mnist: Path, **params: str) -> subprocess.CompletedProcess:
+    values = {**SMALL, "data": str(mnist), **params}
+    return subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), "--json"]
+        + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def containers(client, run_id: str) -> list:
+    return client.containers.list(all=True, filters={"name": f"ct-{run_id}"})
+
+
+def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuilt(
+    tmp_path: Path, mnist_dir: Path, docker_client
+) -> None:
+    home = tmp_path / "ct"
+    env = docker_env(home, **SECRETS)
+    first = ct_run(env, mnist_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = ct_run(env, mnist_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    tracker = Tracker(Settings(home=home))
+    runs = []
+    for result in (first, second):
+        pipeline_id = json.loads(result.stdout)["pipeline_id"]
+        assert tracker.pipeline(pipeline_id).outcome in ("promoted", "kept-champion")
+        (run,) = attempt_runs(tracker, pipeline_id)
+        runs.append(run)
+    for run in runs:
+        tags = run.data.tags
+        assert tags["ct.executor"] == "docker"
+        assert tags["ct.environment"] == "the project has a Dockerfile"
+        assert tags["ct.environment.image"].startswith("ct-env/lenet:")
+        assert (
+            docker_client.images.get(tags["ct.environment.image"]).id
+            == tags["ct.environment.image_id"]
+        )
+        assert tags["mlflow.docker.image.id"]  # the per-run image MLflow built FROM it
+        assert epochs_logged(tracker, run.info.run_id) == [1]
+        assert "test_accuracy" in run.data.metrics
+        assert containers(docker_client, run.info.run_id) == []  # removed afterwards
+    # The second attempt found the image of the first: no build.
+    assert runs[1].data.tags["ct.environment.built"] == "false"
+    assert (
+        runs[1].data.tags["ct.environment.image_id"] == runs[0].data.tags["ct.environment.image_id"]
+    )
+    # The data went in read-only at the same path, and no secret went anywhere.
+    log = next(home.glob(f"logs/attempt-{runs[0].info.run_id}.log")).read_text()
+    assert f"-v {mnist_dir}:{mnist_dir}:ro" in log
+    assert f"--name ct-{runs[0].info.run_id}" in log
+    recorded = json.dumps([(r.data.params, r.data.tags) for r in runs])
+    for secret in SECRETS.values():
+        assert secret not in log and secret not in recorded
+    versions = tracker.client.search_model_versions("name = 'lenet'")
+    assert {v.run_id for v in versions} <= {r.info.run_id for r in runs} and versions
+
+
+def test_a_container_exiting_non_zero_fails_the_attempt_with_its_last_line(
+    tmp_path: Path, mnist_dir: Path, docker_client
+) -> None:
+    home = tmp_path / "ct"
+    done = ct_run(docker_env(home), mnist_dir, dropout="1.5")  # train.py refuses it
+    assert done.returncode == 3, done.stderr[-3000:]
+    tracker = Tracker(Settings(home=home))
+    (run,) = attempt_runs(tracker, json.loads(done.stdout)["pipeline_id"])
+    assert run.data.tags["ct.status"] == "failed"
+    assert run.data.tags["ct.failure"] == "error: dropout must be in [0, 1), got 1.5"
+    assert containers(docker_client, run.info.run_id) == []
+
+
+def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_its_container(
+    tmp_path: Path, mnist_dir: Path, docker_client
+) -> None:
+    home = tmp_path / "ct"
+    env = docker_env(home)
+    tracker = Tracker(Settings(home=home))
+    values = {**SMALL, "epochs": "3", "max_train_samples": "12000", "data": str(mnist_dir)}
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
+            + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline", log_path)
+            dead_id = wait_for(
+                lambda: checkpointed_attempt(tracker, pipeline_id), 600, "a checkpoint", log_path
+            )
+            docker_client.containers.get(f"ct-{dead_id}").kill()  # SIGKILL, as an OOM kill
+            resumed = wait_for(
+                lambda: _running_container_of_resumed(tracker, docker_client, pipeline_id, dead_id),
+                300,
+                "the resumed attempt's container",
+                log_path,
+            )
+            run.send_signal(signal.SIGINT)  # cancel the pipeline while that one trains
+            run.wait(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    dead = tracker.client.get_run(dead_id)
+    assert dead.data.tags["ct.status"] == "resumed"
+    assert "killed by SIGKILL" in dead.data.tags["ct.failure"]
+    assert tracker.client.get_run(resumed).data.tags[RESUMED_FROM] == dead_id
+    wait_for(lambda: containers(docker_client, resumed) == [], 30, "the container's removal")
+
+
+def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: str) -> str:
+    for run in attempt_runs(tracker, pipeline_id):
+        if run.data.tags.get(RESUMED_FROM) == dead_id:
+            found = client.containers.list(filters={"name": f"ct-{run.info.run_id}"})
+            return run.info.run_id if found else ""
+    time.sleep(0.5)
+    return ""
