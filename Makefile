@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-fast lint benchmark benchmark-webhook benchmark-recovery redis docker-engine docker-base test-docker clean
+.PHONY: help venv run test test-fast lint benchmark benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -37,9 +37,10 @@ lint: venv  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io and starts dockerd)
-	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
-		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap)
+docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io, docker-compose, debootstrap; starts dockerd)
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \
+		command -v docker-compose >/dev/null 2>&1 || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io docker-compose debootstrap)
 	@docker info >/dev/null 2>&1 || (setsid dockerd --iptables=false </dev/null >/var/log/dockerd.log 2>&1 &)
 	@for i in $$(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
 		echo "the Docker engine does not answer; see /var/log/dockerd.log" >&2; exit 1
@@ -52,17 +53,21 @@ docker-base: docker-engine  ## build the base image ct-base:bookworm offline wit
 			bookworm $$rootfs $${mirror:-http://deb.debian.org/debian} >/dev/null && \
 		tar -C $$rootfs -c . | docker import - ct-base:bookworm && rm -rf $$rootfs; }
 
-test: venv redis lint  ## lint, then the test suite on real Redis, Celery, MLflow and TensorFlow
-	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+test: venv redis lint docker-base  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv redis  ## the tests that train nothing
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-docker: venv docker-base  ## the Docker tests (real engine; not yet part of `make test`)
+test-docker: venv redis docker-base  ## only the Docker tests (real engine)
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
 
 benchmark: venv  ## measure the pipeline's overhead over a direct training run
 	$(BIN)/python benchmarks/overhead.py --data $(abspath $(or $(DATA),../shared/data/mnist))
+
+benchmark-docker: venv docker-base  ## the same, plus the pipeline in Docker and the first image build
+	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/overhead.py --docker --base-image ct-base:bookworm \
+		--data $(abspath $(or $(DATA),../shared/data/mnist))
 
 benchmark-webhook: venv redis  ## signed deliveries/s and latency of the webhook beside bare Flask
 	$(BIN)/python benchmarks/webhook.py

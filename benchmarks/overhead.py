@@ -8,8 +8,12 @@ side by side mean anything):
   mlflow    mlflow run projects/lenet --env-manager local  (MLflow Projects)
   pipeline  ct-service run projects/lenet --max-attempts 1 (Celery + MLflow Projects,
             embedded: in-process worker, SQLite store, registry promotion)
+  docker    the same pipeline with CT_EXECUTION=docker (--docker; the environment
+            image cached, as from the second attempt on), after timing one uncached
+            build of that image (what the first attempt pays)
 
     python benchmarks/overhead.py --data ../shared/data/mnist [--rounds 3]
+        [--docker --base-image ct-base:bookworm]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "projects" / "lenet"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def commands(data: str, samples: int, epochs: int) -> dict[str, list[str]]:
@@ -56,12 +61,13 @@ def commands(data: str, samples: int, epochs: int) -> dict[str, list[str]]:
     }
 
 
-def timed(command: list[str], store: Path) -> float:
+def timed(command: list[str], store: Path, extra_env: dict[str, str] | None = None) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "MLFLOW_"))}
     env.update(
         MLFLOW_TRACKING_URI=f"sqlite:///{store}/mlflow.db",
         CT_HOME=str(store),
         PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+        **(extra_env or {}),
     )
     started = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=store, capture_output=True, text=True)
@@ -77,9 +83,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--docker", action="store_true", help="also run the pipeline in Docker")
+    parser.add_argument("--base-image", default="", help="BASE_IMAGE for the environment image")
     args = parser.parse_args()
     data = str(Path(args.data).resolve())
     runs = commands(data, args.samples, args.epochs)
+    environments: dict[str, dict[str, str]] = {}
+    if args.docker:
+        runs["docker"] = runs["pipeline"]
+        environments["docker"] = docker_settings(args.base_image)
+        print(f"first build of the LeNet environment image: {first_build(args.base_image):.1f} s")
     times: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
         stores = {name: Path(tmp, name) for name in runs}
@@ -90,11 +103,11 @@ def main() -> None:
             f"{args.samples} images, {args.epochs} epochs"
         )
         for name, command in runs.items():
-            timed(command, stores[name])
+            timed(command, stores[name], environments.get(name))
         for round_number in range(1, args.rounds + 1):
             order = list(runs) if round_number % 2 else list(reversed(runs))
             for name in order:
-                times[name].append(timed(runs[name], stores[name]))
+                times[name].append(timed(runs[name], stores[name], environments.get(name)))
             shown = "  ".join(f"{name} {times[name][-1]:6.1f} s" for name in runs)
             print(f"round {round_number}: {shown}")
     median = {name: statistics.median(values) for name, values in times.items()}
@@ -107,6 +120,42 @@ def main() -> None:
     print(f"mlflow run / direct      = {median['mlflow'] / median['direct']:.2f}")
     print(f"pipeline / direct        = {median['pipeline'] / median['direct']:.2f}")
     print(f"pipeline - direct        = {median['pipeline'] - median['direct']:+.1f} s")
+    if "docker" in median:
+        print(f"docker pipeline / direct = {median['docker'] / median['direct']:.2f}")
+        print(f"docker - pipeline        = {median['docker'] - median['pipeline']:+.1f} s")
+
+
+def docker_settings(base_image: str) -> dict[str, str]:
+    """CT_EXECUTION=docker on this machine: host networking, the host's CA for pip."""
+    env = {"CT_EXECUTION": "docker", "CT_DOCKER_BUILD_NETWORK": "host"}
+    if base_image:
+        env["CT_DOCKER_BASE_IMAGE"] = base_image
+    if Path(CA_BUNDLE).is_file():
+        env["CT_DOCKER_CA_FILE"] = CA_BUNDLE
+    return env
+
+
+def first_build(base_image: str) -> float:
+    """An uncached build of projects/lenet/Dockerfile, as the first attempt pays it."""
+    import docker
+
+    context = Path(tempfile.mkdtemp())
+    for name in ("Dockerfile", "requirements.txt"):
+        (context / name).write_bytes((LENET / name).read_bytes())
+    if Path(CA_BUNDLE).is_file():
+        (context / "ca.crt").write_bytes(Path(CA_BUNDLE).read_bytes())
+    started = time.perf_counter()
+    image, _ = docker.from_env(timeout=900).images.build(
+        path=str(context),
+        tag="ct-benchmark-first-build:latest",
+        buildargs={"BASE_IMAGE": base_image} if base_image else {},
+        network_mode="host",
+        nocache=True,
+        rm=True,
+    )
+    elapsed = time.perf_counter() - started
+    docker.from_env().images.remove(image.id, force=True)
+    return elapsed
 
 
 if __name__ == "__main__":

@@ -155,13 +155,13 @@ def main() -> None:
             CT_WATCHDOG_INTERVAL_SECONDS=str(args.interval),
             CT_MAX_ATTEMPTS="1",
             CT_TARGET_THRESHOLD="0.5",
-            CT_LOG_LEVEL="WARNING",
             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
         )
         tracker = Tracker(Settings(home=folder / "ct"))
-        beat = service("beat", env, folder / "beat.log", b"beat: Starting")
         results = []
+        beat: subprocess.Popen | None = None
         try:
+            beat = service("beat", env, folder / "beat.log", b"beat: Starting")
             for number in range(1, args.kills + 1):
                 result = one_kill(env, tracker, str(Path(args.data).resolve()), folder, number)
                 print(
@@ -171,8 +171,9 @@ def main() -> None:
                 )
                 results.append(result)
         finally:
-            os.killpg(beat.pid, signal.SIGTERM)
-            beat.wait()
+            if beat is not None:
+                os.killpg(beat.pid, signal.SIGTERM)
+                beat.wait()
             subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
     print(
         f"\nlease {args.lease:g} s, heartbeat {args.heartbeat:g} s, scan every {args.interval:g} s,"

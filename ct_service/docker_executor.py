@@ -13,26 +13,54 @@ credentials pass by name only. Containers and per-run images are removed afterwa
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import docker
 import yaml
 from docker.errors import APIError, NotFound
+from mlflow import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import images, tracking_server
 from ct_service.environment import choose, load_images
 from ct_service.executor import AttemptRequest, LocalExecutor
 from ct_service.project import load_project
 from ct_service.settings import Settings
+from ct_service.tracking import RESUME_PARAM
 
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Passed into containers by name (`-e NAME`), so their values stay off the command line.
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 def container_name(run_id: str) -> str:
     return f"ct-{run_id}"
+
+
+def remove_container(run_id: str) -> bool:
+    """Stop and remove a run's container on this machine's engine, if it is there.
+    A worker that dies leaves its container running (killing `docker run` does not
+    stop it): the watchdog removes it before resuming the run elsewhere."""
+    try:
+        docker.from_env(timeout=10).containers.get(container_name(run_id)).remove(force=True)
+    except NotFound:
+        return False
+    return True
+
+
+def remove_orphaned_containers(is_running: Callable[[str], bool]) -> list[str]:
+    """Containers `ct-<run id>` whose run is no longer running: stopped and removed."""
+    removed = []
+    for container in docker.from_env(timeout=10).containers.list(all=True, filters={"name": "ct-"}):
+        run_id = container.name.removeprefix("ct-")
+        if RUN_ID.fullmatch(run_id) and not is_running(run_id):
+            container.remove(force=True)
+            removed.append(container.name)
+    return removed
 
 
 def engine_answers() -> bool:
@@ -69,7 +97,8 @@ class DockerExecutor(LocalExecutor):
         name = load_project(project).name
         image = images.ensure(self.client, environment, name, self.settings.docker)
         copy = self._work_copy(request.run_id)
-        _write_work_copy(project, copy, request.run_id, image.tag, _data_volumes(request))
+        volumes = _data_volumes(request) + self._checkpoint_volumes(request)
+        _write_work_copy(project, copy, request.run_id, image.tag, volumes)
         tags = {
             "ct.environment": environment.reason,
             "ct.environment.image": image.tag,
@@ -116,6 +145,20 @@ class DockerExecutor(LocalExecutor):
         except NotFound:
             pass
         shutil.rmtree(self._work_copy(request.run_id), ignore_errors=True)
+
+    def _checkpoint_volumes(self, request: AttemptRequest) -> list[str]:
+        """A resumed run reads the checkpoint of the run it continues. MLflow mounts
+        only the new run's own artifact folder; a local artifact store must also
+        show the old run's, read-only (a served store is reached over HTTP)."""
+        resume_from = request.parameters.get(RESUME_PARAM, "")
+        if not resume_from:
+            return []
+        client = MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)
+        artifact_uri = client.get_run(resume_from).info.artifact_uri
+        if not artifact_uri.startswith("file:"):
+            return []
+        folder = local_file_uri_to_path(artifact_uri)
+        return [f"{folder}:{folder}:ro"]
 
     def _work_copy(self, run_id: str) -> Path:
         return self.settings.home / "work" / "containers" / run_id

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     request = json.loads(argv[0])
-    _die_with_parent(os.getppid())
+    die_with_parent(os.getppid())
     # The executor stops a run with SIGTERM; as an interrupt, MLflow cancels the
     # project's command and marks the run failed instead of leaving it running.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -88,13 +88,17 @@ def _outside_signal(submitted: list[Any]) -> str:
     return ""
 
 
-def _die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
     """Kill this process group as soon as the process that started it is gone."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_seconds)
-        print("ct-service: the worker died; stopping the run", file=sys.stderr, flush=True)
+        print(
+            "ct-service: the process that started this one died; stopping",
+            file=sys.stderr,
+            flush=True,
+        )
         if os.getpgrp() == os.getpid():  # started as its group's leader, as executors do
             os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -62,6 +62,8 @@ def resume(
         _end_run(tracker, dead, "FAILED")
         log.warning("attempt run %s failed: %s", attempt_id, failure)
         return Step(Task.DECIDE, (pipeline_id, attempt_id))
+    if tags.get("ct.container"):  # its worker died; the container may still train
+        _stop_container(attempt_id)
     source = checkpoint_run(tracker, dead)
     new_id = tracker.resume_attempt(pipeline, dead, source)
     tracker.set_tags(
@@ -85,6 +87,16 @@ def checkpoint_run(tracker: Tracker, dead: Run) -> str:
         previous = run.data.tags.get(RESUMED_FROM, "")
         run = tracker.client.get_run(previous) if previous else None
     return ""
+
+
+def _stop_container(run_id: str) -> None:
+    from ct_service.docker_executor import remove_container
+
+    try:
+        if remove_container(run_id):
+            log.warning("removed the container of dead run %s", run_id)
+    except Exception as error:  # another machine's engine, or none: the scan retries there
+        log.warning("could not remove the container of %s here: %s", run_id, error)
 
 
 def _end_run(tracker: Tracker, run: Run, status: str) -> None:

@@ -35,9 +35,6 @@ def url_for(settings: Settings, timeout: float = 90.0) -> str:
         log_path = settings.home / "logs" / "mlflow-server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable,
-            "-m",
-            "mlflow",
             "server",
             "--backend-store-uri",
             settings.tracking_uri,
@@ -53,8 +50,12 @@ def url_for(settings: Settings, timeout: float = 90.0) -> str:
         if settings.artifact_root:
             command += ["--default-artifact-root", settings.artifact_root, "--no-serve-artifacts"]
         with open(log_path, "ab") as log:
+            # Its own process group, stopped as one; it also stops when this process dies.
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [sys.executable, "-m", "ct_service.tracking_server", *command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(process, url, timeout, log_path)
@@ -95,3 +96,16 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m ct_service.tracking_server server ...`: `mlflow server ...` that
+    stops when the process that started it is gone."""
+    from ct_service.launcher import die_with_parent
+
+    die_with_parent(os.getppid())
+    return subprocess.call([sys.executable, "-m", "mlflow", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,8 @@ Each scan
   that lost its contents, a worker that died during a short step): a step is
   re-enqueued when no message for it has been marked queued or running for a whole
   scan interval, and every step is idempotent, so a duplicate is harmless;
-- removes work folders of pipelines that ended long ago.
+- removes work folders of pipelines that ended long ago, and containers of runs
+  that no longer run (a dead worker's container goes on training otherwise).
 
 A record it cannot process postpones itself (exponential backoff) instead of
 failing every scan; CT_WATCHDOG=off turns the whole scan into a no-op.
@@ -49,6 +50,7 @@ class ScanReport:
     requeued: list[str] = field(default_factory=list)  # steps whose message was lost
     postponed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # stale work folders
+    containers: list[str] = field(default_factory=list)  # of runs no longer running
 
 
 class Watchdog:
@@ -77,7 +79,27 @@ class Watchdog:
         for pipeline in self.tracker.unfinished_pipelines():
             self._guarded(pipeline.id, report, partial(self._check_steps, pipeline, report))
         report.removed = self._remove_stale_work()
+        if self.settings.execution != "local":
+            report.containers = self._remove_orphaned_containers()
         return report
+
+    def _remove_orphaned_containers(self) -> list[str]:
+        from ct_service.docker_executor import remove_orphaned_containers
+
+        def running(run_id: str) -> bool:
+            try:
+                tags = self.tracker.client.get_run(run_id).data.tags
+            except Exception as error:
+                if is_infrastructure_failure(error):
+                    raise
+                return False  # not a run of this store
+            return tags.get("ct.status") == AttemptStatus.RUNNING.value
+
+        try:
+            return remove_orphaned_containers(running)
+        except Exception as error:  # no engine here: nothing to clean on this machine
+            log.info("watchdog: no containers checked: %s", error)
+            return []
 
     def _check_attempt(self, run: Run, report: ScanReport) -> None:
         tags = run.data.tags

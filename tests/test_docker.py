@@ -184,9 +184,47 @@ def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_i
 
 
 def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: str) -> str:
+    """The resumed run, once its container has loaded the checkpoint and trains."""
     for run in attempt_runs(tracker, pipeline_id):
-        if run.data.tags.get(RESUMED_FROM) == dead_id:
+        if run.data.tags.get(RESUMED_FROM) == dead_id and run.data.tags.get("resumed_at_epoch"):
             found = client.containers.list(filters={"name": f"ct-{run.info.run_id}"})
             return run.info.run_id if found else ""
     time.sleep(0.5)
     return ""
+
+
+def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
+    tmp_path: Path, mnist_dir: Path, docker_client, redis_url: str
+) -> None:
+    """SIGKILL a worker's process group: `docker run` dies with it, but its container
+    goes on training. The watchdog must stop it before resuming the attempt."""
+    from conftest import WorkerProcess
+    from test_recovery import FAST_RECOVERY, enqueue_pipeline, wait_finished
+
+    home = tmp_path / "ct"
+    leases = {k: v for k, v in FAST_RECOVERY.items() if k.startswith(("CT_HEART", "CT_LEASE"))}
+    env = docker_env(home, CT_BROKER_URL=redis_url, CT_WATCHDOG_INTERVAL_SECONDS="1", **leases)
+    tracker = Tracker(Settings(home=home))
+    services = [WorkerProcess(env, tmp_path / "worker-1.log")]
+    try:
+        pipeline_id = enqueue_pipeline(env, mnist_dir, epochs=3)
+        dead_id = wait_for(
+            lambda: checkpointed_attempt(tracker, pipeline_id),
+            600,
+            "a checkpoint",
+            services[0].log_path,
+        )
+        services[0].kill()
+        time.sleep(2)
+        assert containers(docker_client, dead_id)  # still there: nobody stopped it yet
+        services.append(WorkerProcess(env, tmp_path / "worker-2.log"))
+        services.append(WorkerProcess(env, tmp_path / "beat.log", "beat"))
+        wait_finished(tracker, pipeline_id, tmp_path / "worker-2.log")
+    finally:
+        for service in services:
+            service.stop()
+    assert containers(docker_client, dead_id) == []
+    runs = attempt_runs(tracker, pipeline_id)
+    assert [r.data.tags["ct.status"] for r in runs] == ["resumed", "finished"]
+    assert runs[1].data.tags[RESUMED_FROM] == dead_id
+    assert tracker.pipeline(pipeline_id).outcome == "promoted"
