@@ -23,6 +23,7 @@ class AttemptLine:
     failure: str
     decision: str = ""  # what the pipeline decided after this attempt
     metrics: dict[str, float] | None = None  # last-epoch loss, accuracy, val_* values
+    resumes: int = 0  # times a dead run of it was resumed from its checkpoint
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Summary:
         rows = [("#", "status", "metric", "epochs", "configuration", "reason")]
         for a in self.attempts:
             metric = "-" if a.metric is None else f"{a.metric:.4f}"
-            why = a.reason + (f" | failed: {a.failure}" if a.failure else "")
+            why = a.reason + (f" | resumed {a.resumes}x after a crash" if a.resumes else "")
+            why += f" | failed: {a.failure}" if a.failure else ""
             rows.append((str(a.number), a.status, metric, str(a.epochs), a.config, why))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines = [
@@ -95,6 +97,7 @@ def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -
                 failure=a.failure,
                 decision=a.decision,
                 metrics={name: values[-1] for name, values in a.curves.items() if values},
+                resumes=a.resumes,
             )
             for a in attempts
         ],

@@ -88,7 +88,7 @@ def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuil
     tmp_path: Path, mnist_dir: Path, docker_client
 ) -> None:
     home = tmp_path / "ct"
-    env = docker_env(home, **SECRETS)
+    env = docker_env(home, CT_DOCKER_CPUS="1.5", CT_DOCKER_MEMORY="3g", **SECRETS)
     first = ct_run(env, mnist_dir)
     assert first.returncode == 0, first.stderr[-3000:]
     second = ct_run(env, mnist_dir)
@@ -120,8 +120,10 @@ def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuil
     )
     # The data went in read-only at the same path, and no secret went anywhere.
     log = next(home.glob(f"logs/attempt-{runs[0].info.run_id}.log")).read_text()
-    assert f"-v {mnist_dir}:{mnist_dir}:ro" in log
+    data = mnist_dir.resolve()  # `-P` values naming a path are made absolute and real
+    assert f"-v {data}:{data}:ro" in log
     assert f"--name ct-{runs[0].info.run_id}" in log
+    assert "--cpus 1.5" in log and "--memory 3g" in log  # the resource limits
     recorded = json.dumps([(r.data.params, r.data.tags) for r in runs])
     for secret in SECRETS.values():
         assert secret not in log and secret not in recorded
@@ -228,3 +230,14 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
     assert [r.data.tags["ct.status"] for r in runs] == ["resumed", "finished"]
     assert runs[1].data.tags[RESUMED_FROM] == dead_id
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
+
+
+def test_auto_execution_uses_docker_when_an_engine_answers_else_local(
+    docker_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ct_service.executor import executor_for
+
+    settings = Settings(execution="auto", tracking_uri="http://127.0.0.1:9")
+    assert executor_for(settings).name == "docker"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no engine
+    assert executor_for(settings).name == "local"

@@ -162,6 +162,15 @@ def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
     (attempt,) = tracker.attempts(pipeline)
     assert attempt.run_id == resumed.info.run_id and attempt.resumes == 1
     assert len(attempt.curves["val_accuracy"]) == 4
+    status = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "status", pipeline_id],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "resumed 1x after a crash" in status.stdout, status.stdout
     # Promoted exactly once.
     versions = tracker.client.search_model_versions(f"name = '{pipeline.spec.model_name}'")
     assert [v.run_id for v in versions] == [resumed.info.run_id]
