@@ -21,6 +21,7 @@ from test_recovery import (
     checkpointed_attempt,
     epochs_logged,
     only_pipeline,
+    start_embedded_run,
     wait_for,
 )
 
@@ -153,14 +154,7 @@ def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_i
     values = {**SMALL, "epochs": "3", "max_train_samples": "12000", "data": str(mnist_dir)}
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
-            + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        run = start_embedded_run(env, values, log)
         try:
             pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline", log_path)
             dead_id = wait_for(

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
@@ -64,6 +64,20 @@ def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["pipeline_id"]
+
+
+def start_embedded_run(
+    env: dict[str, str], params: dict[str, str], log: IO[bytes]
+) -> subprocess.Popen:
+    """`ct-service run projects/lenet -P ...` with no broker (embedded), in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
+        + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def attempt_runs(tracker: Tracker, pipeline_id: str) -> list:
@@ -186,14 +200,7 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
     tracker = Tracker(Settings(home=home))
     params = {**SMALL, "epochs": "3", "data": str(mnist_dir)}
     log = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
-        + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    run = start_embedded_run(env, params, log)
     try:
         pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline")
         dead_id = wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
@@ -443,14 +450,7 @@ def test_an_mlflow_server_restart_mid_attempt_is_ridden_out(
     params = {**SMALL, "epochs": "3", "data": str(mnist_dir)}
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
-            + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        run = start_embedded_run(env, params, log)
         try:
             pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline", log_path)
             wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
