@@ -3,7 +3,8 @@
 
 PYTHON ?= python3
 CACHE ?= $(HOME)/.cache/ct-service
-KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+# keyed by the declared dependencies only, so editing tool settings reuses the environment
+KEY := $(shell $(PYTHON) -c "import hashlib, json, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(hashlib.sha256(json.dumps([p['dependencies'], p['optional-dependencies']]).encode()).hexdigest()[:12])")
 VENV ?= $(CACHE)/venv-$(KEY)
 BIN := $(VENV)/bin
 DATA ?=
@@ -32,10 +33,11 @@ redis:  ## make sure a Redis server answers on 127.0.0.1:6379 (the tests need on
 	@for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
 		echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1
 
-lint: venv  ## ruff and mypy
+lint: venv  ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io, docker-compose, debootstrap; starts dockerd)
 	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import redis
 
-from ct_service.push import Provider, sign
+from ct_service.webhook.push import Provider, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/14"

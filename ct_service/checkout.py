@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 
 from ct_service.exceptions import CheckoutError
-from ct_service.push import ZERO_SHA
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
+ZERO_SHA = "0" * 40  # a push's `before` for a new branch, `after` for a deleted one
 CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -74,3 +74,12 @@ def _git(cwd: Path, timeout_seconds: float, *args: str) -> str:
         detail = redact(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
         raise CheckoutError(f"git {args[0]} failed: {detail or f'exit code {result.returncode}'}")
     return result.stdout
+
+
+def touches(changed: frozenset[str], watched: tuple[str, ...]) -> bool:
+    """Whether any changed path is, or lies under, a watched path ("." is everything)."""
+    return any(
+        w == "." or path == w or path.startswith(w.rstrip("/") + "/")
+        for path in changed
+        for w in watched
+    )

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import redis
 
+from ct_service import keys
 from ct_service.settings import Settings
 
 
@@ -30,7 +31,7 @@ class KeyStore(Protocol):
 
 
 class RedisKeys:
-    def __init__(self, client: redis.Redis, prefix: str = "ct:"):
+    def __init__(self, client: redis.Redis, prefix: str = keys.KEYSTORE_PREFIX):
         self.client = client
         self.prefix = prefix
 

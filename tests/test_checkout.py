@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from ct_service.checkout import changed_paths, fetch_commit, redact, remove
+from ct_service.checkout import ZERO_SHA, changed_paths, fetch_commit, redact, remove
 from ct_service.exceptions import CheckoutError
-from ct_service.push import ZERO_SHA
 
 
 @pytest.fixture

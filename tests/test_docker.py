@@ -229,7 +229,7 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
 def test_auto_execution_uses_docker_when_an_engine_answers_else_local(
     docker_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ct_service.executor import executor_for
+    from ct_service.execution.loader import executor_for
 
     settings = Settings(execution="auto", tracking_uri="http://127.0.0.1:9")
     assert executor_for(settings).name == "docker"

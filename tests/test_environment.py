@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import LENET
 
-from ct_service.environment import choose, frameworks, load_images
 from ct_service.exceptions import ProjectError
+from ct_service.execution.environment import choose, frameworks, load_images
 
 MLPROJECT = "name: p\nentry_points:\n  main:\n    command: python train.py\n"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import mlflow
 
-from ct_service.executor import AttemptRequest, LocalExecutor
+from ct_service.execution.executor import AttemptRequest
+from ct_service.execution.local import LocalExecutor
 from ct_service.settings import Settings
 
 

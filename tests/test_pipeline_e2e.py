@@ -181,8 +181,8 @@ def test_status_shows_the_pipeline(finished):
 
 
 def test_replayed_messages_create_no_attempt_version_or_mail(finished):
-    from ct_service.pipeline import Task
-    from workers.celery_app import enqueue, make_celery
+    from ct_service.orchestration.pipeline import Task
+    from ct_service.orchestration.queue import enqueue, make_celery
 
     tracker, pipeline_id, worker = finished["tracker"], finished["id"], finished["worker"]
     pipeline = tracker.pipeline(pipeline_id)

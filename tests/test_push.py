@@ -8,9 +8,9 @@ import random
 
 import pytest
 
+from ct_service.checkout import ZERO_SHA
 from ct_service.exceptions import BadPayload, BadSignature, PushError, UnknownProvider
-from ct_service.push import (
-    ZERO_SHA,
+from ct_service.webhook.push import (
     EventKind,
     Provider,
     delivery_id,

@@ -283,7 +283,7 @@ def test_an_exception_in_the_training_code_is_not_resumed(tmp_path: Path) -> Non
     assert RESUMED_FROM not in tags and "ct.resumed_by" not in tags
     # And a watchdog finds nothing to resume.
     from ct_service.keystore import MemoryKeys
-    from ct_service.watchdog import Watchdog
+    from ct_service.recovery.watchdog import Watchdog
 
     sent: list = []
     report = Watchdog(tracker, MemoryKeys(), sent.append).scan()

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from conftest import LENET
 
-from ct_service import pipeline
+from ct_service import keys as names
 from ct_service.attempt import AttemptStatus
+from ct_service.execution.lease import HEARTBEAT_TAG, Lease
 from ct_service.keystore import keystore_for
-from ct_service.lease import HEARTBEAT_TAG, Lease, lease_key
-from ct_service.pipeline import Step, Task
+from ct_service.orchestration import pipeline
+from ct_service.orchestration.pipeline import Step, Task
+from ct_service.recovery.watchdog import ScanReport, Watchdog
 from ct_service.settings import RecoverySettings, Settings
 from ct_service.tracking import RESUMED_FROM, Tracker
-from ct_service.watchdog import ScanReport, Watchdog, step_key
 
 RECOVERY = RecoverySettings(
     watchdog_interval_seconds=1, heartbeat_seconds=1, lease_seconds=3, max_resumes=2
@@ -49,11 +50,11 @@ def mark_running(tracker: Tracker, attempt_id: str, heartbeat_age: float, **tags
 
 
 def marking_enqueue(settings: Settings, sent: list[Step]) -> Callable[[Step], None]:
-    """Records what is sent and marks it queued, as workers.celery_app.enqueue does
+    """Records what is sent and marks it queued, as orchestration.queue.enqueue does
     (the broker itself is left out: these tests look at the watchdog's decisions)."""
 
     def enqueue(step: Step) -> None:
-        keystore_for(settings).put(step_key(step), "queued", 60)
+        keystore_for(settings).put(names.step(step.task.value, step.args), "queued", 60)
         sent.append(step)
 
     return enqueue
@@ -80,7 +81,7 @@ def test_an_attempt_with_a_live_redis_lease_is_alive_though_its_tag_is_old(
     """What an MLflow server that is down for a while looks like."""
     pipeline_id, attempt_id = started_attempt(distributed)
     mark_running(Tracker(distributed), attempt_id, heartbeat_age=60)
-    keystore_for(distributed).put(lease_key(attempt_id), "w1:42", 30)
+    keystore_for(distributed).put(names.lease(attempt_id), "w1:42", 30)
     sent, report = scan(distributed)
     assert sent == [] and report.resumed == []
 
@@ -212,7 +213,7 @@ def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
     time.sleep(RECOVERY.watchdog_interval_seconds)
     assert scan(distributed)[0] == [expected]  # a whole interval later
     # A step marked as queued (enqueue() marks it) is left alone.
-    keystore_for(distributed).put(step_key(expected), "queued", 60)
+    keystore_for(distributed).put(names.step(expected.task.value, expected.args), "queued", 60)
     assert scan(distributed)[0] == [] and scan(distributed)[0] == []
 
 
@@ -242,11 +243,11 @@ def test_a_lease_stops_its_holder_once_the_attempt_was_taken_over(
     now = [1000.0]
     lease = Lease(tracker.client, keystore_for(distributed), attempt_id, RECOVERY, lambda: now[0])
     assert lease.refresh() is True
-    assert keystore_for(distributed).get(lease_key(attempt_id)) is not None
+    assert keystore_for(distributed).get(names.lease(attempt_id)) is not None
     assert tracker.client.get_run(attempt_id).data.tags[HEARTBEAT_TAG] == "1000"
     tracker.set_tags(attempt_id, {"ct.status": AttemptStatus.RESUMED.value})
     assert lease.refresh() is True  # no heartbeat due yet: nothing was read
     now[0] += RECOVERY.heartbeat_seconds
     assert lease.refresh() is False
     lease.release()
-    assert keystore_for(distributed).get(lease_key(attempt_id)) is None
+    assert keystore_for(distributed).get(names.lease(attempt_id)) is None

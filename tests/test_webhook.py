@@ -13,12 +13,12 @@ import redis
 from conftest import REDIS_URL
 from test_push import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
 
-from ct_service import pipeline
 from ct_service.exceptions import SettingsError
-from ct_service.push import Provider, sign
+from ct_service.orchestration import pipeline
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
-from ct_service.webhook import create_app
+from ct_service.webhook.app import create_app
+from ct_service.webhook.push import Provider, sign
 
 SECRETS = {p: f"secret-for-{p.value}" for p in Provider}
 

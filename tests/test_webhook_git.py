@@ -17,12 +17,12 @@ import mlflow
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port, git
 
-from ct_service import pipeline
-from ct_service.pipeline import Task
-from ct_service.push import Provider, sign
+from ct_service.orchestration import pipeline
+from ct_service.orchestration.pipeline import Task
 from ct_service.settings import Settings
 from ct_service.tracking import PipelineStatus, Tracker
-from ct_service.webhook import create_app
+from ct_service.webhook.app import create_app
+from ct_service.webhook.push import Provider, sign
 
 
 @pytest.fixture

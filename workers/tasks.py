@@ -1,4 +1,4 @@
-"""Thin tasks: each takes ids, calls one step of ct_service.pipeline, enqueues what
+"""Thin tasks: each takes ids, calls one step of ct_service.orchestration.pipeline, enqueues what
 that step returns, and decides about retrying. Infrastructure failures (broker,
 tracking store) are retried with backoff and jitter; any other error ends the
 pipeline as failed, with its reason, and notifies people."""
@@ -13,22 +13,22 @@ from dataclasses import asdict
 from celery import Task as CeleryTask
 from celery import shared_task
 
-from ct_service import pipeline, recovery
+from ct_service import keys as names
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.keystore import keystore_for
-from ct_service.pipeline import Step, Task
+from ct_service.orchestration import pipeline
+from ct_service.orchestration.pipeline import Step, Task
+from ct_service.orchestration.queue import enqueue
+from ct_service.recovery.resume import resume as resume_attempt
+from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
-from ct_service.watchdog import SHORT_STEP_SECONDS, Watchdog, step_key
-from workers.celery_app import WATCHDOG_TASK
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 8
 
 
 def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None]) -> None:
-    from workers.celery_app import enqueue
-
     settings = task.app.settings
     marker = _marker(task)
     try:
@@ -49,9 +49,9 @@ def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None
 def _marker(task: CeleryTask) -> str:
     """Mark this step's message as running (the watchdog re-enqueues a step with no
     queued or running message); a worker that dies here lets the mark expire."""
-    key = step_key(Step(Task(task.name), tuple(task.request.args or ())))
+    key = names.step(task.name, tuple(task.request.args or ()))
     try:
-        keystore_for(task.app.settings).put(key, "running", SHORT_STEP_SECONDS)
+        keystore_for(task.app.settings).put(key, "running", names.SHORT_STEP_SECONDS)
     except Exception as error:  # a mark is a hint for the watchdog, never a reason to fail
         log.warning("could not mark %s as running: %s", key, error)
     return key
@@ -104,16 +104,14 @@ def resume(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
         tracker = Tracker(self.app.settings)
         reason = tracker.client.get_run(attempt_id).data.tags.get("ct.failure") or "interrupted"
         keys = keystore_for(self.app.settings)
-        return recovery.resume(tracker, keys, pipeline_id, attempt_id, reason)
+        return resume_attempt(tracker, keys, pipeline_id, attempt_id, reason)
 
     _run_step(self, pipeline_id, step)
 
 
-@shared_task(bind=True, name=WATCHDOG_TASK)
+@shared_task(bind=True, name=Task.WATCHDOG_SCAN.value)
 def watchdog_scan(self: CeleryTask) -> dict[str, object]:
     """One scan (Celery beat sends it); infrastructure failures wait for the next."""
-    from workers.celery_app import enqueue
-
     settings = self.app.settings
     dog = Watchdog(
         Tracker(settings),

@@ -11,9 +11,9 @@ from types import TracebackType
 
 from celery.worker import state as worker_state
 
-from ct_service.executor import stop_running_attempts
+from ct_service.execution.local import stop_running_attempts
+from ct_service.orchestration.queue import QUEUES, CtCelery, make_celery
 from ct_service.settings import Settings
-from workers.celery_app import QUEUES, CtCelery, make_celery
 
 
 class EmbeddedWorker:
@@ -25,8 +25,6 @@ class EmbeddedWorker:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> EmbeddedWorker:
-        import workers.tasks  # noqa: F401  registers the tasks with this app
-
         self._log_to_file()
         self.app.finalize()
         self.app.set_current()

@@ -2,7 +2,7 @@
 
 Each scan
 - resumes attempts whose lease expired (their worker, container or machine died) or
-  that were interrupted from outside (see recovery.py);
+  that were interrupted from outside (see resume.py);
 - re-enqueues the next step of a pipeline whose message was lost (a broker restart
   that lost its contents, a worker that died during a short step): a step is
   re-enqueued when no message for it has been marked queued or running for a whole
@@ -25,22 +25,18 @@ from pathlib import Path
 
 from mlflow.entities import Run
 
-from ct_service import lease, recovery
+from ct_service import keys as names
 from ct_service.attempt import AttemptStatus
 from ct_service.checkout import remove
 from ct_service.exceptions import is_infrastructure_failure
+from ct_service.execution import lease
 from ct_service.keystore import KeyStore
-from ct_service.pipeline import Step, Task
+from ct_service.orchestration.pipeline import Step, Task
+from ct_service.recovery.resume import resume
 from ct_service.tracking import Pipeline, PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
 MAX_POSTPONE_SECONDS = 3600.0
-SHORT_STEP_SECONDS = 300.0  # a running short step (start, decide, ...) this old is dead
-
-
-def step_key(step: Step) -> str:
-    """The marker of a step's message: set when enqueued, kept while it runs."""
-    return f"step:{step.task.value}:{':'.join(step.args)}"
 
 
 @dataclass
@@ -84,7 +80,7 @@ class Watchdog:
         return report
 
     def _remove_orphaned_containers(self) -> list[str]:
-        from ct_service.docker_executor import remove_orphaned_containers
+        from ct_service.execution.docker import remove_orphaned_containers
 
         def running(run_id: str) -> bool:
             try:
@@ -111,25 +107,25 @@ class Watchdog:
             reason = f"{worker} stopped renewing the lease for {self.recovery.lease_seconds:g} s"
         else:
             return
-        step = recovery.resume(self.tracker, self.keys, tags["ct.pipeline_id"], attempt_id, reason)
+        step = resume(self.tracker, self.keys, tags["ct.pipeline_id"], attempt_id, reason)
         if step is not None:
             self.enqueue(step)
             report.resumed.append(attempt_id)
 
     def _check_steps(self, pipeline: Pipeline, report: ScanReport) -> None:
         step = self._expected_step(pipeline)
-        if step is None or self.keys.get(step_key(step)) is not None:
-            self.keys.delete(f"stalled:{pipeline.id}")
+        if step is None or self.keys.get(names.step(step.task.value, step.args)) is not None:
+            self.keys.delete(names.stalled(pipeline.id))
             return
-        fingerprint = step_key(step)
+        fingerprint = names.step(step.task.value, step.args)
         interval = self.recovery.watchdog_interval_seconds
-        seen, _, since = (self.keys.get(f"stalled:{pipeline.id}") or "").rpartition("@")
+        seen, _, since = (self.keys.get(names.stalled(pipeline.id)) or "").rpartition("@")
         if seen != fingerprint:  # first sighting: its message may be on its way
-            self.keys.put(f"stalled:{pipeline.id}", f"{fingerprint}@{self.clock()}", 3 * interval)
+            self.keys.put(names.stalled(pipeline.id), f"{fingerprint}@{self.clock()}", 3 * interval)
             return
         if self.clock() - float(since) < interval:  # another watchdog's sighting, just now
             return
-        self.keys.delete(f"stalled:{pipeline.id}")
+        self.keys.delete(names.stalled(pipeline.id))
         log.warning("pipeline %s: no message for %s; enqueuing it again", pipeline.id, fingerprint)
         self.enqueue(step)
         report.requeued.append(fingerprint)
@@ -157,17 +153,17 @@ class Watchdog:
 
     def _guarded(self, record: str, report: ScanReport, check: Callable[[], None]) -> None:
         """Run one record's check; a record that breaks it waits, doubling each time."""
-        if self.keys.get(f"postpone:{record}") is not None:
+        if self.keys.get(names.postponed(record)) is not None:
             return
         try:
             check()
         except Exception as error:
             if is_infrastructure_failure(error):
                 raise  # the whole scan is retried at the next beat
-            failures = int(self.keys.get(f"failures:{record}") or 0) + 1
+            failures = int(self.keys.get(names.failures(record)) or 0) + 1
             delay = min(MAX_POSTPONE_SECONDS, self.recovery.watchdog_interval_seconds * 2**failures)
-            self.keys.put(f"failures:{record}", str(failures), 24 * 3600)
-            self.keys.put(f"postpone:{record}", type(error).__name__, delay)
+            self.keys.put(names.failures(record), str(failures), names.FAILURES_SECONDS)
+            self.keys.put(names.postponed(record), type(error).__name__, delay)
             log.exception("watchdog: %s could not be processed; next try in %.0f s", record, delay)
             report.postponed.append(record)
 

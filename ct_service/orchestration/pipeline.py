@@ -13,16 +13,17 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ct_service import keys as names
 from ct_service import notify, policy, registry
 from ct_service.attempt import AttemptStatus
-from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove
+from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove, touches
 from ct_service.exceptions import PipelineNotFound, ProjectError
-from ct_service.executor import AttemptRequest, executor_for
+from ct_service.execution.executor import AttemptRequest
+from ct_service.execution.lease import HEARTBEAT_TAG, Lease, holder
+from ct_service.execution.loader import executor_for
 from ct_service.keystore import keystore_for
-from ct_service.lease import HEARTBEAT_TAG, Lease, holder
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
-from ct_service.repositories import touches
 from ct_service.settings import Settings
 from ct_service.target import Budget, Target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
@@ -31,14 +32,16 @@ log = logging.getLogger(__name__)
 
 
 class Task(str, Enum):
-    """Celery task names; each step's queue is set in workers.celery_app."""
+    """Celery task names, one per step (workers.tasks runs each; its queue is set in
+    orchestration/queue.py)."""
 
-    START = "ct.pipeline.start"
-    RUN_ATTEMPT = "ct.train.run_attempt"
-    DECIDE = "ct.pipeline.decide"
-    PROMOTE = "ct.registry.promote"
-    NOTIFY = "ct.notify.send"
-    RESUME = "ct.pipeline.resume"  # an attempt whose process was killed from outside
+    START = "ct.pipeline.start"  # start(): check the push still matters, create attempt 1
+    RUN_ATTEMPT = "ct.train.run_attempt"  # run_attempt(): train one attempt
+    DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
+    PROMOTE = "ct.registry.promote"  # promote(): register, alias production
+    NOTIFY = "ct.notify.send"  # notify_people(): e-mail and chat
+    RESUME = "ct.pipeline.resume"  # recovery: an attempt killed from outside, resumed
+    WATCHDOG_SCAN = "ct.watchdog.scan"  # recovery: Celery beat's periodic scan
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     if pipeline.status is not PipelineStatus.RUNNING:
         return None
     keys = keystore_for(settings)
-    if not keys.claim(f"claim:run:{attempt_id}", holder(), 60):
+    if not keys.claim(names.run_claim(attempt_id), holder(), names.RUN_CLAIM_SECONDS):
         return None  # a duplicate message is starting it right now
     timeout = settings.attempt_timeout_seconds
     if pipeline.spec.budget.max_wall_seconds:

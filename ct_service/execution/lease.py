@@ -18,16 +18,13 @@ from collections.abc import Callable, Mapping
 
 from mlflow import MlflowClient
 
+from ct_service import keys as names
 from ct_service.attempt import AttemptStatus
 from ct_service.keystore import KeyStore
 from ct_service.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TAG = "ct.heartbeat"
-
-
-def lease_key(attempt_id: str) -> str:
-    return f"lease:{attempt_id}"
 
 
 def holder() -> str:
@@ -61,7 +58,7 @@ class Lease:
             return not self.taken_over
         self._last = now
         try:
-            self.keys.put(lease_key(self.attempt_id), holder(), self.recovery.lease_seconds)
+            self.keys.put(names.lease(self.attempt_id), holder(), self.recovery.lease_seconds)
         except Exception as error:
             log.warning("heartbeat of %s: Redis: %s", self.attempt_id, error)
         try:
@@ -74,7 +71,7 @@ class Lease:
 
     def release(self) -> None:
         try:
-            self.keys.delete(lease_key(self.attempt_id))
+            self.keys.delete(names.lease(self.attempt_id))
         except Exception as error:
             log.warning("releasing the lease of %s: %s", self.attempt_id, error)
 
@@ -87,7 +84,7 @@ def expired(
     now: float,
 ) -> bool:
     """True when neither mark has been renewed within the lease time."""
-    if keys.get(lease_key(attempt_id)) is not None:
+    if keys.get(names.lease(attempt_id)) is not None:
         return False
     try:
         last = float(tags.get(HEARTBEAT_TAG, ""))

@@ -52,7 +52,7 @@ def url_for(settings: Settings, timeout: float = 90.0) -> str:
         with open(log_path, "ab") as log:
             # Its own process group, stopped as one; it also stops when this process dies.
             process = subprocess.Popen(
-                [sys.executable, "-m", "ct_service.tracking_server", *command],
+                [sys.executable, "-m", "ct_service.execution.tracking_server", *command],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -99,9 +99,9 @@ def _free_port() -> int:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m ct_service.tracking_server server ...`: `mlflow server ...` that
+    """`python -m ct_service.execution.tracking_server server ...`: `mlflow server ...` that
     stops when the process that started it is gone."""
-    from ct_service.launcher import die_with_parent
+    from ct_service.execution.launcher import die_with_parent
 
     die_with_parent(os.getppid())
     return subprocess.call([sys.executable, "-m", "mlflow", *argv])

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from ct_service.exceptions import CtError
 from ct_service.settings import Settings
 
@@ -17,7 +18,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="run the push webhook (development server; use gunicorn in production)",
         description="Serve POST /hooks, GET /pipelines, GET /pipelines/<id> and GET /healthz. "
         "Needs CT_BROKER_URL and CT_REPOSITORIES_FILE. In production: "
-        "gunicorn -w 2 -b 0.0.0.0:8000 'ct_service.webhook:create_app()'",
+        "gunicorn -w 2 -b 0.0.0.0:8000 'ct_service.webhook.app:create_app()'",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -39,17 +40,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ct_service.cli import EXIT_OK
-    from ct_service.webhook import create_app
+    from ct_service.webhook.app import create_app  # Flask: only for this command
 
     create_app(settings).run(host=args.host, port=args.port)
     return EXIT_OK
 
 
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from ct_service import sample_push
-    from ct_service.cli import EXIT_FAILED, EXIT_OK
-    from ct_service.repositories import load_repositories
+    from ct_service.webhook import sample_push
+    from ct_service.webhook.repositories import load_repositories
 
     if not settings.repositories_file:
         raise CtError(

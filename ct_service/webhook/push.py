@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ct_service.checkout import ZERO_SHA
 from ct_service.exceptions import BadPayload, BadSignature, UnknownProvider
-
-ZERO_SHA = "0" * 40
 
 
 class Provider(str, Enum):

@@ -10,13 +10,13 @@ import time
 
 import redis
 
+from ct_service import keys as redis_keys
+
 PENDING = "pending"
-TTL_SECONDS = 7 * 24 * 3600  # how long a delivery is remembered
-CLAIM_SECONDS = 60  # a claim whose creator died frees itself
 
 
 class Deliveries:
-    def __init__(self, client: redis.Redis, prefix: str = "ct:push:"):
+    def __init__(self, client: redis.Redis, prefix: str = redis_keys.DELIVERY_PREFIX):
         self.client = client
         self.prefix = prefix
 
@@ -26,7 +26,7 @@ class Deliveries:
         names = [self.prefix + key for key in keys]
         won: list[str] = []
         for name in names:
-            if self.client.set(name, PENDING, nx=True, ex=CLAIM_SECONDS):
+            if self.client.set(name, PENDING, nx=True, ex=int(redis_keys.DELIVERY_CLAIM_SECONDS)):
                 won.append(name)
                 continue
             if won:
@@ -37,7 +37,7 @@ class Deliveries:
     def remember(self, keys: list[str], pipeline_id: str) -> None:
         with self.client.pipeline() as batch:
             for key in keys:
-                batch.set(self.prefix + key, pipeline_id, ex=TTL_SECONDS)
+                batch.set(self.prefix + key, pipeline_id, ex=int(redis_keys.DELIVERY_SECONDS))
             batch.execute()
 
     def release(self, keys: list[str]) -> None:

@@ -1,9 +1,4 @@
-"""The `ct-service` command.
-
-Exit codes: 0 the target was reached (promoted, or production kept because it is
-better); 1 the pipeline failed; 2 bad input (settings, project, arguments);
-3 the target was not reached within the budget; 4 no such pipeline.
-"""
+"""The pipeline commands: `ct-service run`, `status` and `rollback`."""
 
 from __future__ import annotations
 
@@ -11,45 +6,37 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-from ct_service import pipeline, registry, webhook_cli, worker_cli
-from ct_service.exceptions import CtError, PipelineNotFound
-from ct_service.progress import Follower
+from ct_service import registry
+from ct_service.cli.arguments import overrides, whole
+from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_MISSED, EXIT_OK
+from ct_service.cli.progress import Follower
+from ct_service.exceptions import CtError
+from ct_service.orchestration import pipeline
+from ct_service.orchestration.queue import enqueue, make_celery
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.target import Budget, Direction, Target
 from ct_service.tracking import Outcome, PipelineStatus, Tracker
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    _add_run(commands)
+    status = commands.add_parser("status", help="show a pipeline, or list recent ones")
+    status.add_argument("pipeline_id", nargs="?")
+    status.add_argument("--follow", action="store_true", help="keep showing progress until it ends")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    rollback = commands.add_parser("rollback", help="give @production back to @previous-production")
+    rollback.add_argument("model", help="registered model name, e.g. lenet")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(handler=_rollback)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        return int(args.handler(args, settings))
-    except PipelineNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except CtError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ct-service",
-        description="Continuous training for MLflow projects.",
-        epilog="Settings come from CT_* environment variables; see README.md.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
         help="train a project until it reaches its target, then promote it",
@@ -83,13 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help="train PROJECT (a path inside this repository) at --commit: workers fetch "
         "exactly that commit into a work folder and remove it at the end",
     )
-    run.add_argument("--target-metric", help="metric to reach (default CT_TARGET_METRIC)")
-    run.add_argument("--threshold", type=float, help="value to reach (default CT_TARGET_THRESHOLD)")
-    run.add_argument("--direction", choices=[d.value for d in Direction])
-    run.add_argument("--max-attempts", type=_whole, help="attempt budget (default CT_MAX_ATTEMPTS)")
-    run.add_argument(
-        "--max-wall-seconds", type=float, help="time budget (default CT_MAX_WALL_SECONDS)"
-    )
+    _add_target_and_budget(run)
     run.add_argument(
         "--adopt-active-run",
         action="store_true",
@@ -100,33 +81,67 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=_run)
 
-    status = commands.add_parser("status", help="show a pipeline, or list recent ones")
-    status.add_argument("pipeline_id", nargs="?")
-    status.add_argument("--follow", action="store_true", help="keep showing progress until it ends")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=_status)
 
-    worker_cli.add_commands(commands, _whole)
-    webhook_cli.add_commands(commands)
-
-    rollback = commands.add_parser("rollback", help="give @production back to @previous-production")
-    rollback.add_argument("model", help="registered model name, e.g. lenet")
-    rollback.add_argument("--json", action="store_true")
-    rollback.set_defaults(handler=_rollback)
-    return parser
+def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target-metric", help="metric to reach (default CT_TARGET_METRIC)")
+    parser.add_argument(
+        "--threshold", type=float, help="value to reach (default CT_TARGET_THRESHOLD)"
+    )
+    parser.add_argument("--direction", choices=[d.value for d in Direction])
+    parser.add_argument(
+        "--max-attempts", type=whole, help="attempt budget (default CT_MAX_ATTEMPTS)"
+    )
+    parser.add_argument(
+        "--max-wall-seconds", type=float, help="time budget (default CT_MAX_WALL_SECONDS)"
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    adopt = ""
-    if args.adopt_active_run:
-        adopt = os.environ.get("MLFLOW_RUN_ID", "")
-        if not adopt:
-            raise CtError("--adopt-active-run needs MLFLOW_RUN_ID (run it with `mlflow run`)")
-        if not os.environ.get("CT_TRACKING_URI") and os.environ.get("MLFLOW_TRACKING_URI"):
-            uri = os.environ["MLFLOW_TRACKING_URI"]
-            settings = replace(
-                settings, tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI", uri)
-            )
+    settings, adopt = _adopted_run(args, settings)
+    target, budget = _target_and_budget(args, settings)
+    pipeline_id = pipeline.create(
+        settings,
+        args.project,
+        overrides(args.params),
+        commit=args.commit,
+        target=target,
+        budget=budget,
+        adopt_run_id=adopt,
+        source_url=args.git,
+    )
+    if not settings.embedded:
+        enqueue(make_celery(settings), pipeline.Task.START, pipeline_id)
+        if not args.follow:
+            print(json.dumps({"pipeline_id": pipeline_id}) if args.json else pipeline_id)
+            return EXIT_OK
+        return _finish(settings, pipeline_id, args.json, follow=True)
+
+    from ct_service.cli.embedded import EmbeddedWorker  # starts Celery: only when embedded
+
+    if not args.json:
+        print(f"pipeline {pipeline_id}: {target.describe()}, budget {budget.describe()}")
+    with EmbeddedWorker(settings) as worker:
+        enqueue(worker.app, pipeline.Task.START, pipeline_id)
+        return _finish(settings, pipeline_id, args.json, follow=True, alive=lambda: worker.alive)
+
+
+def _adopted_run(args: argparse.Namespace, settings: Settings) -> tuple[Settings, str]:
+    """With --adopt-active-run: the run `mlflow run` started, and its tracking store."""
+    if not args.adopt_active_run:
+        return settings, ""
+    adopt = os.environ.get("MLFLOW_RUN_ID", "")
+    if not adopt:
+        raise CtError("--adopt-active-run needs MLFLOW_RUN_ID (run it with `mlflow run`)")
+    if not os.environ.get("CT_TRACKING_URI") and os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+        settings = replace(
+            settings, tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI", uri)
+        )
+    return settings, adopt
+
+
+def _target_and_budget(args: argparse.Namespace, settings: Settings) -> tuple[Target, Budget]:
+    """The command line's target and budget over the settings' defaults."""
     try:
         target = Target(
             args.target_metric or settings.target.metric,
@@ -141,33 +156,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as error:
         raise CtError(str(error)) from None
-    pipeline_id = pipeline.create(
-        settings,
-        args.project,
-        _overrides(args.params),
-        commit=args.commit,
-        target=target,
-        budget=budget,
-        adopt_run_id=adopt,
-        source_url=args.git,
-    )
-    if not settings.embedded:
-        from workers.celery_app import enqueue, make_celery
-
-        enqueue(make_celery(settings), pipeline.Task.START, pipeline_id)
-        if not args.follow:
-            print(json.dumps({"pipeline_id": pipeline_id}) if args.json else pipeline_id)
-            return EXIT_OK
-        return _finish(settings, pipeline_id, args.json, follow=True)
-
-    from ct_service.embedded import EmbeddedWorker
-    from workers.celery_app import enqueue
-
-    if not args.json:
-        print(f"pipeline {pipeline_id}: {target.describe()}, budget {budget.describe()}")
-    with EmbeddedWorker(settings) as worker:
-        enqueue(worker.app, pipeline.Task.START, pipeline_id)
-        return _finish(settings, pipeline_id, args.json, follow=True, alive=lambda: worker.alive)
+    return target, budget
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,27 +226,3 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> int:
         else result.reason
     )
     return EXIT_OK
-
-
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    values = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise CtError(f"-P expects NAME=VALUE, got {pair!r}")
-        values[name] = str(Path(value).resolve()) if value and Path(value).exists() else value
-    return values
-
-
-def _whole(text: str) -> int:
-    number = float(text)  # `mlflow run` may pass 5 as "5.0"
-    if not number.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    value = int(number)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,20 +17,17 @@ import logging
 
 from mlflow.entities import Run
 
+from ct_service import keys as names
 from ct_service.attempt import AttemptStatus
 from ct_service.exceptions import PipelineNotFound
+from ct_service.execution.lease import holder
 from ct_service.keystore import KeyStore
-from ct_service.lease import holder
-from ct_service.pipeline import Step, Task
+from ct_service.orchestration.pipeline import Step, Task
 from ct_service.tracking import RESUMED_FROM, PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
 CHECKPOINT_TAG = "checkpoint.last_epoch"
 LIVE = (AttemptStatus.RUNNING.value, AttemptStatus.INTERRUPTED.value)
-
-
-def claim_key(run_id: str) -> str:
-    return f"claim:resume:{run_id}"
 
 
 def resume(
@@ -40,7 +37,7 @@ def resume(
     CT_MAX_RESUMES times; returns the step to enqueue, or None when another caller
     owns it or there is nothing to do."""
     recovery = tracker.settings.recovery
-    if not keys.claim(claim_key(attempt_id), holder(), max(60.0, recovery.lease_seconds)):
+    if not keys.claim(names.resume_claim(attempt_id), holder(), max(60.0, recovery.lease_seconds)):
         log.info("run %s is being resumed by someone else", attempt_id)
         return None
     pipeline = tracker.pipeline(pipeline_id)
@@ -90,7 +87,7 @@ def checkpoint_run(tracker: Tracker, dead: Run) -> str:
 
 
 def _stop_container(run_id: str) -> None:
-    from ct_service.docker_executor import remove_container
+    from ct_service.execution.docker import remove_container
 
     try:
         if remove_container(run_id):

@@ -1,7 +1,7 @@
 """Runs one attempt as an MLflow Project run; the executor starts it as a child
 process so that its output can be captured and the whole run killed on timeout.
 
-    python -m ct_service.launcher '<request as JSON>'
+    python -m ct_service.execution.launcher '<request as JSON>'
 
 Exit status: 0 the run finished, 1 it failed, INTERRUPTED (75) it was killed from
 outside (by a signal such as the OOM killer's SIGKILL) and may be resumed. The

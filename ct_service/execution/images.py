@@ -20,8 +20,8 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
-from ct_service.environment import Environment
 from ct_service.exceptions import ProjectError
+from ct_service.execution.environment import Environment
 from ct_service.settings import DockerSettings
 
 DEPENDENCY_FILES = ("requirements*.txt", "python_env.yaml", "conda.yaml")

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 
+from ct_service.cli.arguments import whole
+from ct_service.cli.exit_codes import EXIT_OK
 from ct_service.exceptions import CtError
+from ct_service.keystore import keystore_for
+from ct_service.orchestration.queue import enqueue, make_celery
+from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
+from ct_service.tracking import Tracker
 
 
-def add_commands(commands: argparse._SubParsersAction, whole: Callable[[str], int]) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="start a Celery worker (needs CT_BROKER_URL)")
     worker.add_argument("--queues", default="pipeline,training,notify")
     worker.add_argument("--concurrency", type=whole, default=1)
@@ -44,8 +49,6 @@ def _require_broker(settings: Settings) -> None:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     _require_broker(settings)
-    from workers.celery_app import make_celery
-
     make_celery(settings).worker_main(
         [
             "worker",
@@ -59,27 +62,20 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             "ct@%h",
         ]
     )
-    return 0
+    return EXIT_OK
 
 
 def _beat(args: argparse.Namespace, settings: Settings) -> int:
     _require_broker(settings)
-    from workers.celery_app import make_celery
-
     make_celery(settings).start(["beat", "--loglevel", settings.log_level])
-    return 0
+    return EXIT_OK
 
 
 def _watchdog(args: argparse.Namespace, settings: Settings) -> int:
     _require_broker(settings)
-    from ct_service.keystore import keystore_for
-    from ct_service.tracking import Tracker
-    from ct_service.watchdog import Watchdog
-    from workers.celery_app import enqueue, make_celery
-
     app = make_celery(settings)
     dog = Watchdog(
         Tracker(settings), keystore_for(settings), lambda s: enqueue(app, s.task, *s.args)
     )
     print(json.dumps(asdict(dog.scan()), indent=2))
-    return 0
+    return EXIT_OK

@@ -1,65 +1,26 @@
-"""Executors run one training attempt as an MLflow Project run.
-
-The local executor runs it in this Python environment (env_manager="local") in a
-child process: its output goes to a log file, the reason for a failure is read
-from that output, and a run past its time limit is killed with its children.
-"""
+"""The local executor: runs an attempt in this Python environment
+(env_manager="local") in a child process (the launcher) that leads its own process
+group: its output goes to a log file, the reason for a failure is read from that
+output, and a run past its time limit is killed with its children."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
+from ct_service.execution.executor import (
+    AttemptRequest,
+    AttemptResult,
+    Heartbeat,
+    failure_reason,
+)
+from ct_service.execution.launcher import INTERRUPTED, OUTSIDE_SIGNALS
 from ct_service.settings import Settings
-
-log = logging.getLogger(__name__)
-ERROR_LINE = re.compile(r"^(error:|docker: |\w*(Error|Exception)\b)", re.IGNORECASE)
-MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID", "View run ", "View experiment at:")
-
-
-@dataclass(frozen=True)
-class AttemptRequest:
-    project_uri: str
-    entry_point: str
-    parameters: dict[str, str]
-    experiment_id: str
-    run_id: str
-    timeout_seconds: float
-    log_path: Path
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    succeeded: bool
-    failure: str = ""  # one line: why the run failed
-    # Killed from outside (OOM killer, a stopping worker, a vanished container), not
-    # by its own code: the attempt is resumed instead of going to the policy.
-    interrupted: bool = False
-
-
-Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
-
-
-class Executor(Protocol):
-    name: str
-
-    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
-        """Ready the attempt's environment before it is marked running; returns the
-        request to run and tags that record the choices made. Raises ProjectError
-        when the project cannot run here (nothing has started then)."""
-        ...
-
-    def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult: ...
 
 
 class LocalExecutor:
@@ -99,7 +60,12 @@ class LocalExecutor:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "ct_service.launcher", json.dumps(self.payload(request))],
+                [
+                    sys.executable,
+                    "-m",
+                    "ct_service.execution.launcher",
+                    json.dumps(self.payload(request)),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -144,40 +110,9 @@ def stop_running_attempts() -> int:
     return stopped
 
 
-def executor_for(settings: Settings) -> Executor:
-    """CT_EXECUTION: local, docker, or auto (Docker when an engine answers)."""
-    from ct_service import docker_executor
-
-    execution = settings.execution
-    if execution == "auto":
-        execution = "docker" if docker_executor.engine_answers() else "local"
-        log.info("CT_EXECUTION=auto: %s", execution)
-    if execution == "local":
-        return LocalExecutor(settings)
-    return docker_executor.for_settings(settings)
-
-
-def failure_reason(log_path: Path, returncode: int) -> str:
-    """The most telling line of a failed run's output. MLflow reports any failure of
-    the project's command as its own exit code 1, so only a signal that killed the
-    launcher itself is worth adding."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    meaningful = [
-        line.strip() for line in lines if line.strip() and not any(n in line for n in MLFLOW_NOISE)
-    ]
-    errors = [line for line in meaningful if ERROR_LINE.match(line)]
-    line = (errors or meaningful or ["the run failed without output"])[-1][:300]
-    return f"killed by signal {-returncode}: {line}" if returncode < 0 else line
-
-
 def _interrupted(returncode: int) -> bool:
     """The launcher says its command was killed from outside, or was killed itself
     (by stop_running_attempts, or by a signal such as the OOM killer's)."""
-    from ct_service.launcher import INTERRUPTED, OUTSIDE_SIGNALS
-
     if returncode == INTERRUPTED or returncode == 128 + signal.SIGTERM:
         return True
     return returncode < 0 and -returncode in {int(s) for s in OUTSIDE_SIGNALS}

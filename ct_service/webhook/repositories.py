@@ -23,9 +23,10 @@ from typing import Any
 
 import yaml
 
+from ct_service.checkout import touches
 from ct_service.exceptions import SettingsError
-from ct_service.push import Provider
 from ct_service.target import Direction, Target
+from ct_service.webhook.push import Provider
 
 URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://", "git@")
 
@@ -48,15 +49,6 @@ class Repository:
     def watches(self, changed_paths: frozenset[str]) -> bool:
         """Whether a push touching these paths changes the model code."""
         return touches(changed_paths, self.watched_paths)
-
-
-def touches(changed_paths: frozenset[str], watched: tuple[str, ...]) -> bool:
-    """Whether any changed path is, or lies under, a watched path ("." is everything)."""
-    return any(
-        w == "." or path == w or path.startswith(w.rstrip("/") + "/")
-        for path in changed_paths
-        for w in watched
-    )
 
 
 def load_repositories(

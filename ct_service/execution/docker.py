@@ -25,9 +25,10 @@ from docker.errors import APIError, NotFound
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
-from ct_service import images, tracking_server
-from ct_service.environment import choose, load_images
-from ct_service.executor import AttemptRequest, LocalExecutor
+from ct_service.execution import images, tracking_server
+from ct_service.execution.environment import choose, load_images
+from ct_service.execution.executor import AttemptRequest
+from ct_service.execution.local import LocalExecutor
 from ct_service.project import load_project
 from ct_service.settings import Settings
 from ct_service.tracking import RESUME_PARAM

@@ -1,0 +1,65 @@
+"""What an executor is: the protocol every backend implements, the request it
+gets and the result it gives back, and how a failed run's output is read for its
+reason. The backends are local.py and docker.py; loader.py picks one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+ERROR_LINE = re.compile(r"^(error:|docker: |\w*(Error|Exception)\b)", re.IGNORECASE)
+MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID", "View run ", "View experiment at:")
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    project_uri: str
+    entry_point: str
+    parameters: dict[str, str]
+    experiment_id: str
+    run_id: str
+    timeout_seconds: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    succeeded: bool
+    failure: str = ""  # one line: why the run failed
+    # Killed from outside (OOM killer, a stopping worker, a vanished container), not
+    # by its own code: the attempt is resumed instead of going to the policy.
+    interrupted: bool = False
+
+
+Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
+
+
+class Executor(Protocol):
+    name: str
+
+    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        """Ready the attempt's environment before it is marked running; returns the
+        request to run and tags that record the choices made. Raises ProjectError
+        when the project cannot run here (nothing has started then)."""
+        ...
+
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult: ...
+
+
+def failure_reason(log_path: Path, returncode: int) -> str:
+    """The most telling line of a failed run's output. MLflow reports any failure of
+    the project's command as its own exit code 1, so only a signal that killed the
+    launcher itself is worth adding."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    meaningful = [
+        line.strip() for line in lines if line.strip() and not any(n in line for n in MLFLOW_NOISE)
+    ]
+    errors = [line for line in meaningful if ERROR_LINE.match(line)]
+    line = (errors or meaningful or ["the run failed without output"])[-1][:300]
+    return f"killed by signal {-returncode}: {line}" if returncode < 0 else line

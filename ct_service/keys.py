@@ -1,0 +1,69 @@
+"""Every Redis key the service writes, built here and only here, each with its
+lifetime beside it (rq builds its keys in one class the same way).
+
+Coordination keys live in the KeyStore (keystore.py: Redis under `ct:`, or an
+in-process table when embedded); webhook deliveries live in Redis under `ct:push:`.
+None of them is a record (MLflow is): losing them all may delay recovery or repeat
+an idempotent step, never lose or duplicate work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+KEYSTORE_PREFIX = "ct:"  # before every KeyStore key in Redis
+DELIVERY_PREFIX = "ct:push:"  # before every delivery key in Redis
+
+RUN_CLAIM_SECONDS = 60.0  # a worker that died while starting an attempt frees it
+SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running this long is dead
+FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
+DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
+DELIVERY_CLAIM_SECONDS = 60.0  # a delivery claim whose webhook process died frees itself
+
+
+def run_claim(attempt_id: str) -> str:
+    """The worker starting this attempt run (TTL RUN_CLAIM_SECONDS)."""
+    return f"claim:run:{attempt_id}"
+
+
+def resume_claim(run_id: str) -> str:
+    """The watchdog or worker resuming this dead run (TTL max(60 s, CT_LEASE_SECONDS))."""
+    return f"claim:resume:{run_id}"
+
+
+def lease(attempt_id: str) -> str:
+    """The attempt's liveness mark, renewed every heartbeat (TTL CT_LEASE_SECONDS)."""
+    return f"lease:{attempt_id}"
+
+
+def step(task_name: str, args: Sequence[str]) -> str:
+    """A step's message: "queued" while the broker holds it (TTL the broker's
+    visibility timeout), "running" while a worker runs it (TTL SHORT_STEP_SECONDS)."""
+    return f"step:{task_name}:{':'.join(args)}"
+
+
+def stalled(pipeline_id: str) -> str:
+    """When a watchdog first saw this pipeline without a message for its next step
+    (TTL three watchdog intervals)."""
+    return f"stalled:{pipeline_id}"
+
+
+def postponed(record: str) -> str:
+    """A record the watchdog could not process waits until this expires (TTL backoff)."""
+    return f"postpone:{record}"
+
+
+def failures(record: str) -> str:
+    """How many scans in a row failed on this record (TTL FAILURES_SECONDS)."""
+    return f"failures:{record}"
+
+
+def delivery(provider: str, delivery_id: str) -> str:
+    """The pipeline a push delivery started (TTL DELIVERY_SECONDS; "pending" while
+    being created, TTL DELIVERY_CLAIM_SECONDS)."""
+    return f"delivery:{provider}:{delivery_id}"
+
+
+def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:
+    """The pipeline a push of this commit to this branch started (as `delivery`)."""
+    return f"commit:{provider}:{repository}:{branch}:{sha}"

@@ -1,0 +1,97 @@
+"""The Celery app, built from the same Settings as everything else, and the one way
+to send a step: by its task name (the tasks themselves live in `workers.tasks`,
+which the app imports by name when a worker starts).
+
+Training runs on its own queue with late acknowledgement and a prefetch of one,
+and the broker's visibility timeout outlasts the longest allowed attempt, so a
+message is redelivered only when its worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from ct_service import keys as names
+from ct_service.keystore import keystore_for
+from ct_service.orchestration.pipeline import Task
+from ct_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("pipeline", "training", "notify")
+ROUTES = {
+    Task.START.value: "pipeline",
+    Task.DECIDE.value: "pipeline",
+    Task.PROMOTE.value: "pipeline",
+    Task.RUN_ATTEMPT.value: "training",
+    Task.NOTIFY.value: "notify",
+    Task.RESUME.value: "pipeline",
+    Task.WATCHDOG_SCAN.value: "pipeline",
+}
+
+
+class CtCelery(Celery):
+    """A Celery app that carries the service's settings to its tasks."""
+
+    settings: Settings
+
+
+def make_celery(settings: Settings) -> CtCelery:
+    app = CtCelery("ct_service", broker=settings.broker_url or "memory://", set_as_current=False)
+    app.settings = settings
+    app.conf.update(
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_default_queue="pipeline",
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(settings),
+        # a message published while Redis restarts waits for it instead of failing
+        task_publish_retry_policy={
+            "max_retries": 20,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 3,
+        },
+        imports=["workers.tasks"],
+        beat_scheduler="celery.beat:Scheduler",  # nothing to persist: one interval
+        beat_schedule={
+            "ct-watchdog": {
+                "task": Task.WATCHDOG_SCAN.value,
+                "schedule": settings.recovery.watchdog_interval_seconds,
+                # a scan that waited a whole interval for a worker is out of date
+                "options": {
+                    "queue": "pipeline",
+                    "expires": settings.recovery.watchdog_interval_seconds,
+                },
+            }
+        },
+    )
+    return app
+
+
+def _transport_options(settings: Settings) -> dict[str, float]:
+    options: dict[str, float] = {"visibility_timeout": settings.visibility_timeout_seconds}
+    if settings.embedded:
+        # kombu's in-memory transport polls its queues (1 s by default); a step
+        # would wait up to that long for the next one.
+        options["polling_interval"] = 0.05
+    return options
+
+
+def enqueue(app: CtCelery, task: Task, *args: str) -> None:
+    """Send a step; mark it queued first, so the watchdog knows it is on its way
+    (the mark lasts as long as the broker would hold an unacknowledged message)."""
+    key = names.step(task.value, args)
+    try:
+        keystore_for(app.settings).put(key, "queued", app.settings.visibility_timeout_seconds)
+    except Exception as error:  # the mark is a hint; sending the step is what matters
+        log.warning("could not mark %s as queued: %s", key, error)
+    app.send_task(task.value, args=list(args), queue=ROUTES[task.value])

@@ -1,0 +1,168 @@
+"""The webhook's endpoints, as a Blueprint: POST /hooks takes a verified push and
+starts a pipeline for exactly the pushed commit; GET /pipelines and
+/pipelines/<id> show them; GET /healthz says whether Redis answers.
+
+The objects the views share (settings, allow-list, deliveries, Celery app) are
+the Flask app's `ct` extension, set by create_app()."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from ct_service import keys as names
+from ct_service.orchestration import pipeline
+from ct_service.orchestration.queue import CtCelery, enqueue
+from ct_service.report import run_url, summarize
+from ct_service.settings import Settings
+from ct_service.tracking import Pipeline, Tracker
+from ct_service.webhook import push
+from ct_service.webhook.deliveries import PENDING, Deliveries
+from ct_service.webhook.push import EventKind
+from ct_service.webhook.repositories import Repository
+
+log = logging.getLogger(__name__)
+NO_MODEL_CHANGE = "skipped: no change to the model code"
+hooks = Blueprint("hooks", __name__)
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    settings: Settings
+    repositories: dict[tuple[push.Provider, str], Repository]
+    deliveries: Deliveries
+    celery: CtCelery
+
+
+def _context() -> WebhookContext:
+    context: WebhookContext = current_app.extensions["ct"]
+    return context
+
+
+@hooks.post("/hooks")
+def receive() -> ResponseReturnValue:
+    ct = _context()
+    headers = dict(request.headers)
+    provider = push.identify(headers)
+    if request.mimetype != "application/json":
+        return jsonify(error="send the push as application/json"), 415
+    body = request.get_data(cache=False)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return jsonify(error="the body is not JSON"), 400
+    kind = push.event_kind(provider, headers)
+    name = push.repository_name(provider, payload)
+    repository = ct.repositories.get((provider, name))
+    if repository is None:
+        if kind is EventKind.PING:  # organisation-level pings name no repository
+            return jsonify(status="pong"), 200
+        return jsonify(error=f"{provider.value} repository {name!r} is not watched"), 403
+    if repository.secret or not ct.settings.webhook_insecure:
+        push.verify(provider, headers, body, repository.secret)
+    if kind is EventKind.PING:
+        return jsonify(status="pong"), 200
+    if kind is not EventKind.PUSH:
+        return jsonify(status="ignored", reason="not a push event"), 200
+    event = push.parse(provider, headers, payload)
+    force = request.args.get("force") == "1"
+    not_trained = _not_trained(event, repository, force)
+    if not_trained is not None:
+        status, reason = not_trained
+        return jsonify(status=status, reason=reason), 200
+    return _start(ct, event, repository, force)
+
+
+def _start(
+    ct: WebhookContext, event: push.Push, repository: Repository, force: bool
+) -> ResponseReturnValue:
+    """Claim the push, persist its pipeline, enqueue its id; a second delivery of the
+    same push (or commit) answers with the first one's pipeline."""
+    provider = repository.provider.value
+    keys = [names.pushed_commit(provider, repository.name, event.branch, event.after)]
+    if event.delivery_id:
+        keys.insert(0, names.delivery(provider, event.delivery_id))
+    existing = ct.deliveries.claim(keys)
+    if existing == PENDING:
+        return jsonify(error="another delivery of this push is starting it"), 409
+    if existing:
+        return jsonify(pipeline_id=existing, status="already started"), 200
+    try:
+        pipeline_id = pipeline.create(
+            ct.settings,
+            repository.project,
+            commit=event.after,
+            target=repository.target,
+            source_url=repository.url,
+            source_branch=event.branch,
+            # a provider that lists no changed paths (Bitbucket): the worker compares
+            filter_since=event.before if event.changed_paths is None and not force else "",
+            watched=repository.watched_paths,
+        )
+        enqueue(ct.celery, pipeline.Task.START, pipeline_id)
+    except Exception:
+        ct.deliveries.release(keys)
+        raise
+    ct.deliveries.remember(keys, pipeline_id)
+    log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], pipeline_id)
+    return jsonify(pipeline_id=pipeline_id), 202
+
+
+@hooks.get("/pipelines")
+def list_pipelines() -> ResponseReturnValue:
+    settings = _context().settings
+    limit = min(max(request.args.get("limit", 20, type=int) or 20, 1), 200)
+    found = Tracker(settings).recent_pipelines(limit=limit)
+    return jsonify(pipelines=[_brief(settings, p) for p in found])
+
+
+@hooks.get("/pipelines/<pipeline_id>")
+def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
+    settings = _context().settings
+    if not pipeline_id.isalnum() or len(pipeline_id) > 64:
+        return jsonify(error="not a pipeline id"), 404
+    tracker = Tracker(settings)
+    current = tracker.pipeline(pipeline_id)
+    return jsonify(summarize(settings, current, tracker.attempts(current)).to_json())
+
+
+@hooks.get("/healthz")
+def health() -> ResponseReturnValue:
+    try:
+        _context().deliveries.client.ping()
+    except redis.RedisError:
+        return jsonify(status="redis unreachable"), 503
+    return jsonify(status="ok")
+
+
+def _brief(settings: Settings, p: Pipeline) -> dict[str, str]:
+    return {
+        "pipeline_id": p.id,
+        "project": p.spec.project_name,
+        "commit": p.spec.commit,
+        "status": p.status.value,
+        "outcome": p.outcome,
+        "url": run_url(settings, p.experiment_id, p.id),
+    }
+
+
+def _not_trained(event: push.Push, repository: Repository, force: bool) -> tuple[str, str] | None:
+    """(status, reason) for a push that starts nothing; None when it trains."""
+    if event.deleted:
+        return "ignored", "the branch was deleted"
+    if not event.branch:
+        return "ignored", f"{event.ref} is not a branch"
+    if event.branch not in repository.branches:
+        return "ignored", f"branch {event.branch} is not watched"
+    if (
+        not force
+        and event.changed_paths is not None
+        and not repository.watches(event.changed_paths)
+    ):
+        return "skipped", NO_MODEL_CHANGE
+    return None
