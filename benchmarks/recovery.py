@@ -37,6 +37,9 @@ LENET = ROOT / "projects" / "lenet"
 sys.path.insert(0, str(ROOT))
 
 
+REPLACES_RUN = "ct.replaces_run"  # ct_service.run_tags.REPLACES_RUN (imported late here)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,18 +110,20 @@ def one_kill(env, tracker, data: str, folder: Path, number: int) -> dict[str, fl
         dead_id = dead.info.run_id
 
         def resumed():
-            return next((r for r in runs() if r.data.tags.get("ct.resumed_from") == dead_id), None)
+            return next((r for r in runs() if r.data.tags.get(REPLACES_RUN) == dead_id), None)
 
         wait(resumed, 600, "the resumption")
         detected = time.monotonic() - killed
         new = wait(
-            lambda: (r := resumed()) and r.data.tags.get("resumed_at_epoch") and r, 600, "training"
+            lambda: (r := resumed()) and r.data.tags.get("checkpoint.loaded_epoch") and r,
+            600,
+            "training",
         )
         running = time.monotonic() - killed
         checkpoint = int(tracker.client.get_run(dead_id).data.tags["checkpoint.last_epoch"])
         completed = len(tracker.client.get_metric_history(dead_id, "val_accuracy"))
         lost = completed - checkpoint + 1  # the epoch in progress at the kill, and any
-        assert int(new.data.tags["resumed_at_epoch"]) == checkpoint
+        assert int(new.data.tags["checkpoint.loaded_epoch"]) == checkpoint
         wait(lambda: tracker.pipeline(pipeline_id).outcome, 600, "the pipeline's end")
     finally:
         os.killpg(replacement.pid, signal.SIGTERM)

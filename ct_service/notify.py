@@ -75,8 +75,10 @@ def transports(settings: Settings) -> list[Transport]:
     found: list[Transport] = []
     if settings.smtp.enabled:
         found.append(EmailTransport(settings.smtp))
-    if settings.webhook_url:
-        found.append(WebhookTransport(settings.webhook_url, settings.webhook_timeout_seconds))
+    if settings.notify_webhook_url:
+        found.append(
+            WebhookTransport(settings.notify_webhook_url, settings.notify_webhook_timeout_seconds)
+        )
     return found
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from ct_service import run_tags
 from ct_service.exceptions import CtError, RollbackError
 from ct_service.target import Target
 
@@ -83,7 +84,7 @@ def promote(
                 f"kept version {champion.version} in production: its {target.metric} "
                 f"{champion_metric:.4g} is not worse than the candidate's {_fmt(metric)}"
             )
-            client.set_model_version_tag(name, version, "ct.decision", reason)
+            client.set_model_version_tag(name, version, run_tags.DECISION, reason)
             return Promotion(version, False, reason, str(champion.version))
     if champion is not None:
         client.set_registered_model_alias(name, PREVIOUS, champion.version)
@@ -91,7 +92,7 @@ def promote(
     _to_production_stage(client, name, version)
     beaten = f" (replacing version {champion.version})" if champion is not None else ""
     reason = f"version {version} promoted with {target.metric} {_fmt(metric)}{beaten}"
-    client.set_model_version_tag(name, version, "ct.decision", reason)
+    client.set_model_version_tag(name, version, run_tags.DECISION, reason)
     return Promotion(version, True, reason, str(champion.version) if champion else "")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ct_service import run_tags
 from ct_service.attempt import Attempt
 from ct_service.settings import Settings
 from ct_service.tracking import Pipeline
@@ -83,7 +84,7 @@ def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -
         status=pipeline.status.value,
         outcome=pipeline.outcome,
         reason=pipeline.reason,
-        model_version=pipeline.tags.get("ct.model_version", ""),
+        model_version=pipeline.tags.get(run_tags.MODEL_VERSION, ""),
         url=run_url(settings, pipeline.experiment_id, pipeline.id),
         attempts=[
             AttemptLine(

@@ -89,8 +89,8 @@ class Settings:
     model_name: str = ""  # empty = the project's name
     ui_url: str = ""
     smtp: SmtpSettings = SmtpSettings()
-    webhook_url: str = field(default="", repr=False)  # chat webhook URLs carry their token
-    webhook_timeout_seconds: float = 10.0
+    notify_webhook_url: str = field(default="", repr=False)  # chat webhook URLs carry their token
+    notify_webhook_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
@@ -137,16 +137,6 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = _Env(os.environ if environ is None else environ)
-        try:
-            target = Target(
-                env.text("CT_TARGET_METRIC", "test_accuracy"),
-                env.number("CT_TARGET_THRESHOLD", 0.8, float),
-                Direction(env.choice("CT_TARGET_DIRECTION", "maximize", ("maximize", "minimize"))),
-            )
-        except ValueError as error:
-            raise SettingsError(f"CT_TARGET_*: {error}") from None
-        security = env.choice("CT_SMTP_SECURITY", "none", SMTP_SECURITY)
-        default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
         return cls(
             home=Path(env.text("CT_HOME", ".ct-service")),
             tracking_uri=env.text("CT_TRACKING_URI", ""),
@@ -154,56 +144,29 @@ class Settings:
             artifact_root=env.text("CT_ARTIFACT_ROOT", ""),
             broker_url=env.url("CT_BROKER_URL", ("redis://", "rediss://", "memory://")),
             execution=env.choice("CT_EXECUTION", "local", EXECUTIONS),
-            target=target,
+            target=_target(env),
             budget=Budget(
                 env.number("CT_MAX_ATTEMPTS", 5, int, low=1),
                 env.number("CT_MAX_WALL_SECONDS", 0.0, float, low=0),
             ),
             attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
             model_name=env.text("CT_MODEL_NAME", ""),
+            smtp=_smtp(env),
             ui_url=env.url("CT_UI_URL", ("http://", "https://")),
-            smtp=SmtpSettings(
-                host=env.text("CT_SMTP_HOST", ""),
-                port=env.number("CT_SMTP_PORT", default_port, int, low=1, high=65535),
-                security=security,
-                user=env.text("CT_SMTP_USER", ""),
-                password=env.secret("CT_SMTP_PASSWORD"),
-                sender=env.text("CT_MAIL_FROM", "ct-service@localhost"),
-                recipients=env.addresses("CT_MAIL_TO"),
-                timeout_seconds=env.number("CT_SMTP_TIMEOUT_SECONDS", 30.0, float, low=0.1),
-                ca_file=env.existing_file("CT_SMTP_CA_FILE"),
+            notify_webhook_url=env.url(
+                "CT_NOTIFY_WEBHOOK_URL", ("http://", "https://"), secret=True
             ),
-            webhook_url=env.url("CT_WEBHOOK_URL", ("http://", "https://"), secret=True),
-            webhook_timeout_seconds=env.number("CT_WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1),
+            notify_webhook_timeout_seconds=env.number(
+                "CT_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1
+            ),
             log_level=env.choice("CT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             repositories_file=env.existing_file("CT_REPOSITORIES_FILE"),
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
             ),
-            docker=DockerSettings(
-                network=env.text("CT_DOCKER_NETWORK", ""),
-                build_network=env.text("CT_DOCKER_BUILD_NETWORK", ""),
-                base_image=env.text("CT_DOCKER_BASE_IMAGE", ""),
-                ca_file=env.existing_file("CT_DOCKER_CA_FILE"),
-                cpus=env.text("CT_DOCKER_CPUS", ""),
-                memory=env.text("CT_DOCKER_MEMORY", ""),
-                gpus=env.text("CT_DOCKER_GPUS", ""),
-                environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
-                tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
-            ),
-            recovery=RecoverySettings(
-                watchdog_enabled=env.choice("CT_WATCHDOG", "on", ("on", "off")) == "on",
-                watchdog_interval_seconds=env.number(
-                    "CT_WATCHDOG_INTERVAL_SECONDS", 30.0, float, low=0.5
-                ),
-                heartbeat_seconds=env.number("CT_HEARTBEAT_SECONDS", 10.0, float, low=0.2),
-                lease_seconds=env.number("CT_LEASE_SECONDS", 90.0, float, low=1),
-                max_resumes=env.number("CT_MAX_RESUMES", 3, int, low=0),
-                work_retention_seconds=env.number(
-                    "CT_WORK_RETENTION_SECONDS", 24 * 3600.0, float, low=60
-                ),
-            ),
+            docker=_docker(env),
+            recovery=_recovery(env),
         )
 
 
@@ -275,3 +238,55 @@ class _Env:
                     f"{name} must be comma-separated e-mail addresses; got {address!r}"
                 )
         return addresses
+
+
+def _target(env: _Env) -> Target:
+    try:
+        return Target(
+            env.text("CT_TARGET_METRIC", "test_accuracy"),
+            env.number("CT_TARGET_THRESHOLD", 0.8, float),
+            Direction(env.choice("CT_TARGET_DIRECTION", "maximize", ("maximize", "minimize"))),
+        )
+    except ValueError as error:
+        raise SettingsError(f"CT_TARGET_*: {error}") from None
+
+
+def _smtp(env: _Env) -> SmtpSettings:
+    security = env.choice("CT_SMTP_SECURITY", "none", SMTP_SECURITY)
+    default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+    return SmtpSettings(
+        host=env.text("CT_SMTP_HOST", ""),
+        port=env.number("CT_SMTP_PORT", default_port, int, low=1, high=65535),
+        security=security,
+        user=env.text("CT_SMTP_USER", ""),
+        password=env.secret("CT_SMTP_PASSWORD"),
+        sender=env.text("CT_MAIL_FROM", "ct-service@localhost"),
+        recipients=env.addresses("CT_MAIL_TO"),
+        timeout_seconds=env.number("CT_SMTP_TIMEOUT_SECONDS", 30.0, float, low=0.1),
+        ca_file=env.existing_file("CT_SMTP_CA_FILE"),
+    )
+
+
+def _docker(env: _Env) -> DockerSettings:
+    return DockerSettings(
+        network=env.text("CT_DOCKER_NETWORK", ""),
+        build_network=env.text("CT_DOCKER_BUILD_NETWORK", ""),
+        base_image=env.text("CT_DOCKER_BASE_IMAGE", ""),
+        ca_file=env.existing_file("CT_DOCKER_CA_FILE"),
+        cpus=env.text("CT_DOCKER_CPUS", ""),
+        memory=env.text("CT_DOCKER_MEMORY", ""),
+        gpus=env.text("CT_DOCKER_GPUS", ""),
+        environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
+        tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
+    )
+
+
+def _recovery(env: _Env) -> RecoverySettings:
+    return RecoverySettings(
+        watchdog_enabled=env.choice("CT_WATCHDOG", "on", ("on", "off")) == "on",
+        watchdog_interval_seconds=env.number("CT_WATCHDOG_INTERVAL_SECONDS", 30.0, float, low=0.5),
+        heartbeat_seconds=env.number("CT_HEARTBEAT_SECONDS", 10.0, float, low=0.2),
+        lease_seconds=env.number("CT_LEASE_SECONDS", 90.0, float, low=1),
+        max_resumes=env.number("CT_MAX_RESUMES", 3, int, low=0),
+        work_retention_seconds=env.number("CT_WORK_RETENTION_SECONDS", 24 * 3600.0, float, low=60),
+    )

@@ -16,6 +16,7 @@ from mlflow.entities import Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from ct_service import run_tags
 from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.exceptions import PipelineNotFound
 from ct_service.settings import Settings
@@ -23,18 +24,6 @@ from ct_service.space import Config, param_text
 from ct_service.target import Budget, Direction, Target
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
-RESUME_PARAM = "resume_from"  # a project that declares it can continue a run
-RESUMED_FROM = "ct.resumed_from"  # on a run that continues a dead one: that run's id
-# What a resumed run copies from the run it continues.
-INHERITED_TAGS = (
-    "ct.kind",
-    "ct.pipeline_id",
-    "ct.project",
-    "ct.attempt",
-    "ct.config",
-    "ct.reason",
-    "ct.derived_from",
-)
 
 
 class PipelineStatus(str, Enum):
@@ -115,22 +104,22 @@ class Tracker:
 
     def create_pipeline(self, spec: PipelineSpec, adopt_run_id: str = "") -> str:
         tags = {
-            "ct.kind": "pipeline",
-            "ct.project": spec.project_path,
-            "ct.project_name": spec.project_name,
-            "ct.model_name": spec.model_name,
-            "ct.commit": spec.commit,
-            "ct.target": spec.target.describe(),
-            "ct.target.metric": spec.target.metric,
-            "ct.target.threshold": repr(spec.target.threshold),
-            "ct.target.direction": spec.target.direction.value,
-            "ct.budget": spec.budget.describe(),
-            "ct.budget.max_attempts": str(spec.budget.max_attempts),
-            "ct.budget.max_wall_seconds": repr(spec.budget.max_wall_seconds),
-            "ct.initial_config": json.dumps(spec.initial_config, sort_keys=True),
-            "ct.source.url": spec.source_url,
-            "ct.source.branch": spec.source_branch,
-            "ct.status": PipelineStatus.QUEUED.value,
+            run_tags.KIND: "pipeline",
+            run_tags.PROJECT: spec.project_path,
+            run_tags.PROJECT_NAME: spec.project_name,
+            run_tags.MODEL_NAME: spec.model_name,
+            run_tags.COMMIT: spec.commit,
+            run_tags.TARGET: spec.target.describe(),
+            run_tags.TARGET_METRIC: spec.target.metric,
+            run_tags.TARGET_THRESHOLD: repr(spec.target.threshold),
+            run_tags.TARGET_DIRECTION: spec.target.direction.value,
+            run_tags.BUDGET: spec.budget.describe(),
+            run_tags.BUDGET_MAX_ATTEMPTS: str(spec.budget.max_attempts),
+            run_tags.BUDGET_MAX_WALL_SECONDS: repr(spec.budget.max_wall_seconds),
+            run_tags.INITIAL_CONFIG: json.dumps(spec.initial_config, sort_keys=True),
+            run_tags.SOURCE_URL: spec.source_url,
+            run_tags.SOURCE_BRANCH: spec.source_branch,
+            run_tags.STATUS: PipelineStatus.QUEUED.value,
         }
         if adopt_run_id:
             self.set_tags(adopt_run_id, tags)
@@ -151,33 +140,34 @@ class Tracker:
                 raise
             raise PipelineNotFound(f"no pipeline {pipeline_id}") from None
         tags = run.data.tags
-        if tags.get("ct.kind") != "pipeline":
+        if tags.get(run_tags.KIND) != "pipeline":
             raise PipelineNotFound(f"run {pipeline_id} is not a ct-service pipeline")
         spec = PipelineSpec(
-            project_path=tags["ct.project"],
-            project_name=tags["ct.project_name"],
-            model_name=tags["ct.model_name"],
-            initial_config=json.loads(tags["ct.initial_config"]),
+            project_path=tags[run_tags.PROJECT],
+            project_name=tags[run_tags.PROJECT_NAME],
+            model_name=tags[run_tags.MODEL_NAME],
+            initial_config=json.loads(tags[run_tags.INITIAL_CONFIG]),
             target=Target(
-                tags["ct.target.metric"],
-                float(tags["ct.target.threshold"]),
-                Direction(tags["ct.target.direction"]),
+                tags[run_tags.TARGET_METRIC],
+                float(tags[run_tags.TARGET_THRESHOLD]),
+                Direction(tags[run_tags.TARGET_DIRECTION]),
             ),
             budget=Budget(
-                int(tags["ct.budget.max_attempts"]), float(tags["ct.budget.max_wall_seconds"])
+                int(tags[run_tags.BUDGET_MAX_ATTEMPTS]),
+                float(tags[run_tags.BUDGET_MAX_WALL_SECONDS]),
             ),
-            commit=tags.get("ct.commit", ""),
-            source_url=tags.get("ct.source.url", ""),
-            source_branch=tags.get("ct.source.branch", ""),
+            commit=tags.get(run_tags.COMMIT, ""),
+            source_url=tags.get(run_tags.SOURCE_URL, ""),
+            source_branch=tags.get(run_tags.SOURCE_BRANCH, ""),
         )
         return Pipeline(
             id=pipeline_id,
             experiment_id=run.info.experiment_id,
             spec=spec,
-            status=PipelineStatus(tags["ct.status"]),
+            status=PipelineStatus(tags[run_tags.STATUS]),
             started_ms=run.info.start_time,
-            outcome=tags.get("ct.outcome", ""),
-            reason=tags.get("ct.reason", ""),
+            outcome=tags.get(run_tags.OUTCOME, ""),
+            reason=tags.get(run_tags.REASON, ""),
             tags=dict(tags),
         )
 
@@ -186,9 +176,9 @@ class Tracker:
         spec = pipeline.spec
         runs = self.client.search_runs(
             [pipeline.experiment_id],
-            "tags.`ct.kind` = 'pipeline'"
-            f" and tags.`ct.source.url` = '{_quoted(spec.source_url)}'"
-            f" and tags.`ct.source.branch` = '{_quoted(spec.source_branch)}'"
+            f"{_tag(run_tags.KIND, 'pipeline')}"
+            f" and {_tag(run_tags.SOURCE_URL, spec.source_url)}"
+            f" and {_tag(run_tags.SOURCE_BRANCH, spec.source_branch)}"
             f" and attributes.start_time > {pipeline.started_ms}",
             max_results=1,
         )
@@ -200,7 +190,7 @@ class Tracker:
             return []
         runs = self.client.search_runs(
             experiments,
-            "tags.`ct.kind` = 'pipeline'",
+            _tag(run_tags.KIND, "pipeline"),
             order_by=["attributes.start_time DESC"],
             max_results=limit,
         )
@@ -214,8 +204,8 @@ class Tracker:
         self, pipeline: Pipeline, number: int, config: Config, reason: str, derived_from: str = ""
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
-        existing = self._attempt_runs(pipeline, f"and tags.`ct.attempt` = '{number}'")
-        first = [run for run in existing if not run.data.tags.get(RESUMED_FROM)]
+        existing = self._attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
+        first = [run for run in existing if not run.data.tags.get(run_tags.REPLACES_RUN)]
         if first:
             return first[0].info.run_id
         run = self.client.create_run(
@@ -223,14 +213,14 @@ class Tracker:
             run_name=f"attempt-{number}",
             tags={
                 MLFLOW_PARENT_RUN_ID: pipeline.id,
-                "ct.kind": "attempt",
-                "ct.pipeline_id": pipeline.id,
-                "ct.project": pipeline.spec.project_path,
-                "ct.attempt": str(number),
-                "ct.config": json.dumps(config, sort_keys=True),
-                "ct.reason": reason,
-                "ct.derived_from": derived_from,
-                "ct.status": AttemptStatus.QUEUED.value,
+                run_tags.KIND: "attempt",
+                run_tags.PIPELINE_ID: pipeline.id,
+                run_tags.PROJECT: pipeline.spec.project_path,
+                run_tags.ATTEMPT: str(number),
+                run_tags.CONFIG: json.dumps(config, sort_keys=True),
+                run_tags.REASON: reason,
+                run_tags.DERIVED_FROM: derived_from,
+                run_tags.STATUS: AttemptStatus.QUEUED.value,
             },
         )
         self.client.log_batch(
@@ -245,21 +235,21 @@ class Tracker:
         if existing:
             return existing
         tags = dead.data.tags
-        resumes = int(tags.get("ct.resumes", "0")) + 1
-        config = json.loads(tags["ct.config"])
-        if RESUME_PARAM in config:  # the project can continue from a checkpoint
-            config[RESUME_PARAM] = checkpoint_run
+        resumes = int(tags.get(run_tags.RESUMES, "0")) + 1
+        config = json.loads(tags[run_tags.CONFIG])
+        if run_tags.RESUME_FROM_PARAM in config:  # the project can continue from a checkpoint
+            config[run_tags.RESUME_FROM_PARAM] = checkpoint_run
         run = self.client.create_run(
             pipeline.experiment_id,
             run_name=f"attempt-{tags['ct.attempt']}-resume-{resumes}",
             tags={
-                **{k: v for k, v in tags.items() if k in INHERITED_TAGS},
+                **{k: v for k, v in tags.items() if k in run_tags.INHERITED_BY_RESUMPTION},
                 MLFLOW_PARENT_RUN_ID: pipeline.id,
-                RESUMED_FROM: dead.info.run_id,
-                "ct.resumes": str(resumes),
+                run_tags.REPLACES_RUN: dead.info.run_id,
+                run_tags.RESUMES: str(resumes),
                 # the run whose last checkpoint it loads ("" = none yet: it restarts)
-                "resumed_from": checkpoint_run,
-                "ct.status": AttemptStatus.QUEUED.value,
+                run_tags.CHECKPOINT_RUN: checkpoint_run,
+                run_tags.STATUS: AttemptStatus.QUEUED.value,
             },
         )
         self.client.log_batch(
@@ -270,13 +260,13 @@ class Tracker:
     @staticmethod
     def run_parameters(tags: dict[str, str]) -> dict[str, str]:
         """The project parameters an attempt's run is started with."""
-        config = json.loads(tags["ct.config"])
-        if RESUME_PARAM in config:
-            config[RESUME_PARAM] = tags.get("resumed_from", "")
+        config = json.loads(tags[run_tags.CONFIG])
+        if run_tags.RESUME_FROM_PARAM in config:
+            config[run_tags.RESUME_FROM_PARAM] = tags.get(run_tags.CHECKPOINT_RUN, "")
         return {k: param_text(v) for k, v in config.items()}
 
     def resumption_of(self, pipeline: Pipeline, run_id: str) -> str:
-        runs = self._attempt_runs(pipeline, f"and tags.`{RESUMED_FROM}` = '{run_id}'")
+        runs = self._attempt_runs(pipeline, f"and {_tag(run_tags.REPLACES_RUN, run_id)}")
         return min(runs, key=lambda r: r.info.start_time).info.run_id if runs else ""
 
     def attempts_in(self, statuses: tuple[AttemptStatus, ...]) -> list[Run]:
@@ -286,7 +276,7 @@ class Tracker:
         for status in statuses if experiments else ():
             found += self.client.search_runs(
                 experiments,
-                f"tags.`ct.kind` = 'attempt' and tags.`ct.status` = '{status.value}'",
+                f"{_tag(run_tags.KIND, 'attempt')} and {_tag(run_tags.STATUS, status.value)}",
                 max_results=1000,
             )
         return found
@@ -297,7 +287,8 @@ class Tracker:
             return []
         runs = self.client.search_runs(
             experiments,
-            "tags.`ct.kind` = 'pipeline' and tags.`ct.status` != 'finished'",
+            f"{_tag(run_tags.KIND, 'pipeline')}"
+            f" and {_tag(run_tags.STATUS, PipelineStatus.FINISHED.value, '!=')}",
             max_results=1000,
         )
         return [self.pipeline(run.info.run_id) for run in runs]
@@ -309,7 +300,9 @@ class Tracker:
         """One Attempt per attempt number: its latest run, with the metric history of
         the runs it resumed from."""
         runs = self._attempt_runs(pipeline)
-        current = [r for r in runs if r.data.tags.get("ct.status") != AttemptStatus.RESUMED.value]
+        current = [
+            r for r in runs if r.data.tags.get(run_tags.STATUS) != AttemptStatus.RESUMED.value
+        ]
         by_id = {run.info.run_id: run for run in runs}
         found = [self._to_attempt(run, pipeline.spec.target, curves, by_id) for run in current]
         return sorted(found, key=lambda a: a.number)
@@ -318,7 +311,7 @@ class Tracker:
         """Attempts of earlier pipelines of the same project (same experiment)."""
         runs = self.client.search_runs(
             [pipeline.experiment_id],
-            f"tags.`ct.kind` = 'attempt' and tags.`ct.pipeline_id` != '{pipeline.id}'",
+            f"{_tag(run_tags.KIND, 'attempt')} and {_tag(run_tags.PIPELINE_ID, pipeline.id, '!=')}",
             order_by=["attributes.start_time DESC"],
             max_results=limit,
         )
@@ -328,7 +321,7 @@ class Tracker:
         return list(
             self.client.search_runs(
                 [pipeline.experiment_id],
-                f"tags.`ct.pipeline_id` = '{pipeline.id}' {extra}".strip(),
+                f"{_tag(run_tags.PIPELINE_ID, pipeline.id)} {extra}".strip(),
                 max_results=1000,
             )
         )
@@ -349,28 +342,33 @@ class Tracker:
                 if by_step:
                     histories[key] = tuple(by_step[step] for step in sorted(by_step))
         return Attempt(
-            number=int(tags.get("ct.attempt", "0")),
+            number=int(tags.get(run_tags.ATTEMPT, "0")),
             run_id=run.info.run_id,
-            config=json.loads(tags.get("ct.config", "{}")),
-            status=AttemptStatus(tags.get("ct.status", AttemptStatus.QUEUED.value)),
+            config=json.loads(tags.get(run_tags.CONFIG, "{}")),
+            status=AttemptStatus(tags.get(run_tags.STATUS, AttemptStatus.QUEUED.value)),
             metric=run.data.metrics.get(target.metric),
             curves=histories,
-            failure=tags.get("ct.failure", ""),
-            pipeline_id=tags.get("ct.pipeline_id", ""),
-            reason=tags.get("ct.reason", ""),
-            decision=tags.get("ct.decision", ""),
-            resumes=int(tags.get("ct.resumes", "0")),
+            failure=tags.get(run_tags.FAILURE, ""),
+            pipeline_id=tags.get(run_tags.PIPELINE_ID, ""),
+            reason=tags.get(run_tags.REASON, ""),
+            decision=tags.get(run_tags.DECISION, ""),
+            resumes=int(tags.get(run_tags.RESUMES, "0")),
         )
 
 
 def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
     """The ids of the runs an attempt's latest run continues, oldest first."""
     chain = [run.info.run_id]
-    previous = run.data.tags.get(RESUMED_FROM, "")
+    previous = run.data.tags.get(run_tags.REPLACES_RUN, "")
     while previous and previous in runs and previous not in chain:
         chain.insert(0, previous)
-        previous = runs[previous].data.tags.get(RESUMED_FROM, "")
+        previous = runs[previous].data.tags.get(run_tags.REPLACES_RUN, "")
     return chain
+
+
+def _tag(name: str, value: str, comparison: str = "=") -> str:
+    """A search-filter clause on a tag."""
+    return f"tags.`{name}` {comparison} '{_quoted(value)}'"
 
 
 def _quoted(value: str) -> str:

@@ -25,8 +25,9 @@ from test_recovery import (
     wait_for,
 )
 
+from ct_service import run_tags
 from ct_service.settings import Settings
-from ct_service.tracking import RESUMED_FROM, Tracker
+from ct_service.tracking import Tracker
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 SMALL = {
@@ -38,7 +39,7 @@ SMALL = {
 }
 SECRETS = {
     "CT_SMTP_PASSWORD": "hunter2-not-for-logs",
-    "CT_WEBHOOK_URL": "https://hooks.example/t0k3n",
+    "CT_NOTIFY_WEBHOOK_URL": "https://hooks.example/t0k3n",
 }
 
 
@@ -175,14 +176,16 @@ def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_i
     dead = tracker.client.get_run(dead_id)
     assert dead.data.tags["ct.status"] == "resumed"
     assert "killed by SIGKILL" in dead.data.tags["ct.failure"]
-    assert tracker.client.get_run(resumed).data.tags[RESUMED_FROM] == dead_id
+    assert tracker.client.get_run(resumed).data.tags[run_tags.REPLACES_RUN] == dead_id
     wait_for(lambda: containers(docker_client, resumed) == [], 30, "the container's removal")
 
 
 def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: str) -> str:
     """The resumed run, once its container has loaded the checkpoint and trains."""
     for run in attempt_runs(tracker, pipeline_id):
-        if run.data.tags.get(RESUMED_FROM) == dead_id and run.data.tags.get("resumed_at_epoch"):
+        if run.data.tags.get(run_tags.REPLACES_RUN) == dead_id and run.data.tags.get(
+            "checkpoint.loaded_epoch"
+        ):
             found = client.containers.list(filters={"name": f"ct-{run.info.run_id}"})
             return run.info.run_id if found else ""
     time.sleep(0.5)
@@ -222,7 +225,7 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
     assert containers(docker_client, dead_id) == []
     runs = attempt_runs(tracker, pipeline_id)
     assert [r.data.tags["ct.status"] for r in runs] == ["resumed", "finished"]
-    assert runs[1].data.tags[RESUMED_FROM] == dead_id
+    assert runs[1].data.tags[run_tags.REPLACES_RUN] == dead_id
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
 
 

@@ -29,7 +29,7 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
         CT_SMTP_USER="ct",
         CT_SMTP_PASSWORD=SMTP_PASSWORD,
         CT_MAIL_TO="ops@example.com",
-        CT_WEBHOOK_URL=f"http://127.0.0.1:{closed}/hooks/{WEBHOOK_TOKEN}",
+        CT_NOTIFY_WEBHOOK_URL=f"http://127.0.0.1:{closed}/hooks/{WEBHOOK_TOKEN}",
     )
     # conv_blocks=9 cannot work on 28x28 images: attempt 1 crashes with its reason and
     # the policy moves back into the search space; the tiny rest cannot reach 80%.

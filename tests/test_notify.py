@@ -227,7 +227,7 @@ def test_transports_follow_the_settings():
         {
             "CT_SMTP_HOST": "mail",
             "CT_MAIL_TO": "a@example.com",
-            "CT_WEBHOOK_URL": "https://hooks.example.com/x",
+            "CT_NOTIFY_WEBHOOK_URL": "https://hooks.example.com/x",
         }
     )
     assert [t.name for t in transports(configured)] == ["email", "webhook"]

@@ -18,8 +18,9 @@ from typing import IO, TypeVar
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
 
+from ct_service import run_tags
 from ct_service.settings import Settings
-from ct_service.tracking import RESUMED_FROM, PipelineStatus, Tracker
+from ct_service.tracking import PipelineStatus, Tracker
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 T = TypeVar("T")
@@ -162,11 +163,11 @@ def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
     assert [r.info.run_id for r in runs][0] == dead_id and len(runs) == 2
     dead, resumed = (tracker.client.get_run(r.info.run_id) for r in runs)
     assert dead.data.tags["ct.status"] == "resumed"
-    assert dead.data.tags["ct.resumed_by"] == resumed.info.run_id
+    assert dead.data.tags[run_tags.REPLACED_BY] == resumed.info.run_id
     assert "stopped renewing the lease" in dead.data.tags["ct.failure"]
-    assert resumed.data.tags[RESUMED_FROM] == dead_id
-    assert resumed.data.tags["resumed_from"] == dead_id
-    assert resumed.data.tags["resumed_at_epoch"] == str(last_checkpoint)
+    assert resumed.data.tags[run_tags.REPLACES_RUN] == dead_id
+    assert resumed.data.tags[run_tags.CHECKPOINT_RUN] == dead_id
+    assert resumed.data.tags["checkpoint.loaded_epoch"] == str(last_checkpoint)
     # Epochs after the checkpoint are trained once more at most: the one in progress.
     before, after = epochs_logged(tracker, dead_id), epochs_logged(tracker, resumed.info.run_id)
     assert after == list(range(last_checkpoint + 1, 5))
@@ -217,7 +218,7 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
     dead, resumed = runs
     assert dead.data.tags["ct.status"] == "resumed"
     assert "killed by SIGKILL" in dead.data.tags["ct.failure"]
-    assert resumed.data.tags[RESUMED_FROM] == dead_id
+    assert resumed.data.tags[run_tags.REPLACES_RUN] == dead_id
     assert resumed.data.tags["ct.status"] == "finished"
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
 
@@ -280,7 +281,7 @@ def test_an_exception_in_the_training_code_is_not_resumed(tmp_path: Path) -> Non
     assert tags["ct.status"] == "failed"
     assert "RuntimeError: the model code is broken" in tags["ct.failure"]
     assert tags["ct.decision"].startswith("stop")  # the policy got it
-    assert RESUMED_FROM not in tags and "ct.resumed_by" not in tags
+    assert run_tags.REPLACES_RUN not in tags and run_tags.REPLACED_BY not in tags
     # And a watchdog finds nothing to resume.
     from ct_service.keystore import MemoryKeys
     from ct_service.recovery.watchdog import Watchdog

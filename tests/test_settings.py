@@ -23,7 +23,7 @@ def test_nothing_set_means_embedded_defaults(tmp_path, monkeypatch):
     assert settings.target.threshold == 0.8
     assert settings.target.direction is Direction.MAXIMIZE
     assert settings.budget.max_attempts == 5
-    assert not settings.smtp.enabled and not settings.webhook_url
+    assert not settings.smtp.enabled and not settings.notify_webhook_url
 
 
 def test_values_are_read_and_typed():
@@ -90,8 +90,8 @@ def test_a_bad_value_names_its_variable(name, value, message):
 
 def test_a_secret_url_is_not_echoed_in_its_error():
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"CT_WEBHOOK_URL": "ftp://hooks/T000/SECRET-TOKEN"})
-    assert "CT_WEBHOOK_URL" in str(raised.value)
+        Settings.from_env({"CT_NOTIFY_WEBHOOK_URL": "ftp://hooks/T000/SECRET-TOKEN"})
+    assert "CT_NOTIFY_WEBHOOK_URL" in str(raised.value)
     assert "SECRET-TOKEN" not in str(raised.value)
 
 
@@ -101,7 +101,7 @@ def test_secrets_stay_out_of_repr_and_can_come_from_files(tmp_path: Path):
     settings = Settings.from_env(
         {
             "CT_SMTP_PASSWORD_FILE": str(secret_file),
-            "CT_WEBHOOK_URL": "https://hooks.example.com/T000/SECRET-TOKEN",
+            "CT_NOTIFY_WEBHOOK_URL": "https://hooks.example.com/T000/SECRET-TOKEN",
         }
     )
     assert settings.smtp.password == "s3cret-from-file"

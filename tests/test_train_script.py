@@ -163,8 +163,8 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming {original.info.run_id} after epoch 2" in resumed.stdout
     [run] = [r for r in client.search_runs(["0"]) if r.info.run_id != original.info.run_id]
-    assert run.data.tags["resumed_from"] == original.info.run_id
-    assert run.data.tags["resumed_at_epoch"] == "2"
+    assert run.data.tags["checkpoint.loaded_from"] == original.info.run_id
+    assert run.data.tags["checkpoint.loaded_epoch"] == "2"
     for name in ("loss", "val_accuracy"):
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, name)) == [3, 4]
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [

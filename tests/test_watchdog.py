@@ -14,14 +14,15 @@ import pytest
 from conftest import LENET
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.attempt import AttemptStatus
-from ct_service.execution.lease import HEARTBEAT_TAG, Lease
+from ct_service.execution.lease import Lease
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.recovery.watchdog import ScanReport, Watchdog
 from ct_service.settings import RecoverySettings, Settings
-from ct_service.tracking import RESUMED_FROM, Tracker
+from ct_service.tracking import Tracker
 
 RECOVERY = RecoverySettings(
     watchdog_interval_seconds=1, heartbeat_seconds=1, lease_seconds=3, max_resumes=2
@@ -45,7 +46,7 @@ def mark_running(tracker: Tracker, attempt_id: str, heartbeat_age: float, **tags
     beat = time.time() - heartbeat_age
     tracker.set_tags(
         attempt_id,
-        {"ct.status": "running", HEARTBEAT_TAG: f"{beat:.0f}", "ct.worker": "w1:42", **tags},
+        {"ct.status": "running", run_tags.HEARTBEAT: f"{beat:.0f}", "ct.worker": "w1:42", **tags},
     )
 
 
@@ -98,12 +99,12 @@ def test_a_dead_attempt_is_resumed_from_its_last_checkpoint_as_a_new_run(
     new_id = sent[0].args[1]
     new = tracker.client.get_run(new_id)
     old = tracker.client.get_run(attempt_id)
-    assert new.data.tags[RESUMED_FROM] == attempt_id
-    assert new.data.tags["resumed_from"] == attempt_id  # the run whose checkpoint it loads
+    assert new.data.tags[run_tags.REPLACES_RUN] == attempt_id
+    assert new.data.tags[run_tags.CHECKPOINT_RUN] == attempt_id  # the run whose checkpoint it loads
     assert new.data.tags["ct.attempt"] == "1" and new.data.tags["ct.status"] == "queued"
     assert new.data.params["resume_from"] == attempt_id
     assert Tracker.run_parameters(new.data.tags)["resume_from"] == attempt_id
-    assert old.data.tags["ct.status"] == "resumed" and old.data.tags["ct.resumed_by"] == new_id
+    assert old.data.tags["ct.status"] == "resumed" and old.data.tags[run_tags.REPLACED_BY] == new_id
     assert "stopped renewing the lease" in old.data.tags["ct.failure"]
     assert old.info.status == "KILLED"
     # The pipeline sees one attempt, its latest run.
@@ -123,7 +124,7 @@ def test_a_run_that_died_before_its_first_checkpoint_resumes_from_its_predecesso
     mark_running(tracker, second, heartbeat_age=60)  # died again, before a checkpoint
     third = scan(distributed)[0][0].args[1]
     tags = tracker.client.get_run(third).data.tags
-    assert tags[RESUMED_FROM] == second and tags["resumed_from"] == first
+    assert tags[run_tags.REPLACES_RUN] == second and tags[run_tags.CHECKPOINT_RUN] == first
     assert tags["ct.resumes"] == "2"
 
 
@@ -166,7 +167,7 @@ def test_concurrent_scans_resume_each_dead_attempt_exactly_once(distributed: Set
     for thread in threads:
         thread.join()
     assert sorted(
-        tracker.client.get_run(s.args[1]).data.tags[RESUMED_FROM] for s in sent
+        tracker.client.get_run(s.args[1]).data.tags[run_tags.REPLACES_RUN] for s in sent
     ) == sorted(dead)
     for attempt_id in dead:
         pipeline = tracker.pipeline(tracker.client.get_run(attempt_id).data.tags["ct.pipeline_id"])
@@ -244,7 +245,7 @@ def test_a_lease_stops_its_holder_once_the_attempt_was_taken_over(
     lease = Lease(tracker.client, keystore_for(distributed), attempt_id, RECOVERY, lambda: now[0])
     assert lease.refresh() is True
     assert keystore_for(distributed).get(names.lease(attempt_id)) is not None
-    assert tracker.client.get_run(attempt_id).data.tags[HEARTBEAT_TAG] == "1000"
+    assert tracker.client.get_run(attempt_id).data.tags[run_tags.HEARTBEAT] == "1000"
     tracker.set_tags(attempt_id, {"ct.status": AttemptStatus.RESUMED.value})
     assert lease.refresh() is True  # no heartbeat due yet: nothing was read
     now[0] += RECOVERY.heartbeat_seconds

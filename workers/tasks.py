@@ -14,6 +14,7 @@ from celery import Task as CeleryTask
 from celery import shared_task
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import pipeline
@@ -102,7 +103,7 @@ def notify(self: CeleryTask, pipeline_id: str) -> None:
 def resume(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     def step() -> Step | None:
         tracker = Tracker(self.app.settings)
-        reason = tracker.client.get_run(attempt_id).data.tags.get("ct.failure") or "interrupted"
+        reason = tracker.client.get_run(attempt_id).data.tags.get(run_tags.FAILURE) or "interrupted"
         keys = keystore_for(self.app.settings)
         return resume_attempt(tracker, keys, pipeline_id, attempt_id, reason)
 

@@ -25,13 +25,13 @@ from docker.errors import APIError, NotFound
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
+from ct_service import run_tags
 from ct_service.execution import images, tracking_server
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import AttemptRequest
 from ct_service.execution.local import LocalExecutor
 from ct_service.project import load_project
 from ct_service.settings import Settings
-from ct_service.tracking import RESUME_PARAM
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Passed into containers by name (`-e NAME`), so their values stay off the command line.
@@ -101,11 +101,11 @@ class DockerExecutor(LocalExecutor):
         volumes = _data_volumes(request) + self._checkpoint_volumes(request)
         _write_work_copy(project, copy, request.run_id, image.tag, volumes)
         tags = {
-            "ct.environment": environment.reason,
-            "ct.environment.image": image.tag,
-            "ct.environment.image_id": image.id,
-            "ct.environment.built": "true" if image.built else "false",
-            "ct.container": container_name(request.run_id),
+            run_tags.ENVIRONMENT: environment.reason,
+            run_tags.ENVIRONMENT_IMAGE: image.tag,
+            run_tags.ENVIRONMENT_IMAGE_ID: image.id,
+            run_tags.ENVIRONMENT_BUILT: "true" if image.built else "false",
+            run_tags.CONTAINER: container_name(request.run_id),
         }
         return replace(request, project_uri=str(copy)), tags
 
@@ -151,7 +151,7 @@ class DockerExecutor(LocalExecutor):
         """A resumed run reads the checkpoint of the run it continues. MLflow mounts
         only the new run's own artifact folder; a local artifact store must also
         show the old run's, read-only (a served store is reached over HTTP)."""
-        resume_from = request.parameters.get(RESUME_PARAM, "")
+        resume_from = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
         if not resume_from:
             return []
         client = MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)

@@ -14,20 +14,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
-from typing import Any
+
+from ct_service.execution.exit_status import OUTSIDE_SIGNALS, Recorder
 
 INTERRUPTED = 75  # EX_TEMPFAIL
-# Signals that mean "stopped from outside", not "the training code crashed".
-OUTSIDE_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+__all__ = ["INTERRUPTED", "OUTSIDE_SIGNALS", "die_with_parent", "main"]
 
 
 def main(argv: list[str]) -> int:
     import mlflow.projects
-    import mlflow.projects.backend.local as local_backend
     from mlflow.exceptions import ExecutionException
 
     logging.basicConfig(
@@ -38,17 +39,10 @@ def main(argv: list[str]) -> int:
     # The executor stops a run with SIGTERM; as an interrupt, MLflow cancels the
     # project's command and marks the run failed instead of leaving it running.
     signal.signal(signal.SIGTERM, _interrupt)
-    # In synchronous mode MLflow raises on failure without the command's exit
-    # status; keep the handle it creates to read that status.
-    submitted: list[Any] = []
-    run_entry_point = local_backend._run_entry_point
-
-    def recording_run_entry_point(*args: Any, **kwargs: Any) -> Any:
-        handle = run_entry_point(*args, **kwargs)
-        submitted.append(handle)
-        return handle
-
-    local_backend._run_entry_point = recording_run_entry_point
+    # MLflow raises on failure without the command's exit status: a bash hook
+    # records it (the command runs under `bash -c`, locally and as `docker run`).
+    recorder = Recorder()
+    recorder.install()
     try:
         mlflow.projects.run(
             request["project_uri"],
@@ -63,8 +57,10 @@ def main(argv: list[str]) -> int:
             docker_args=request.get("docker_args"),
         )
     except ExecutionException as error:
-        killer = _outside_signal(submitted)
-        if killer:
+        killer = recorder.outside_signal()
+        if killer is None:
+            print("ct-service: the command's exit status was not recorded", file=sys.stderr)
+        elif killer:
             print(f"ct-service: the training command was killed by {killer}", file=sys.stderr)
             return INTERRUPTED
         print(f"ct-service: {error}", file=sys.stderr)
@@ -72,20 +68,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("ct-service: the run was stopped", file=sys.stderr)
         return 128 + signal.SIGTERM
+    finally:
+        shutil.rmtree(recorder.folder, ignore_errors=True)
     return 0
-
-
-def _outside_signal(submitted: list[Any]) -> str:
-    """The name of the outside signal that ended the command, or ""."""
-    if not submitted:
-        return ""
-    code = submitted[-1].command_proc.returncode
-    if code is None:
-        return ""
-    number = -code if code < 0 else code - 128 if code > 128 else 0
-    if number in {int(s) for s in OUTSIDE_SIGNALS}:
-        return signal.Signals(number).name
-    return ""
 
 
 def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
@@ -107,6 +92,11 @@ def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # bash stays between MLflow and the command (its EXIT trap keeps it from exec'ing
+    # it), and MLflow's cancel() signals only that shell: stop the whole group.
+    if os.getpgrp() == os.getpid():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(os.getpgrp(), signal.SIGTERM)
     raise KeyboardInterrupt
 
 

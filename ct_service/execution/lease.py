@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from mlflow import MlflowClient
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.attempt import AttemptStatus
 from ct_service.keystore import KeyStore
 from ct_service.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
-HEARTBEAT_TAG = "ct.heartbeat"
 
 
 def holder() -> str:
@@ -62,8 +62,8 @@ class Lease:
         except Exception as error:
             log.warning("heartbeat of %s: Redis: %s", self.attempt_id, error)
         try:
-            self.client.set_tag(self.attempt_id, HEARTBEAT_TAG, f"{now:.0f}")
-            status = self.client.get_run(self.attempt_id).data.tags.get("ct.status")
+            self.client.set_tag(self.attempt_id, run_tags.HEARTBEAT, f"{now:.0f}")
+            status = self.client.get_run(self.attempt_id).data.tags.get(run_tags.STATUS)
             self.taken_over = status == AttemptStatus.RESUMED.value
         except Exception as error:
             log.warning("heartbeat of %s: MLflow: %s", self.attempt_id, error)
@@ -87,7 +87,7 @@ def expired(
     if keys.get(names.lease(attempt_id)) is not None:
         return False
     try:
-        last = float(tags.get(HEARTBEAT_TAG, ""))
+        last = float(tags.get(run_tags.HEARTBEAT, ""))
     except ValueError:
         return True  # marked running, never beat: its worker died at once
     return now - last > recovery.lease_seconds

@@ -14,12 +14,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ct_service import keys as names
-from ct_service import notify, policy, registry
+from ct_service import notify, policy, registry, run_tags
 from ct_service.attempt import AttemptStatus
 from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove, touches
 from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.execution.executor import AttemptRequest
-from ct_service.execution.lease import HEARTBEAT_TAG, Lease, holder
+from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
 from ct_service.keystore import keystore_for
 from ct_service.project import ENTRY_POINT, load_project
@@ -72,7 +72,10 @@ def create(
         if filter_since:  # the push did not say which paths it changed: git will
             Tracker(settings).set_tags(
                 pipeline_id,
-                {"ct.source.changed_since": filter_since, "ct.source.watch": json.dumps(watched)},
+                {
+                    run_tags.SOURCE_CHANGED_SINCE: filter_since,
+                    run_tags.SOURCE_WATCH: json.dumps(watched),
+                },
             )
         return pipeline_id
     project = load_project(location)
@@ -139,10 +142,10 @@ def _model_code_changed(settings: Settings, pipeline: Pipeline) -> bool:
     changed = changed_paths(
         settings.home / "work" / pipeline.id,
         pipeline.spec.source_url,
-        pipeline.tags["ct.source.changed_since"],
+        pipeline.tags[run_tags.SOURCE_CHANGED_SINCE],
         pipeline.spec.commit,
     )
-    watched = tuple(json.loads(pipeline.tags.get("ct.source.watch", "[]")))
+    watched = tuple(json.loads(pipeline.tags.get(run_tags.SOURCE_WATCH, "[]")))
     return changed is None or touches(changed, watched)
 
 
@@ -153,9 +156,9 @@ def _end_untrained(
     tracker.set_tags(
         pipeline_id,
         {
-            "ct.status": PipelineStatus.FINISHED.value,
-            "ct.outcome": outcome.value,
-            "ct.reason": reason,
+            run_tags.STATUS: PipelineStatus.FINISHED.value,
+            run_tags.OUTCOME: outcome.value,
+            run_tags.REASON: reason,
         },
     )
     tracker.client.set_terminated(pipeline_id, "FINISHED")
@@ -173,7 +176,9 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
             reason = f"superseded by pipeline {newer} for a newer push"
             _end_untrained(settings, tracker, pipeline_id, Outcome.SUPERSEDED, reason)
             return None
-    if pipeline.tags.get("ct.source.changed_since") and not _model_code_changed(settings, pipeline):
+    if pipeline.tags.get(run_tags.SOURCE_CHANGED_SINCE) and not _model_code_changed(
+        settings, pipeline
+    ):
         reason = "skipped: no change to the model code"
         _end_untrained(settings, tracker, pipeline_id, Outcome.SKIPPED, reason)
         return None
@@ -181,9 +186,9 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     # against its MLproject only now.
     project = load_project(project_folder(settings, pipeline))
     config = project.initial_config(pipeline.spec.initial_config)
-    tracker.set_tags(pipeline_id, {"ct.initial_config": json.dumps(config, sort_keys=True)})
+    tracker.set_tags(pipeline_id, {run_tags.INITIAL_CONFIG: json.dumps(config, sort_keys=True)})
     attempt_id = tracker.create_attempt(pipeline, 1, config, "initial configuration")
-    tracker.set_tags(pipeline_id, {"ct.status": PipelineStatus.RUNNING.value})
+    tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
 
 
@@ -191,10 +196,10 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
     tags = tracker.client.get_run(attempt_id).data.tags
-    if tags.get("ct.pipeline_id") != pipeline_id:
+    if tags.get(run_tags.PIPELINE_ID) != pipeline_id:
         raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline_id}")
-    if tags.get("ct.status") != AttemptStatus.QUEUED.value:
-        log.info("attempt %s is %s already; nothing to do", attempt_id, tags.get("ct.status"))
+    if tags.get(run_tags.STATUS) != AttemptStatus.QUEUED.value:
+        log.info("attempt %s is %s already; nothing to do", attempt_id, tags.get(run_tags.STATUS))
         return None
     if pipeline.status is not PipelineStatus.RUNNING:
         return None
@@ -223,10 +228,10 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         attempt_id,
         {
             **choices,
-            "ct.status": AttemptStatus.RUNNING.value,
-            "ct.executor": executor.name,
-            "ct.worker": holder(),
-            HEARTBEAT_TAG: f"{time.time():.0f}",
+            run_tags.STATUS: AttemptStatus.RUNNING.value,
+            run_tags.EXECUTOR: executor.name,
+            run_tags.WORKER: holder(),
+            run_tags.HEARTBEAT: f"{time.time():.0f}",
         },
     )
     lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
@@ -235,14 +240,14 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     finally:
         lease.release()
     run = tracker.client.get_run(attempt_id)
-    if run.data.tags.get("ct.status") == AttemptStatus.RESUMED.value:
+    if run.data.tags.get(run_tags.STATUS) == AttemptStatus.RESUMED.value:
         log.warning("attempt run %s was resumed by another run meanwhile", attempt_id)
         return None
     _keep_log(tracker, attempt_id, log_path)
     if result.interrupted:
         tracker.set_tags(
             attempt_id,
-            {"ct.status": AttemptStatus.INTERRUPTED.value, "ct.failure": result.failure},
+            {run_tags.STATUS: AttemptStatus.INTERRUPTED.value, run_tags.FAILURE: result.failure},
         )
         return Step(Task.RESUME, (pipeline.id, attempt_id))
     failure = result.failure
@@ -253,7 +258,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     if run.info.status == "RUNNING":  # killed before MLflow could end it
         tracker.client.set_terminated(attempt_id, "FAILED" if failure else "FINISHED")
     status = AttemptStatus.FAILED if failure else AttemptStatus.FINISHED
-    tracker.set_tags(attempt_id, {"ct.status": status.value, "ct.failure": failure})
+    tracker.set_tags(attempt_id, {run_tags.STATUS: status.value, run_tags.FAILURE: failure})
     return Step(Task.DECIDE, (pipeline.id, attempt_id))
 
 
@@ -267,7 +272,7 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         return None  # not the latest attempt: decided already
     if attempts[-1].status not in (AttemptStatus.FINISHED, AttemptStatus.FAILED):
         return None
-    if tracker.client.get_run(attempt_id).data.tags.get("ct.decision"):
+    if tracker.client.get_run(attempt_id).data.tags.get(run_tags.DECISION):
         return None
     project = load_project(project_folder(settings, pipeline))
     decision = policy.decide(
@@ -291,9 +296,9 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         tracker.set_tags(
             pipeline_id,
             {
-                "ct.status": PipelineStatus.PROMOTING.value,
-                "ct.candidate": attempt_id,
-                "ct.reason": decision.reason,
+                run_tags.STATUS: PipelineStatus.PROMOTING.value,
+                run_tags.CANDIDATE: attempt_id,
+                run_tags.REASON: decision.reason,
             },
         )
         next_step, verdict = Step(Task.PROMOTE, (pipeline_id,)), "promote"
@@ -301,7 +306,7 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         outcome = Outcome.BUDGET_EXHAUSTED if decision.budget_spent else Outcome.STOPPED
         _finish(tracker, pipeline_id, outcome, decision.reason)
         next_step, verdict = Step(Task.NOTIFY, (pipeline_id,)), "stop"
-    tracker.set_tags(attempt_id, {"ct.decision": f"{verdict}: {decision.reason}"})
+    tracker.set_tags(attempt_id, {run_tags.DECISION: f"{verdict}: {decision.reason}"})
     return next_step
 
 
@@ -310,15 +315,15 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.PROMOTING:
         return None
-    candidate = tracker.client.get_run(pipeline.tags["ct.candidate"])
+    candidate = tracker.client.get_run(pipeline.tags[run_tags.CANDIDATE])
     metrics = candidate.data.metrics
-    tags = {f"ct.metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
+    tags = {run_tags.METRIC_PREFIX + k: f"{v:.6g}" for k, v in metrics.items()}
     tags.update(
         {
-            "ct.pipeline_id": pipeline_id,
-            "ct.attempt": candidate.data.tags.get("ct.attempt", ""),
-            "ct.commit": pipeline.spec.commit,
-            "ct.project": pipeline.spec.project_path,
+            run_tags.PIPELINE_ID: pipeline_id,
+            run_tags.ATTEMPT: candidate.data.tags.get(run_tags.ATTEMPT, ""),
+            run_tags.COMMIT: pipeline.spec.commit,
+            run_tags.PROJECT: pipeline.spec.project_path,
         }
     )
     target = pipeline.spec.target
@@ -331,7 +336,8 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
         tags,
     )
     tracker.set_tags(
-        pipeline_id, {"ct.model_version": promotion.version, "ct.promotion": promotion.reason}
+        pipeline_id,
+        {run_tags.MODEL_VERSION: promotion.version, run_tags.PROMOTION: promotion.reason},
     )
     outcome = Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
     _finish(tracker, pipeline_id, outcome, f"{pipeline.reason}; {promotion.reason}")
@@ -345,10 +351,10 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
         return None
     summary = summarize(settings, pipeline, tracker.attempts(pipeline))
     results = notify.send_all(summary, notify.transports(settings))
-    tags = {f"ct.notify.{name}": result for name, result in results.items()}
+    tags = {run_tags.NOTIFY_PREFIX + name: result for name, result in results.items()}
     if not results:
-        tags["ct.notify"] = "no transport configured"
-    tags["ct.status"] = PipelineStatus.FINISHED.value
+        tags[run_tags.NOTIFY] = "no transport configured"
+    tags[run_tags.STATUS] = PipelineStatus.FINISHED.value
     tracker.set_tags(pipeline_id, tags)
     run_status = "FAILED" if pipeline.outcome == Outcome.FAILED.value else "FINISHED"
     tracker.client.set_terminated(pipeline_id, run_status)
@@ -370,9 +376,9 @@ def _finish(tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str) -
     tracker.set_tags(
         pipeline_id,
         {
-            "ct.status": PipelineStatus.NOTIFYING.value,
-            "ct.outcome": outcome.value,
-            "ct.reason": reason,
+            run_tags.STATUS: PipelineStatus.NOTIFYING.value,
+            run_tags.OUTCOME: outcome.value,
+            run_tags.REASON: reason,
         },
     )
 

@@ -18,15 +18,15 @@ import logging
 from mlflow.entities import Run
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.attempt import AttemptStatus
 from ct_service.exceptions import PipelineNotFound
 from ct_service.execution.lease import holder
 from ct_service.keystore import KeyStore
 from ct_service.orchestration.pipeline import Step, Task
-from ct_service.tracking import RESUMED_FROM, PipelineStatus, Tracker
+from ct_service.tracking import PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
-CHECKPOINT_TAG = "checkpoint.last_epoch"
 LIVE = (AttemptStatus.RUNNING.value, AttemptStatus.INTERRUPTED.value)
 
 
@@ -43,29 +43,33 @@ def resume(
     pipeline = tracker.pipeline(pipeline_id)
     dead = tracker.client.get_run(attempt_id)
     tags = dead.data.tags
-    if tags.get("ct.pipeline_id") != pipeline_id:
+    if tags.get(run_tags.PIPELINE_ID) != pipeline_id:
         raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline_id}")
-    if pipeline.status is not PipelineStatus.RUNNING or tags.get("ct.status") not in LIVE:
+    if pipeline.status is not PipelineStatus.RUNNING or tags.get(run_tags.STATUS) not in LIVE:
         return None
-    resumes = int(tags.get("ct.resumes", "0"))
+    resumes = int(tags.get(run_tags.RESUMES, "0"))
     if resumes >= recovery.max_resumes and not tracker.resumption_of(pipeline, attempt_id):
         failure = (
             f"{reason}; not resumed again: resumed {resumes} time(s) already "
             f"(CT_MAX_RESUMES={recovery.max_resumes})"
         )
         tracker.set_tags(
-            attempt_id, {"ct.status": AttemptStatus.FAILED.value, "ct.failure": failure}
+            attempt_id, {run_tags.STATUS: AttemptStatus.FAILED.value, run_tags.FAILURE: failure}
         )
         _end_run(tracker, dead, "FAILED")
         log.warning("attempt run %s failed: %s", attempt_id, failure)
         return Step(Task.DECIDE, (pipeline_id, attempt_id))
-    if tags.get("ct.container"):  # its worker died; the container may still train
+    if tags.get(run_tags.CONTAINER):  # its worker died; the container may still train
         _stop_container(attempt_id)
     source = checkpoint_run(tracker, dead)
     new_id = tracker.resume_attempt(pipeline, dead, source)
     tracker.set_tags(
         attempt_id,
-        {"ct.status": AttemptStatus.RESUMED.value, "ct.resumed_by": new_id, "ct.failure": reason},
+        {
+            run_tags.STATUS: AttemptStatus.RESUMED.value,
+            run_tags.REPLACED_BY: new_id,
+            run_tags.FAILURE: reason,
+        },
     )
     _end_run(tracker, dead, "KILLED")
     where = f"from the checkpoint of run {source}" if source else "from the start (no checkpoint)"
@@ -79,9 +83,9 @@ def checkpoint_run(tracker: Tracker, dead: Run) -> str:
     seen: set[str] = set()
     while run is not None and run.info.run_id not in seen:
         seen.add(run.info.run_id)
-        if run.data.tags.get(CHECKPOINT_TAG, "").isdigit():
+        if run.data.tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "").isdigit():
             return run.info.run_id
-        previous = run.data.tags.get(RESUMED_FROM, "")
+        previous = run.data.tags.get(run_tags.REPLACES_RUN, "")
         run = tracker.client.get_run(previous) if previous else None
     return ""
 

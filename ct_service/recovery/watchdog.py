@@ -26,6 +26,7 @@ from pathlib import Path
 from mlflow.entities import Run
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.attempt import AttemptStatus
 from ct_service.checkout import remove
 from ct_service.exceptions import is_infrastructure_failure
@@ -89,7 +90,7 @@ class Watchdog:
                 if is_infrastructure_failure(error):
                     raise
                 return False  # not a run of this store
-            return tags.get("ct.status") == AttemptStatus.RUNNING.value
+            return tags.get(run_tags.STATUS) == AttemptStatus.RUNNING.value
 
         try:
             return remove_orphaned_containers(running)
@@ -100,14 +101,14 @@ class Watchdog:
     def _check_attempt(self, run: Run, report: ScanReport) -> None:
         tags = run.data.tags
         attempt_id = run.info.run_id
-        if tags.get("ct.status") == AttemptStatus.INTERRUPTED.value:
-            reason = tags.get("ct.failure") or "interrupted"
+        if tags.get(run_tags.STATUS) == AttemptStatus.INTERRUPTED.value:
+            reason = tags.get(run_tags.FAILURE) or "interrupted"
         elif lease.expired(attempt_id, tags, self.keys, self.recovery, self.clock()):
-            worker = tags.get("ct.worker", "its worker")
+            worker = tags.get(run_tags.WORKER, "its worker")
             reason = f"{worker} stopped renewing the lease for {self.recovery.lease_seconds:g} s"
         else:
             return
-        step = resume(self.tracker, self.keys, tags["ct.pipeline_id"], attempt_id, reason)
+        step = resume(self.tracker, self.keys, tags[run_tags.PIPELINE_ID], attempt_id, reason)
         if step is not None:
             self.enqueue(step)
             report.resumed.append(attempt_id)

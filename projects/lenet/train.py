@@ -143,7 +143,10 @@ def train(args: argparse.Namespace) -> float:
             path = checkpoints.download(args.resume_from, args.resume_epoch, checkpoint_dir)
             model = keras.models.load_model(path)
             mlflow.set_tags(
-                {"resumed_from": args.resume_from, "resumed_at_epoch": str(args.resume_epoch)}
+                {
+                    "checkpoint.loaded_from": args.resume_from,
+                    "checkpoint.loaded_epoch": str(args.resume_epoch),
+                }
             )
             print(f"resuming {args.resume_from} after epoch {args.resume_epoch}", flush=True)
         mlflow.log_input(

@@ -1,0 +1,65 @@
+"""Every MLflow tag and parameter name the service writes or reads, each with its
+meaning. A pipeline is a parent run, each attempt a nested run; their state lives
+in these tags, which every step re-reads. README.md ("Names") has the same table.
+"""
+
+from __future__ import annotations
+
+# -- on both kinds of run ------------------------------------------------------------
+KIND = "ct.kind"  # "pipeline" or "attempt"
+STATUS = "ct.status"  # the run's state: PipelineStatus or AttemptStatus
+REASON = "ct.reason"  # one line: why the pipeline ended / why this attempt was tried
+PROJECT = "ct.project"  # the project's folder (or its path inside a git repository)
+COMMIT = "ct.commit"  # the commit trained ("" when the folder is not a git checkout)
+
+# -- pipeline runs -------------------------------------------------------------------
+PROJECT_NAME = "ct.project_name"  # the MLproject's name; experiment ct/<name>
+MODEL_NAME = "ct.model_name"  # the registered model it promotes to
+TARGET = "ct.target"  # the target, for people ("test_accuracy >= 0.8")
+TARGET_METRIC = "ct.target.metric"  # the metric to reach
+TARGET_THRESHOLD = "ct.target.threshold"  # the value to reach
+TARGET_DIRECTION = "ct.target.direction"  # maximize or minimize
+BUDGET = "ct.budget"  # the budget, for people ("5 attempts")
+BUDGET_MAX_ATTEMPTS = "ct.budget.max_attempts"
+BUDGET_MAX_WALL_SECONDS = "ct.budget.max_wall_seconds"  # "" when unlimited
+INITIAL_CONFIG = "ct.initial_config"  # JSON: the first attempt's parameters
+OUTCOME = "ct.outcome"  # how it ended: promoted, kept-champion, budget-spent, ...
+CANDIDATE = "ct.candidate"  # the attempt run that met the target
+MODEL_VERSION = "ct.model_version"  # the registry version it promoted (or kept)
+PROMOTION = "ct.promotion"  # one line: what the registry step did
+NOTIFY = "ct.notify"  # why nobody was notified; else NOTIFY_PREFIX + transport
+NOTIFY_PREFIX = "ct.notify."  # + transport name (smtp, webhook): "sent" or "failed: ..."
+METRIC_PREFIX = "ct.metric."  # + metric name: the candidate's final metrics
+SOURCE_URL = "ct.source.url"  # git URL the workers fetch the commit from
+SOURCE_BRANCH = "ct.source.branch"  # the branch pushed to
+SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
+SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains
+
+# -- attempt runs --------------------------------------------------------------------
+PIPELINE_ID = "ct.pipeline_id"  # the pipeline run it belongs to
+ATTEMPT = "ct.attempt"  # its number in the pipeline, from 1
+CONFIG = "ct.config"  # JSON: the parameters it trains with
+DERIVED_FROM = "ct.derived_from"  # the attempt run whose configuration it changes
+DECISION = "ct.decision"  # the policy's verdict on it: promote, retry, stop
+FAILURE = "ct.failure"  # one line: why it failed
+EXECUTOR = "ct.executor"  # local or docker
+WORKER = "ct.worker"  # host:pid of the worker that ran it
+HEARTBEAT = "ct.heartbeat"  # Unix seconds of its worker's last heartbeat (the lease)
+CONTAINER = "ct.container"  # the Docker container it trains in
+ENVIRONMENT = "ct.environment"  # why this environment image was chosen
+ENVIRONMENT_IMAGE = "ct.environment.image"  # the image's tag
+ENVIRONMENT_IMAGE_ID = "ct.environment.image_id"  # the image's content id
+ENVIRONMENT_BUILT = "ct.environment.built"  # "true" when this attempt built the image
+
+# -- resumption: a run whose process died is continued by a new run ------------------
+REPLACES_RUN = "ct.replaces_run"  # on the new run: the dead run it takes over from
+REPLACED_BY = "ct.replaced_by"  # on the dead run: the run that took it over
+CHECKPOINT_RUN = "ct.checkpoint_run"  # on the new run: whose last checkpoint it loads
+RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
+
+# What a resuming run copies from the run it takes over from.
+INHERITED_BY_RESUMPTION = (KIND, PIPELINE_ID, PROJECT, ATTEMPT, CONFIG, REASON, DERIVED_FROM)
+
+# -- written by the project (the contract of "Your own project" in README.md) --------
+CHECKPOINT_LAST_EPOCH = "checkpoint.last_epoch"  # the last epoch with a logged checkpoint
+RESUME_FROM_PARAM = "resume_from"  # parameter: continue that run from its last checkpoint
