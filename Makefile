@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-fast lint benchmark benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
+.PHONY: help venv run test test-unit test-fast lint benchmark benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -58,8 +58,11 @@ docker-base: docker-engine  ## build the base image ct-base:bookworm offline wit
 test: venv redis lint docker-base  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv redis  ## the tests that train nothing
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+test-unit: venv  ## pure-logic tests only (under a minute; no Redis needed)
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-fast: venv redis  ## unit + integration: everything that trains nothing and needs no Docker
+	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
 test-docker: venv redis docker-base  ## only the Docker tests (real engine)
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)

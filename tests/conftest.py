@@ -170,3 +170,18 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log.close()
+
+
+TIERS = ("unit", "integration", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked unit, integration or slow (docker tests are slow too), so
+    that the tiered make targets run exactly what they say."""
+    untiered = [
+        item.nodeid
+        for item in items
+        if sum(item.get_closest_marker(t) is not None for t in TIERS) != 1
+    ]
+    if untiered:
+        raise pytest.UsageError(f"tests without exactly one tier {TIERS}: {untiered}")

@@ -34,6 +34,7 @@ def repo(tmp_path: Path) -> tuple[str, list[str]]:
     return src.as_uri(), commits
 
 
+@pytest.mark.integration
 def test_fetches_exactly_the_pushed_commit_not_the_tip(repo, tmp_path: Path):
     url, commits = repo
     work = fetch_commit(url, commits[1], tmp_path / "work")
@@ -45,6 +46,7 @@ def test_fetches_exactly_the_pushed_commit_not_the_tip(repo, tmp_path: Path):
     assert not work.exists()
 
 
+@pytest.mark.integration
 def test_lists_the_paths_two_commits_differ_in(repo, tmp_path: Path):
     url, commits = repo
     work = fetch_commit(url, commits[2], tmp_path / "work")
@@ -56,6 +58,7 @@ def test_lists_the_paths_two_commits_differ_in(repo, tmp_path: Path):
     assert changed_paths(work, url, ZERO_SHA, commits[2]) is None  # a new branch: all of it
 
 
+@pytest.mark.integration
 def test_an_unknown_commit_or_repository_is_a_clear_error(repo, tmp_path: Path):
     url, _ = repo
     with pytest.raises(CheckoutError, match="git fetch failed"):
@@ -66,6 +69,7 @@ def test_an_unknown_commit_or_repository_is_a_clear_error(repo, tmp_path: Path):
         fetch_commit(url, "main", tmp_path / "c")
 
 
+@pytest.mark.integration
 def test_credentials_in_urls_never_reach_an_error():
     assert redact("fatal: unable to access 'https://ci:ghp_T0KEN@github.com/a/b.git/'") == (
         "fatal: unable to access 'https://***@github.com/a/b.git/'"

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from conftest import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_IMAGE = "ct-base:bookworm"  # built offline by `make docker-base`
 
@@ -29,6 +28,8 @@ def config() -> dict:
     return yaml.safe_load(done.stdout)
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_the_service_is_all_there_and_wired(config: dict) -> None:
     services = config["services"]
     assert set(services) == {
@@ -54,6 +55,8 @@ def test_the_service_is_all_there_and_wired(config: dict) -> None:
     assert services["beat"]["command"] == ["ct-service", "beat"]
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
     for service in config["services"].values():
         for name in service.get("environment", {}):
@@ -65,6 +68,8 @@ def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
     assert set(config["secrets"]) == {"postgres_password", "smtp_password", "chat_webhook_url"}
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_every_image_compose_builds_builds(config: dict, tmp_path: Path) -> None:
     import docker
 

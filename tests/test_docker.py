@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LENET, ROOT, ct_env
-from test_recovery import (
+from helpers import (
     attempt_runs,
     checkpointed_attempt,
     epochs_logged,
@@ -29,7 +29,6 @@ from ct_service import run_tags
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
 SMALL = {
     "conv_blocks": "1",
     "filters": "4",
@@ -86,6 +85,8 @@ def containers(client, run_id: str) -> list:
     return client.containers.list(all=True, filters={"name": f"ct-{run_id}"})
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuilt(
     tmp_path: Path, mnist_dir: Path, docker_client
 ) -> None:
@@ -133,6 +134,8 @@ def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuil
     assert {v.run_id for v in versions} <= {r.info.run_id for r in runs} and versions
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_a_container_exiting_non_zero_fails_the_attempt_with_its_last_line(
     tmp_path: Path, mnist_dir: Path, docker_client
 ) -> None:
@@ -146,6 +149,8 @@ def test_a_container_exiting_non_zero_fails_the_attempt_with_its_last_line(
     assert containers(docker_client, run.info.run_id) == []
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_its_container(
     tmp_path: Path, mnist_dir: Path, docker_client
 ) -> None:
@@ -192,6 +197,8 @@ def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: st
     return ""
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
     tmp_path: Path, mnist_dir: Path, docker_client, redis_url: str
 ) -> None:
@@ -229,6 +236,8 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 def test_auto_execution_uses_docker_when_an_engine_answers_else_local(
     docker_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,12 +12,10 @@ import mlflow
 import pytest
 from conftest import LENET, ROOT, ct_env, free_port, mlflow_run
 
-pytestmark = pytest.mark.slow
-
-
 SMTP_PASSWORD, WEBHOOK_TOKEN = "SMTP-PASSWORD-4711", "WEBHOOK-TOKEN-4711"
 
 
+@pytest.mark.slow
 def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
     tmp_path: Path, mnist_dir: Path
 ):
@@ -102,6 +100,7 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
         assert not [text for text in recorded if secret in text]
 
 
+@pytest.mark.integration
 def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
     env = ct_env(CT_HOME=str(tmp_path / "ct"))
     cases = [
@@ -142,6 +141,7 @@ def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
     assert not (tmp_path / "ct" / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_run_of_the_root_project_adopts_its_run_as_the_pipeline(
     tmp_path: Path, mnist_dir: Path
 ):

@@ -23,12 +23,14 @@ def project(tmp_path: Path, files: dict[str, str]) -> Path:
     return folder
 
 
+@pytest.mark.unit
 def test_lenet_is_built_from_its_own_dockerfile() -> None:
     environment = choose(LENET)
     assert environment.dockerfile == LENET / "Dockerfile"
     assert environment.reason == "the project has a Dockerfile"
 
 
+@pytest.mark.unit
 def test_a_keras_project_without_a_dockerfile_gets_the_tensorflow_image(tmp_path: Path) -> None:
     folder = project(tmp_path, {"train.py": "import numpy as np\nfrom keras import layers\n"})
     environment = choose(folder)
@@ -37,6 +39,7 @@ def test_a_keras_project_without_a_dockerfile_gets_the_tensorflow_image(tmp_path
     assert environment.reason == "imports in train.py: keras: the tensorflow image"
 
 
+@pytest.mark.unit
 def test_a_pytorch_project_with_no_configured_image_fails_fast_and_says_what_to_do(
     tmp_path: Path,
 ) -> None:
@@ -50,6 +53,7 @@ def test_a_pytorch_project_with_no_configured_image_fails_fast_and_says_what_to_
     )
 
 
+@pytest.mark.unit
 def test_a_configured_table_adds_images(tmp_path: Path) -> None:
     table = tmp_path / "environments.yaml"
     table.write_text("pytorch: registry.example/torch-train:2.13\n")
@@ -58,12 +62,14 @@ def test_a_configured_table_adds_images(tmp_path: Path) -> None:
     assert environment.image == "registry.example/torch-train:2.13"
 
 
+@pytest.mark.unit
 def test_a_declared_docker_env_wins(tmp_path: Path) -> None:
     folder = project(tmp_path, {"train.py": "import torch\n", "Dockerfile": "FROM x\n"})
     (folder / "MLproject").write_text(MLPROJECT + "docker_env:\n  image: mine:1\n")
     assert choose(folder).image == "mine:1"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
@@ -84,11 +90,13 @@ def test_frameworks_are_read_from_imports_and_requirements(
     assert list(frameworks(project(tmp_path, files))) == expected
 
 
+@pytest.mark.unit
 def test_a_project_with_no_known_framework_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="cannot tell which framework"):
         choose(project(tmp_path, {"train.py": "import json\n"}))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+import pytest
 
 from ct_service.execution.executor import AttemptRequest
 from ct_service.execution.local import LocalExecutor
@@ -43,6 +44,7 @@ def run(
     return result, client.get_run(run_id), log_path
 
 
+@pytest.mark.integration
 def test_a_successful_run_logs_into_the_given_run(settings: Settings, tmp_path: Path):
     project = make_project(
         tmp_path / "ok",
@@ -60,6 +62,7 @@ def test_a_successful_run_logs_into_the_given_run(settings: Settings, tmp_path: 
     assert "done" in log_path.read_text()
 
 
+@pytest.mark.integration
 def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Path):
     project = make_project(
         tmp_path / "crash",
@@ -74,6 +77,7 @@ def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Pat
     assert recorded.info.status == "FAILED"
 
 
+@pytest.mark.integration
 def test_a_command_killed_from_outside_is_an_interruption(settings: Settings, tmp_path: Path):
     """What the OOM killer does; the attempt is then resumed, not judged."""
     project = make_project(
@@ -88,6 +92,7 @@ def test_a_command_killed_from_outside_is_an_interruption(settings: Settings, tm
     assert result.failure == "ct-service: the training command was killed by SIGKILL"
 
 
+@pytest.mark.integration
 def test_a_segfault_is_a_failure_of_the_code(settings: Settings, tmp_path: Path):
     project = make_project(
         tmp_path / "segv",
@@ -100,6 +105,7 @@ def test_a_segfault_is_a_failure_of_the_code(settings: Settings, tmp_path: Path)
     assert not result.succeeded and not result.interrupted
 
 
+@pytest.mark.integration
 def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_path: Path):
     pid_file = tmp_path / "pid"
     project = make_project(
@@ -116,6 +122,7 @@ def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_pat
     assert not running(int(pid_file.read_text()))
 
 
+@pytest.mark.integration
 def test_a_run_past_its_time_limit_is_killed_with_its_children(settings: Settings, tmp_path: Path):
     limit = 20.0  # long enough for MLflow to start the command
     pid_file = tmp_path / "pid"

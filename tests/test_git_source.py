@@ -13,8 +13,6 @@ import mlflow
 import pytest
 from conftest import LENET, ROOT, ct_env, git
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def repository(tmp_path: Path) -> tuple[str, str, str]:
@@ -50,6 +48,7 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_each_commit_trains_what_it_holds(tmp_path: Path, mnist_dir: Path, repository):
     url, first, second = repository
     home = tmp_path / "ct"
@@ -82,6 +81,7 @@ def test_each_commit_trains_what_it_holds(tmp_path: Path, mnist_dir: Path, repos
     assert trained == {first: "84", second: "32"}
 
 
+@pytest.mark.slow
 def test_an_unknown_commit_fails_the_pipeline_with_the_reason(tmp_path: Path, repository):
     url, _, _ = repository
     result = run(tmp_path / "ct", "models/lenet", "--git", url, "--commit", "f" * 40)
@@ -92,6 +92,7 @@ def test_an_unknown_commit_fails_the_pipeline_with_the_reason(tmp_path: Path, re
     assert summary["attempts"] == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -98,6 +98,7 @@ def _authenticator(expected_user: str, expected_password: str, seen: list):
     return authenticate
 
 
+@pytest.mark.integration
 def test_email_with_login_reaches_a_real_smtp_server(caplog):
     from aiosmtpd.controller import Controller
 
@@ -132,6 +133,7 @@ def test_email_with_login_reaches_a_real_smtp_server(caplog):
     assert "pa55-w0rd" not in caplog.text
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("security", ["starttls", "ssl"])
 def test_email_over_tls_with_a_private_ca(tmp_path: Path, security: str):
     from aiosmtpd.controller import Controller
@@ -191,6 +193,7 @@ def hook_server():
     server.shutdown()
 
 
+@pytest.mark.integration
 def test_webhook_posts_slack_compatible_json(hook_server):
     url = f"http://127.0.0.1:{hook_server.server_port}/services/T000/B000/SECRET-TOKEN"
     assert send_all(SUMMARY, [WebhookTransport(url, 5)]) == {"webhook": "sent"}
@@ -200,6 +203,7 @@ def test_webhook_posts_slack_compatible_json(hook_server):
     assert [a["number"] for a in payload["pipeline"]["attempts"]] == [1, 2]
 
 
+@pytest.mark.integration
 def test_failing_transports_are_reported_not_raised_and_leak_no_secret(hook_server, caplog):
     _Hook.status = 500
     secret_url = f"http://127.0.0.1:{hook_server.server_port}/hooks/SECRET-TOKEN"
@@ -221,6 +225,7 @@ def test_failing_transports_are_reported_not_raised_and_leak_no_secret(hook_serv
     assert "notification via webhook failed: HTTP 500" in caplog.text
 
 
+@pytest.mark.integration
 def test_transports_follow_the_settings():
     assert transports(Settings()) == []
     configured = Settings.from_env(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 WEAK = {
     "conv_blocks": "1",
@@ -99,6 +99,7 @@ def finished(tmp_path_factory, mnist_dir):
         redis.Redis.from_url(REDIS_URL).flushdb()
 
 
+@pytest.mark.slow
 def test_a_weak_start_misses_the_policy_adapts_and_a_later_attempt_is_promoted(finished):
     tracker, pipeline_id = finished["tracker"], finished["id"]
     pipeline = tracker.pipeline(pipeline_id)
@@ -123,6 +124,7 @@ def test_a_weak_start_misses_the_policy_adapts_and_a_later_attempt_is_promoted(f
     assert len({json.dumps(a.config, sort_keys=True) for a in attempts}) == len(attempts)
 
 
+@pytest.mark.slow
 def test_the_promoted_model_is_production_by_alias_and_stage_and_scores_on_mnist(finished):
     import mlflow
 
@@ -152,6 +154,7 @@ def test_the_promoted_model_is_production_by_alias_and_stage_and_scores_on_mnist
         assert accuracy >= 0.8, (uri, accuracy)
 
 
+@pytest.mark.slow
 def test_exactly_one_notification_lists_the_attempts(finished):
     tracker, pipeline_id = finished["tracker"], finished["id"]
     attempts = tracker.attempts(tracker.pipeline(pipeline_id))
@@ -165,6 +168,7 @@ def test_exactly_one_notification_lists_the_attempts(finished):
     assert tracker.pipeline(pipeline_id).tags["ct.notify.email"] == "sent"
 
 
+@pytest.mark.slow
 def test_status_shows_the_pipeline(finished):
     result = subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "status", finished["id"], "--json"],
@@ -180,6 +184,7 @@ def test_status_shows_the_pipeline(finished):
     assert [a["number"] for a in status["attempts"]] == list(range(1, len(status["attempts"]) + 1))
 
 
+@pytest.mark.slow
 def test_replayed_messages_create_no_attempt_version_or_mail(finished):
     from ct_service.orchestration.pipeline import Task
     from ct_service.orchestration.queue import enqueue, make_celery

@@ -72,6 +72,7 @@ def attempt(number=1, metric=0.7, curves=None, status=AttemptStatus.FINISHED, fa
     )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("curves", "finding", "evidence"),
     [
@@ -91,6 +92,7 @@ def test_diagnosis_reads_the_learning_curves(curves, finding, evidence):
     assert evidence in diagnosis.evidence
 
 
+@pytest.mark.unit
 def test_overfitting_is_also_seen_in_a_rising_validation_loss_without_accuracy():
     curves = {"loss": (1.0, 0.5, 0.3, 0.2), "val_loss": (1.0, 0.6, 0.7, 0.8)}
     diagnosis = diagnose(attempt(curves=curves))
@@ -98,6 +100,7 @@ def test_overfitting_is_also_seen_in_a_rising_validation_loss_without_accuracy()
     assert "val_loss rose from 0.6 (epoch 2)" in diagnosis.evidence
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("curves", "changed", "reason_words"),
     [
@@ -132,6 +135,7 @@ def test_the_evidence_decides_what_changes(curves, changed, reason_words):
     assert decision.derived_from == "run1"
 
 
+@pytest.mark.unit
 def test_target_met_means_promote():
     decision = decide(
         [attempt(metric=0.5), attempt(2, metric=0.85, epochs=4)], SPACE, TARGET, BUDGET
@@ -141,12 +145,14 @@ def test_target_met_means_promote():
     assert "0.85" in decision.reason
 
 
+@pytest.mark.unit
 def test_minimising_target():
     target = Target("rmse", 0.8, Direction.MINIMIZE)
     assert decide([attempt(metric=0.79)], SPACE, target, BUDGET).action is Action.PROMOTE
     assert decide([attempt(metric=0.81)], SPACE, target, BUDGET).action is Action.TRAIN
 
 
+@pytest.mark.unit
 def test_never_repeats_a_configuration():
     history = [
         attempt(1, curves=HEALTHY_BUT_SHORT),
@@ -159,6 +165,7 @@ def test_never_repeats_a_configuration():
     assert decision.config["epochs"] == 6  # the next remedy: three times the epochs
 
 
+@pytest.mark.unit
 def test_stays_inside_the_search_space():
     at_the_top = attempt(curves=PLATEAU, conv_blocks=4, filters=16, epochs=8, learning_rate=0.01)
     decision = decide([at_the_top], SPACE, TARGET, BUDGET)
@@ -167,6 +174,7 @@ def test_stays_inside_the_search_space():
     assert decision.config["dropout"] == 0.25  # the only room left to move
 
 
+@pytest.mark.unit
 def test_stops_when_nothing_is_left_to_try():
     tiny = SearchSpace.from_spec({"epochs": {"role": "epochs", "type": "int", "low": 2, "high": 2}})
     decision = decide([attempt(curves=PLATEAU)], tiny, TARGET, BUDGET)
@@ -175,6 +183,7 @@ def test_stops_when_nothing_is_left_to_try():
     assert "exhausted" in decision.reason
 
 
+@pytest.mark.unit
 def test_respects_the_attempt_budget():
     history = [attempt(i, metric=0.5 + i / 100, epochs=i) for i in range(1, 4)]
     decision = decide(history, SPACE, TARGET, Budget(max_attempts=3))
@@ -185,6 +194,7 @@ def test_respects_the_attempt_budget():
     )
 
 
+@pytest.mark.unit
 def test_respects_the_wall_time_budget():
     decision = decide(
         [attempt()], SPACE, TARGET, Budget(5, max_wall_seconds=60), elapsed_seconds=61
@@ -194,6 +204,7 @@ def test_respects_the_wall_time_budget():
     assert "61 s of 60 s" in decision.reason
 
 
+@pytest.mark.unit
 def test_a_crash_falls_back_to_the_best_finished_attempt():
     history = [
         attempt(1, metric=0.6, curves=HEALTHY_BUT_SHORT),
@@ -214,6 +225,7 @@ def test_a_crash_falls_back_to_the_best_finished_attempt():
     assert decision.config["epochs"] == 6
 
 
+@pytest.mark.unit
 def test_a_first_attempt_outside_the_space_is_clamped_into_it():
     crashed = attempt(
         1,
@@ -228,6 +240,7 @@ def test_a_first_attempt_outside_the_space_is_clamped_into_it():
     assert "conv_blocks 9 -> 4" in decision.reason
 
 
+@pytest.mark.unit
 def test_a_crash_with_nothing_to_fall_back_on_stops():
     crashed = attempt(
         1,
@@ -240,6 +253,7 @@ def test_a_crash_with_nothing_to_fall_back_on_stops():
     assert "No module named keras" in decision.reason
 
 
+@pytest.mark.unit
 def test_earlier_pipelines_lend_a_configuration_that_reached_the_target():
     earlier = attempt(3, metric=0.93, conv_blocks=2, epochs=6)
     decision = decide([attempt(1, metric=0.5)], SPACE, TARGET, BUDGET, prior=[earlier])
@@ -249,6 +263,7 @@ def test_earlier_pipelines_lend_a_configuration_that_reached_the_target():
     assert "earlier pipeline" in decision.reason
 
 
+@pytest.mark.unit
 def test_no_history_is_an_error():
     with pytest.raises(ValueError):
         decide([], SPACE, TARGET, BUDGET)

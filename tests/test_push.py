@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+from push_samples import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH, SECRET
 
 from ct_service.checkout import ZERO_SHA
 from ct_service.exceptions import BadPayload, BadSignature, PushError, UnknownProvider
@@ -21,74 +22,8 @@ from ct_service.webhook.push import (
     verify,
 )
 
-BEFORE, AFTER = (
-    "28e1879d029cb852e4844d9c718537df08844e03",
-    "bffeb74224043ba2feb48d137756c8a9331c449a",
-)
-SECRET = "3gEsCfjlV2ugRwgpU#w1*WaW*wa4NXgGmpCfkbG3"
 
-GITHUB_PUSH = {
-    "ref": "refs/heads/main",
-    "before": BEFORE,
-    "after": AFTER,
-    "created": False,
-    "deleted": False,
-    "forced": False,
-    "repository": {"full_name": "acme/models", "clone_url": "https://github.com/acme/models.git"},
-    "head_commit": {"id": AFTER, "message": "More epochs"},
-    "commits": [
-        {"id": BEFORE, "added": ["projects/lenet/ct.yaml"], "modified": [], "removed": []},
-        {"id": AFTER, "added": [], "modified": ["projects/lenet/train.py"], "removed": ["old.txt"]},
-    ],
-}
-GITLAB_PUSH = {
-    "object_kind": "push",
-    "event_name": "push",
-    "before": BEFORE,
-    "after": AFTER,
-    "ref": "refs/heads/main",
-    "checkout_sha": AFTER,
-    "project": {
-        "path_with_namespace": "acme/models",
-        "git_http_url": "https://gitlab.example.com/acme/models.git",
-    },
-    "commits": [
-        {"id": AFTER, "added": [], "modified": ["projects/lenet/network.py"], "removed": []}
-    ],
-    "total_commits_count": 1,
-}
-BITBUCKET_PUSH = {
-    "push": {
-        "changes": [
-            {
-                "new": {"type": "branch", "name": "main", "target": {"hash": AFTER}},
-                "old": {"type": "branch", "name": "main", "target": {"hash": BEFORE}},
-                "created": False,
-                "closed": False,
-                "forced": False,
-            }
-        ]
-    },
-    "repository": {"full_name": "acme/models"},
-}
-
-CASES = [
-    (Provider.GITHUB, {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-gh"}, GITHUB_PUSH),
-    (
-        Provider.GITEA,
-        {"X-GitHub-Event": "push", "X-Gitea-Event": "push", "X-Gitea-Delivery": "d-gt"},
-        GITHUB_PUSH,
-    ),
-    (
-        Provider.FORGEJO,
-        {"X-Gitea-Event": "push", "X-Forgejo-Event": "push", "X-Forgejo-Delivery": "d-fj"},
-        GITHUB_PUSH,
-    ),
-    (Provider.GITLAB, {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "d-gl"}, GITLAB_PUSH),
-    (Provider.BITBUCKET, {"X-Event-Key": "repo:push", "X-Request-UUID": "d-bb"}, BITBUCKET_PUSH),
-]
-
-
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )
@@ -117,6 +52,7 @@ def test_each_provider_is_recognised_verified_and_parsed(provider, headers, payl
         }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )
@@ -135,6 +71,7 @@ def test_a_wrong_or_missing_signature_is_refused(provider, headers, payload):
         verify(provider, signed, body, "")
 
 
+@pytest.mark.unit
 def test_signature_formats_match_each_providers_documentation():
     body = b'{"ref": "refs/heads/main"}'
     import hashlib
@@ -148,6 +85,7 @@ def test_signature_formats_match_each_providers_documentation():
     assert sign(Provider.GITLAB, body, SECRET) == {"X-Gitlab-Token": SECRET}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("provider", "headers", "kind"),
     [
@@ -164,15 +102,18 @@ def test_pings_and_other_events_are_told_apart(provider, headers, kind):
     assert event_kind(provider, headers) is kind
 
 
+@pytest.mark.unit
 def test_headers_are_matched_without_regard_to_case():
     assert identify({"x-github-event": "push"}) is Provider.GITHUB
 
 
+@pytest.mark.unit
 def test_a_request_from_no_known_host_is_refused():
     with pytest.raises(UnknownProvider):
         identify({"Content-Type": "application/json"})
 
 
+@pytest.mark.unit
 def test_branch_deletions_and_tags_are_recognised():
     deleted = parse(
         Provider.GITHUB, {}, {**GITHUB_PUSH, "after": ZERO_SHA, "deleted": True, "commits": []}
@@ -200,6 +141,7 @@ def test_branch_deletions_and_tags_are_recognised():
     )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "payload",
     [
@@ -239,6 +181,7 @@ def _mutations(value, rng: random.Random, depth: int = 0):
     return rng.choice(junk)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )

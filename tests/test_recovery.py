@@ -11,18 +11,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
+from helpers import (
+    attempt_runs,
+    checkpointed_attempt,
+    epochs_logged,
+    only_pipeline,
+    start_embedded_run,
+    wait_for,
+)
 
 from ct_service import run_tags
 from ct_service.settings import Settings
 from ct_service.tracking import PipelineStatus, Tracker
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 SMALL = {
     "conv_blocks": "1",
@@ -40,18 +48,6 @@ FAST_RECOVERY = {
 }
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-            raise AssertionError(f"timed out waiting for {what}\n{tail}")
-        time.sleep(0.2)
-
-
 def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
     params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
     dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
@@ -67,36 +63,6 @@ def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
     return json.loads(done.stdout)["pipeline_id"]
 
 
-def start_embedded_run(
-    env: dict[str, str], params: dict[str, str], log: IO[bytes]
-) -> subprocess.Popen:
-    """`ct-service run projects/lenet -P ...` with no broker (embedded), in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
-        + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def attempt_runs(tracker: Tracker, pipeline_id: str) -> list:
-    pipeline = tracker.pipeline(pipeline_id)
-    runs = tracker.client.search_runs(
-        [pipeline.experiment_id], f"tags.`ct.pipeline_id` = '{pipeline_id}'"
-    )
-    return sorted(runs, key=lambda r: r.info.start_time)
-
-
-def checkpointed_attempt(tracker: Tracker, pipeline_id: str) -> str:
-    """The id of the pipeline's attempt run once it has logged an epoch's checkpoint."""
-    for run in attempt_runs(tracker, pipeline_id):
-        if run.data.tags.get("checkpoint.last_epoch", "0") != "0":
-            return run.info.run_id
-    return ""
-
-
 def processes_with(text: str) -> list[int]:
     """Processes whose command line or environment mentions `text`."""
     found = []
@@ -110,10 +76,6 @@ def processes_with(text: str) -> list[int]:
         if text.encode() in blob:
             found.append(int(entry.name))
     return found
-
-
-def epochs_logged(tracker: Tracker, run_id: str) -> list[int]:
-    return sorted(m.step for m in tracker.client.get_metric_history(run_id, "val_accuracy"))
 
 
 def wait_finished(tracker: Tracker, pipeline_id: str, log: Path, timeout: float = 600) -> None:
@@ -133,6 +95,7 @@ def services() -> Iterator[list[WorkerProcess]]:
         service.stop()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
     tmp_path: Path, redis_url: str, mnist_dir: Path, services: list[WorkerProcess]
 ) -> None:
@@ -191,6 +154,7 @@ def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
     assert [v.run_id for v in versions] == [resumed.info.run_id]
 
 
+@pytest.mark.slow
 def test_a_training_process_killed_from_outside_is_resumed_embedded(
     tmp_path: Path, mnist_dir: Path
 ) -> None:
@@ -223,14 +187,6 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
     assert tracker.pipeline(pipeline_id).outcome == "promoted"
 
 
-def only_pipeline(tracker: Tracker) -> str:
-    try:
-        pipelines = tracker.recent_pipelines()
-    except Exception:  # the store is being created
-        return ""
-    return pipelines[0].id if pipelines else ""
-
-
 def _is_train_py(pid: int) -> bool:
     try:
         return b"train.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -257,6 +213,7 @@ with mlflow.start_run():
 }
 
 
+@pytest.mark.slow
 def test_an_exception_in_the_training_code_is_not_resumed(tmp_path: Path) -> None:
     project = tmp_path / "broken"
     project.mkdir()
@@ -351,6 +308,7 @@ class RedisServer:
             pass
 
 
+@pytest.mark.slow
 def test_redis_restarts_that_lose_everything_lose_no_work_and_duplicate_nothing(
     tmp_path: Path, mnist_dir: Path, services: list[WorkerProcess]
 ) -> None:
@@ -441,6 +399,7 @@ class MlflowServer:
             self.process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_an_mlflow_server_restart_mid_attempt_is_ridden_out(
     tmp_path: Path, mnist_dir: Path
 ) -> None:

@@ -45,6 +45,7 @@ def production(client) -> str:
     return str(client.get_model_version_by_alias("digits", "production").version)
 
 
+@pytest.mark.integration
 def test_champion_challenger_and_rollback(client, settings, capsys, monkeypatch):
     first = promote(client, candidate(0.90), 0.90)
     assert first.promoted and first.version == "1" and production(client) == "1"
@@ -78,18 +79,21 @@ def test_champion_challenger_and_rollback(client, settings, capsys, monkeypatch)
     assert mlflow.pyfunc.load_model("models:/digits@production").predict([[0]]) == [0.90]
 
 
+@pytest.mark.integration
 def test_registering_the_same_run_twice_gives_the_same_version(client):
     run_id = candidate(0.9)
     assert promote(client, run_id, 0.9).version == promote(client, run_id, 0.9).version == "1"
     assert len(client.search_model_versions("name = 'digits'")) == 1
 
 
+@pytest.mark.integration
 def test_rollback_without_a_previous_version_is_refused(client):
     promote(client, candidate(0.9), 0.9)
     with pytest.raises(RollbackError, match="no @previous-production"):
         registry.rollback(client, "digits")
 
 
+@pytest.mark.integration
 def test_promotion_keeps_the_stage_deprecation_out_of_users_output(client, capfd):
     run_id = candidate(0.9)
     capfd.readouterr()

@@ -34,6 +34,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_a_valid_file_loads(tmp_path: Path):
     secret_file = tmp_path / "bb-secret"
     secret_file.write_text("bb-s3cret\n")
@@ -51,6 +52,7 @@ def test_a_valid_file_loads(tmp_path: Path):
     assert vision.branches == ("main",) and vision.project == "." and vision.target is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("changed", "retrains"),
     [
@@ -74,6 +76,7 @@ def test_the_path_filter(tmp_path: Path, changed, retrains):
 ENTRY = "  - {name: acme/models, provider: github, url: 'https://h/acme/models.git', secret_env: S"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -116,6 +119,7 @@ def test_mistakes_are_refused_with_their_place(tmp_path: Path, text, message):
     assert "hunter2" not in str(raised.value)
 
 
+@pytest.mark.unit
 def test_an_unreadable_file_names_the_variable(tmp_path: Path):
     with pytest.raises(SettingsError, match="CT_REPOSITORIES_FILE: cannot read"):
         load_repositories(tmp_path / "missing.yaml", {})

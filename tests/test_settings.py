@@ -11,6 +11,7 @@ from ct_service.settings import Settings
 from ct_service.target import Direction
 
 
+@pytest.mark.unit
 def test_nothing_set_means_embedded_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = Settings.from_env({})
@@ -26,6 +27,7 @@ def test_nothing_set_means_embedded_defaults(tmp_path, monkeypatch):
     assert not settings.smtp.enabled and not settings.notify_webhook_url
 
 
+@pytest.mark.unit
 def test_values_are_read_and_typed():
     settings = Settings.from_env(
         {
@@ -58,6 +60,7 @@ def test_values_are_read_and_typed():
     assert settings.visibility_timeout_seconds > settings.attempt_timeout_seconds
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -88,6 +91,7 @@ def test_a_bad_value_names_its_variable(name, value, message):
     assert message in str(raised.value)
 
 
+@pytest.mark.unit
 def test_a_secret_url_is_not_echoed_in_its_error():
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"CT_NOTIFY_WEBHOOK_URL": "ftp://hooks/T000/SECRET-TOKEN"})
@@ -95,6 +99,7 @@ def test_a_secret_url_is_not_echoed_in_its_error():
     assert "SECRET-TOKEN" not in str(raised.value)
 
 
+@pytest.mark.unit
 def test_secrets_stay_out_of_repr_and_can_come_from_files(tmp_path: Path):
     secret_file = tmp_path / "password"
     secret_file.write_text("s3cret-from-file\n")
@@ -109,6 +114,7 @@ def test_secrets_stay_out_of_repr_and_can_come_from_files(tmp_path: Path):
     assert "SECRET-TOKEN" not in repr(settings)
 
 
+@pytest.mark.unit
 def test_an_unreadable_secret_file_names_the_variable(tmp_path: Path):
     with pytest.raises(SettingsError, match="CT_SMTP_PASSWORD_FILE: cannot read"):
         Settings.from_env({"CT_SMTP_PASSWORD_FILE": str(tmp_path / "missing")})

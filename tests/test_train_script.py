@@ -15,6 +15,7 @@ sys.path.insert(0, str(LENET))
 import mnist  # noqa: E402  (the project's own loader)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -45,6 +46,7 @@ def test_bad_parameters_exit_with_one_line_before_training(tmp_path: Path, args,
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
 
 
+@pytest.mark.unit
 def test_idx_folder_gzipped_or_not_and_npz_load_the_same(tmp_path: Path, mnist_dir: Path):
     import gzip
     import shutil
@@ -72,6 +74,7 @@ def test_idx_folder_gzipped_or_not_and_npz_load_the_same(tmp_path: Path, mnist_d
         assert np.array_equal(other.y_test, from_gz.y_test)
 
 
+@pytest.mark.integration
 def test_a_folder_without_mnist_is_refused(tmp_path: Path):
     with pytest.raises(mnist.DataError, match="has neither train-images-idx3-ubyte nor"):
         mnist.check_location(str(tmp_path))

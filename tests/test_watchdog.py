@@ -67,6 +67,7 @@ def scan(settings: Settings) -> tuple[list[Step], ScanReport]:
     return sent, report.scan()
 
 
+@pytest.mark.integration
 def test_an_attempt_with_a_fresh_heartbeat_tag_is_alive_though_redis_lost_its_lease(
     distributed: Settings,
 ) -> None:
@@ -76,6 +77,7 @@ def test_an_attempt_with_a_fresh_heartbeat_tag_is_alive_though_redis_lost_its_le
     assert sent == [] and report.resumed == []
 
 
+@pytest.mark.integration
 def test_an_attempt_with_a_live_redis_lease_is_alive_though_its_tag_is_old(
     distributed: Settings,
 ) -> None:
@@ -87,6 +89,7 @@ def test_an_attempt_with_a_live_redis_lease_is_alive_though_its_tag_is_old(
     assert sent == [] and report.resumed == []
 
 
+@pytest.mark.integration
 def test_a_dead_attempt_is_resumed_from_its_last_checkpoint_as_a_new_run(
     distributed: Settings,
 ) -> None:
@@ -114,6 +117,7 @@ def test_a_dead_attempt_is_resumed_from_its_last_checkpoint_as_a_new_run(
     assert scan(distributed)[0] == []
 
 
+@pytest.mark.integration
 def test_a_run_that_died_before_its_first_checkpoint_resumes_from_its_predecessor(
     distributed: Settings,
 ) -> None:
@@ -128,6 +132,7 @@ def test_a_run_that_died_before_its_first_checkpoint_resumes_from_its_predecesso
     assert tags["ct.resumes"] == "2"
 
 
+@pytest.mark.integration
 def test_an_attempt_that_died_too_often_fails_and_goes_to_the_policy(
     distributed: Settings,
 ) -> None:
@@ -144,6 +149,7 @@ def test_an_attempt_that_died_too_often_fails_and_goes_to_the_policy(
     assert "not resumed again: resumed 2 time(s) already (CT_MAX_RESUMES=2)" in tags["ct.failure"]
 
 
+@pytest.mark.integration
 def test_concurrent_scans_resume_each_dead_attempt_exactly_once(distributed: Settings) -> None:
     tracker = Tracker(distributed)
     dead = []
@@ -175,6 +181,7 @@ def test_concurrent_scans_resume_each_dead_attempt_exactly_once(distributed: Set
         assert len(tracker.attempts(pipeline)) == 1
 
 
+@pytest.mark.integration
 def test_a_record_that_breaks_the_scan_is_postponed_and_the_others_go_on(
     distributed: Settings,
 ) -> None:
@@ -193,6 +200,7 @@ def test_a_record_that_breaks_the_scan_is_postponed_and_the_others_go_on(
     assert report.postponed == [] and sent == []
 
 
+@pytest.mark.integration
 def test_the_kill_switch_turns_scans_into_no_ops(distributed: Settings) -> None:
     from dataclasses import replace
 
@@ -204,6 +212,7 @@ def test_the_kill_switch_turns_scans_into_no_ops(distributed: Settings) -> None:
     assert Tracker(off).client.get_run(attempt_id).data.tags["ct.status"] == "running"
 
 
+@pytest.mark.integration
 def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
     distributed: Settings,
 ) -> None:
@@ -218,6 +227,7 @@ def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
     assert scan(distributed)[0] == [] and scan(distributed)[0] == []
 
 
+@pytest.mark.integration
 def test_stale_work_folders_of_finished_or_unknown_pipelines_are_removed(
     distributed: Settings,
 ) -> None:
@@ -236,6 +246,7 @@ def test_stale_work_folders_of_finished_or_unknown_pipelines_are_removed(
     assert sorted(p.name for p in work.iterdir()) == sorted([active_id, "fresh-one"])
 
 
+@pytest.mark.integration
 def test_a_lease_stops_its_holder_once_the_attempt_was_taken_over(
     distributed: Settings,
 ) -> None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import redis
 from conftest import REDIS_URL
-from test_push import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
+from push_samples import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
 
 from ct_service.exceptions import SettingsError
 from ct_service.orchestration import pipeline
@@ -59,6 +59,7 @@ def deliver(client, provider, headers, payload, secret=None, path="/hooks", raw=
     return client.post(path, data=body, headers=signed, content_type="application/json")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )
@@ -76,6 +77,7 @@ def test_a_signed_push_starts_a_pipeline_for_that_commit(
     assert queued() == 1
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )
@@ -108,6 +110,7 @@ PINGS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("provider", "headers", "payload"), CASES, ids=lambda c: getattr(c, "value", "")
 )
@@ -132,6 +135,7 @@ def test_each_provider_ping_deletion_redelivery_and_allow_list(
     assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
 
 
+@pytest.mark.integration
 def test_ping_deletion_tags_and_other_branches_start_nothing(client, settings):
     gh = {"X-GitHub-Delivery": "x"}
     ping = deliver(
@@ -158,6 +162,7 @@ def test_ping_deletion_tags_and_other_branches_start_nothing(client, settings):
     assert queued() == 0 and Tracker(settings).recent_pipelines() == []
 
 
+@pytest.mark.integration
 def test_a_redelivery_or_a_racing_push_of_the_same_commit_gets_the_same_pipeline(client, settings):
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "delivery-1"}
     first = deliver(client, Provider.GITHUB, headers, GITHUB_PUSH)
@@ -171,6 +176,7 @@ def test_a_redelivery_or_a_racing_push_of_the_same_commit_gets_the_same_pipeline
     assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
 
 
+@pytest.mark.integration
 def test_a_repository_off_the_allow_list_is_403_and_nothing_is_fetched(client, settings):
     payload = {
         **GITHUB_PUSH,
@@ -182,6 +188,7 @@ def test_a_repository_off_the_allow_list_is_403_and_nothing_is_fetched(client, s
     assert queued() == 0 and not (settings.home / "work").exists()
 
 
+@pytest.mark.integration
 def test_a_push_that_changes_no_model_code_is_skipped_unless_forced(client):
     payload = {
         **GITHUB_PUSH,
@@ -195,6 +202,7 @@ def test_a_push_that_changes_no_model_code_is_skipped_unless_forced(client):
     assert queued() == 1
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("headers", "body", "content_type", "status"),
     [
@@ -211,6 +219,7 @@ def test_bad_requests_get_json_errors(client, headers, body, content_type, statu
     assert queued() == 0
 
 
+@pytest.mark.integration
 def test_a_signed_but_malformed_push_is_422(client):
     payload = {**GITHUB_PUSH, "after": "not-a-commit"}
     answer = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload)
@@ -218,12 +227,14 @@ def test_a_signed_but_malformed_push_is_422(client):
     assert "after must be a 40-character commit id" in answer.json["error"]
 
 
+@pytest.mark.integration
 def test_a_body_over_the_limit_is_413(settings):
     small = create_app(replace(settings, webhook_max_body_bytes=2048)).test_client()
     payload = {**GITHUB_PUSH, "padding": "x" * 4096}
     assert deliver(small, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload).status_code == 413
 
 
+@pytest.mark.integration
 def test_fuzzed_requests_never_get_a_5xx_or_start_a_pipeline(client, settings):
     rng = random.Random("ct-webhook")
     header_sets = [h for _, h, _ in CASES] + [
@@ -249,6 +260,7 @@ def test_fuzzed_requests_never_get_a_5xx_or_start_a_pipeline(client, settings):
     assert queued() == 0 and Tracker(settings).recent_pipelines() == []
 
 
+@pytest.mark.integration
 def test_pipelines_and_health_endpoints(client):
     started = deliver(client, Provider.GITLAB, {"X-Gitlab-Event": "Push Hook"}, GITLAB_PUSH).json[
         "pipeline_id"
@@ -268,6 +280,7 @@ def test_pipelines_and_health_endpoints(client):
     assert client.get("/healthz").json == {"status": "ok"}
 
 
+@pytest.mark.integration
 def test_a_newer_push_supersedes_a_queued_older_one(client, settings):
     headers = {"X-GitHub-Event": "push"}
     older = deliver(client, Provider.GITHUB, headers, GITHUB_PUSH).json["pipeline_id"]
@@ -280,6 +293,7 @@ def test_a_newer_push_supersedes_a_queued_older_one(client, settings):
     assert newer in ended.reason
 
 
+@pytest.mark.integration
 def test_the_webhook_refuses_to_start_without_secrets(tmp_path, redis_url):
     path = tmp_path / "open.yaml"
     path.write_text("repositories:\n  - {name: a/b, provider: github, url: 'https://h/a/b.git'}\n")

@@ -95,6 +95,7 @@ def bitbucket_push(client, before: str, after: str) -> str:
     return answer.json["pipeline_id"]
 
 
+@pytest.mark.integration
 def test_bitbucket_pushes_are_filtered_by_git_in_the_worker(
     tmp_path: Path, repo, allow_list, redis_url
 ):
