@@ -64,6 +64,12 @@ def delivery(provider: str, delivery_id: str) -> str:
     return f"delivery:{provider}:{delivery_id}"
 
 
+def push_sequence(provider: str, repository: str, branch: str) -> str:
+    """A counter of the pushes to this branch, in the order the webhook took them
+    (INCR; no TTL: it orders pushes, which a clock's millisecond cannot)."""
+    return f"sequence:{provider}:{repository}:{branch}"
+
+
 def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:
     """The pipeline a push of this commit to this branch started (as `delivery`)."""
     return f"commit:{provider}:{repository}:{branch}:{sha}"

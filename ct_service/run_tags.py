@@ -32,6 +32,7 @@ NOTIFY_PREFIX = "ct.notify."  # + transport name (smtp, webhook): "sent" or "fai
 METRIC_PREFIX = "ct.metric."  # + metric name: the candidate's final metrics
 SOURCE_URL = "ct.source.url"  # git URL the workers fetch the commit from
 SOURCE_BRANCH = "ct.source.branch"  # the branch pushed to
+SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its branch
 SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
 SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains
 

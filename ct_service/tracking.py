@@ -58,6 +58,7 @@ class PipelineSpec:
     # overrides until the project is read.
     source_url: str = ""
     source_branch: str = ""  # for a push: a newer push to this branch supersedes it
+    source_sequence: int = 0  # the webhook's order of pushes to the branch (0: by start time)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Tracker:
             run_tags.INITIAL_CONFIG: json.dumps(spec.initial_config, sort_keys=True),
             run_tags.SOURCE_URL: spec.source_url,
             run_tags.SOURCE_BRANCH: spec.source_branch,
+            run_tags.SOURCE_SEQUENCE: str(spec.source_sequence),
             run_tags.STATUS: PipelineStatus.QUEUED.value,
         }
         if adopt_run_id:
@@ -159,6 +161,7 @@ class Tracker:
             commit=tags.get(run_tags.COMMIT, ""),
             source_url=tags.get(run_tags.SOURCE_URL, ""),
             source_branch=tags.get(run_tags.SOURCE_BRANCH, ""),
+            source_sequence=_whole(tags.get(run_tags.SOURCE_SEQUENCE, "")),
         )
         return Pipeline(
             id=pipeline_id,
@@ -172,17 +175,34 @@ class Tracker:
         )
 
     def newer_pipeline(self, pipeline: Pipeline) -> str:
-        """The id of a later pipeline for the same repository and branch, or ""."""
+        """The id of a later pipeline for the same repository and branch, or "".
+        Pushes the webhook numbered are ordered by that number (two may start in
+        the same millisecond); others by start time."""
         spec = pipeline.spec
-        runs = self.client.search_runs(
-            [pipeline.experiment_id],
+        same_branch = (
             f"{_tag(run_tags.KIND, 'pipeline')}"
             f" and {_tag(run_tags.SOURCE_URL, spec.source_url)}"
             f" and {_tag(run_tags.SOURCE_BRANCH, spec.source_branch)}"
-            f" and attributes.start_time > {pipeline.started_ms}",
-            max_results=1,
         )
-        return runs[0].info.run_id if runs else ""
+        if not spec.source_sequence:
+            runs = self.client.search_runs(
+                [pipeline.experiment_id],
+                f"{same_branch} and attributes.start_time > {pipeline.started_ms}",
+                max_results=1,
+            )
+            return runs[0].info.run_id if runs else ""
+        runs = self.client.search_runs(
+            [pipeline.experiment_id],
+            same_branch,
+            max_results=200,
+            order_by=["attributes.start_time DESC"],
+        )
+        later = [
+            run
+            for run in runs
+            if _whole(run.data.tags.get(run_tags.SOURCE_SEQUENCE, "")) > spec.source_sequence
+        ]
+        return later[0].info.run_id if later else ""
 
     def recent_pipelines(self, limit: int = 20) -> list[Pipeline]:
         experiments = [e.experiment_id for e in self.client.search_experiments()]
@@ -364,6 +384,10 @@ def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
         chain.insert(0, previous)
         previous = runs[previous].data.tags.get(run_tags.REPLACES_RUN, "")
     return chain
+
+
+def _whole(text: str) -> int:
+    return int(text) if text.isdigit() else 0
 
 
 def _tag(name: str, value: str, comparison: str = "=") -> str:

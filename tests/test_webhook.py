@@ -294,6 +294,19 @@ def test_a_newer_push_supersedes_a_queued_older_one(client, settings):
 
 
 @pytest.mark.integration
+def test_pushes_are_ordered_by_the_webhooks_counter_not_by_the_clock(settings):
+    """Two pushes in one millisecond have the same start time; the webhook numbers
+    pushes per branch, and that number decides. Here the pipeline created second
+    carries the earlier push, so a start-time rule would get it backwards."""
+    source = {"commit": AFTER, "source_url": "https://git.example/a/m.git", "source_branch": "main"}
+    later_push = pipeline.create(settings, "projects/lenet", source_sequence=2, **source)
+    earlier_push = pipeline.create(settings, "projects/lenet", source_sequence=1, **source)
+    tracker = Tracker(settings)
+    assert tracker.newer_pipeline(tracker.pipeline(later_push)) == ""
+    assert tracker.newer_pipeline(tracker.pipeline(earlier_push)) == later_push
+
+
+@pytest.mark.integration
 def test_the_webhook_refuses_to_start_without_secrets(tmp_path, redis_url):
     path = tmp_path / "open.yaml"
     path.write_text("repositories:\n  - {name: a/b, provider: github, url: 'https://h/a/b.git'}\n")

@@ -61,13 +61,22 @@ def create(
     adopt_run_id: str = "",
     source_url: str = "",
     source_branch: str = "",
+    source_sequence: int = 0,
     filter_since: str = "",
     watched: tuple[str, ...] = (),
 ) -> str:
     """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
     if source_url:
         pipeline_id = _create_from_git(
-            settings, source_url, source_branch, location, overrides, commit, target, budget
+            settings,
+            source_url,
+            source_branch,
+            source_sequence,
+            location,
+            overrides,
+            commit,
+            target,
+            budget,
         )
         if filter_since:  # the push did not say which paths it changed: git will
             Tracker(settings).set_tags(
@@ -95,6 +104,7 @@ def _create_from_git(
     settings: Settings,
     url: str,
     branch: str,
+    sequence: int,
     path_in_repository: str,
     overrides: Mapping[str, Any] | None,
     commit: str | None,
@@ -118,6 +128,7 @@ def _create_from_git(
         commit=commit,
         source_url=url,
         source_branch=branch,
+        source_sequence=sequence,
     )
     return Tracker(settings).create_pipeline(spec)
 

@@ -40,6 +40,10 @@ class Deliveries:
                 batch.set(self.prefix + key, pipeline_id, ex=int(redis_keys.DELIVERY_SECONDS))
             batch.execute()
 
+    def next_sequence(self, key: str) -> int:
+        """The next number of a counter shared by every webhook process."""
+        return int(self.client.incr(self.prefix + key))
+
     def release(self, keys: list[str]) -> None:
         """Forget a claim whose pipeline could not be created, so a retry can start it."""
         self.client.delete(*(self.prefix + key for key in keys))

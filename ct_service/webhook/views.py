@@ -100,6 +100,9 @@ def _start(
             target=repository.target,
             source_url=repository.url,
             source_branch=event.branch,
+            source_sequence=ct.deliveries.next_sequence(
+                names.push_sequence(provider, repository.name, event.branch)
+            ),
             # a provider that lists no changed paths (Bitbucket): the worker compares
             filter_since=event.before if event.changed_paths is None and not force else "",
             watched=repository.watched_paths,
