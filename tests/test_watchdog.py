@@ -61,10 +61,14 @@ def marking_enqueue(settings: Settings, sent: list[Step]) -> Callable[[Step], No
     return enqueue
 
 
-def scan(settings: Settings) -> tuple[list[Step], ScanReport]:
+def scan(
+    settings: Settings, clock: Callable[[], float] = time.time
+) -> tuple[list[Step], ScanReport]:
     sent: list[Step] = []
-    report = Watchdog(Tracker(settings), keystore_for(settings), marking_enqueue(settings, sent))
-    return sent, report.scan()
+    dog = Watchdog(
+        Tracker(settings), keystore_for(settings), marking_enqueue(settings, sent), clock=clock
+    )
+    return sent, dog.scan()
 
 
 @pytest.mark.integration
@@ -218,10 +222,12 @@ def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
 ) -> None:
     pipeline_id = pipeline.create(distributed, str(LENET))  # queued, and no message sent
     expected = Step(Task.START, (pipeline_id,))
-    assert scan(distributed)[0] == []  # first sighting: it may be on its way
-    assert scan(distributed)[0] == []  # and a moment later (another watchdog)
-    time.sleep(RECOVERY.watchdog_interval_seconds)
-    assert scan(distributed)[0] == [expected]  # a whole interval later
+    now = 1_000_000.0
+    assert scan(distributed, lambda: now)[0] == []  # first sighting: it may be on its way
+    later = now + RECOVERY.watchdog_interval_seconds * 0.9
+    assert scan(distributed, lambda: later)[0] == []  # not yet a whole interval (another dog)
+    interval_later = now + RECOVERY.watchdog_interval_seconds
+    assert scan(distributed, lambda: interval_later)[0] == [expected]
     # A step marked as queued (enqueue() marks it) is left alone.
     keystore_for(distributed).put(names.step(expected.task.value, expected.args), "queued", 60)
     assert scan(distributed)[0] == [] and scan(distributed)[0] == []

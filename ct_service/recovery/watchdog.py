@@ -114,6 +114,19 @@ class Watchdog:
             report.resumed.append(attempt_id)
 
     def _check_steps(self, pipeline: Pipeline, report: ScanReport) -> None:
+        """Re-enqueue the step an unfinished pipeline waits for when its message is lost.
+
+        1. Work out the step the pipeline's state waits for (none while an attempt
+           trains: its lease speaks for it).
+        2. A message for it marked queued or running (orchestration/queue.py and
+           workers/tasks.py mark them): all is well; forget any earlier sighting.
+        3. First sighting without a message: remember it with the time; the message
+           may still be on its way.
+        4. Seen again less than a whole scan interval later: wait (another watchdog's
+           sighting, or the same one's a moment ago).
+        5. Still without a message a whole interval later: enqueue the step again.
+           Steps are idempotent, so a duplicate that raced it is harmless.
+        """
         step = self._expected_step(pipeline)
         if step is None or self.keys.get(names.step(step.task.value, step.args)) is not None:
             self.keys.delete(names.stalled(pipeline.id))
