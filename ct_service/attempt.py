@@ -26,7 +26,6 @@ class Attempt:
     metric: float | None = None  # the target metric's final value
     curves: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # per-epoch histories
     failure: str = ""
-    pipeline_id: str = ""
     reason: str = ""  # why the policy proposed it
     decision: str = ""  # what the pipeline decided after it
     resumes: int = 0  # how many times a dead run of it was resumed

@@ -313,9 +313,6 @@ class Tracker:
         )
         return [self.pipeline(run.info.run_id) for run in runs]
 
-    def attempt(self, run_id: str, target: Target, curves: bool = True) -> Attempt:
-        return self._to_attempt(self.client.get_run(run_id), target, curves)
-
     def attempts(self, pipeline: Pipeline, curves: bool = True) -> list[Attempt]:
         """One Attempt per attempt number: its latest run, with the metric history of
         the runs it resumed from."""
@@ -369,7 +366,6 @@ class Tracker:
             metric=run.data.metrics.get(target.metric),
             curves=histories,
             failure=tags.get(run_tags.FAILURE, ""),
-            pipeline_id=tags.get(run_tags.PIPELINE_ID, ""),
             reason=tags.get(run_tags.REASON, ""),
             decision=tags.get(run_tags.DECISION, ""),
             resumes=int(tags.get(run_tags.RESUMES, "0")),
