@@ -14,7 +14,7 @@ class AttemptStatus(str, Enum):
     FINISHED = "finished"  # the run completed; its metric may or may not meet the target
     FAILED = "failed"  # the training code crashed or was stopped
     INTERRUPTED = "interrupted"  # its process was killed from outside; to be resumed
-    RESUMED = "resumed"  # continued by another run (tag ct.resumed_by); not an outcome
+    RESUMED = "resumed"  # continued by another run (tag ct.replaced_by); not an outcome
 
 
 @dataclass(frozen=True)
