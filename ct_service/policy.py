@@ -8,13 +8,13 @@ best attempt so far, changing what that attempt's learning curves point to.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from ct_service.attempt import Attempt
 from ct_service.curves import Finding, diagnose
-from ct_service.space import Config, Role, SearchSpace
+from ct_service.space import Config, ConfigKey, Role, SearchSpace
 from ct_service.target import Budget, Target
 
 
@@ -93,11 +93,53 @@ def decide(
     elapsed_seconds: float = 0.0,
 ) -> Decision:
     """Decide what follows the last attempt of `history` (this pipeline's attempts, in
-    order). `prior` holds attempts of earlier pipelines of the same project."""
+    order). `prior` holds attempts of earlier pipelines of the same project.
+
+    1. promote if the last attempt met the target; 2. stop if the budget is spent;
+    3. try a configuration that met the target in an earlier pipeline; 4. change the
+    best finished attempt as its learning curves suggest; 5. with no finished
+    attempt, retry the crashed one clamped into the search space; else stop."""
     if not history:
         raise ValueError("the policy needs at least one attempt")
     last = history[-1]
     best = _best(history, target)
+    verdict = _promote_or_spent(history, target, budget, elapsed_seconds, best)
+    if verdict is not None:
+        return verdict
+    tried = {space.key(a.config) for a in history}
+    prefix = (
+        ""
+        if last.finished
+        else f"attempt {last.number} failed ({last.failure or 'no reason given'}); "
+    )
+    finished = sorted((a for a in history if a.finished), key=_rank(target))
+    proposal = (
+        _known_good_again(last, prior, tried, space, target)
+        or _curve_remedy(finished, tried, space)
+        or (None if finished else _clamped_retry(last, tried, space))
+    )
+    if proposal is not None:
+        return replace(proposal, reason=prefix + proposal.reason)
+    if not finished:
+        return Decision(
+            Action.STOP, prefix + "no finished attempt to derive a new configuration from"
+        )
+    return Decision(
+        Action.STOP,
+        prefix
+        + f"search space exhausted around every finished attempt; {_best_text(best, target)}",
+    )
+
+
+def _promote_or_spent(
+    history: Sequence[Attempt],
+    target: Target,
+    budget: Budget,
+    elapsed_seconds: float,
+    best: Attempt | None,
+) -> Decision | None:
+    """Promote when the last attempt met the target; stop when the budget is spent."""
+    last = history[-1]
     if last.finished and target.is_met(last.metric):
         return Decision(
             Action.PROMOTE,
@@ -119,31 +161,41 @@ def decide(
             + _best_text(best, target),
             budget_spent=True,
         )
-    tried = {space.key(a.config) for a in history}
-    prefix = (
-        ""
-        if last.finished
-        else f"attempt {last.number} failed ({last.failure or 'no reason given'}); "
+    return None
+
+
+def _known_good_again(
+    last: Attempt,
+    prior: Sequence[Attempt],
+    tried: set[ConfigKey],
+    space: SearchSpace,
+    target: Target,
+) -> Decision | None:
+    """The configuration that met the target in an earlier pipeline, if untried."""
+    known_good = _known_good(prior, tried, space, target)
+    if known_good is None:
+        return None
+    config = {
+        **last.config,
+        **{
+            d.name: known_good.config[d.name]
+            for d in space.dimensions
+            if d.name in known_good.config
+        },
+    }
+    return Decision(
+        Action.TRAIN,
+        f"trying the configuration that reached {target.metric} "
+        f"{known_good.metric:.4g} in an earlier pipeline (run {known_good.run_id[:8]})",
+        space.normalise(config),
+        known_good.run_id,
     )
 
-    known_good = _known_good(prior, tried, space, target)
-    if known_good is not None:
-        config = {
-            **last.config,
-            **{
-                d.name: known_good.config[d.name]
-                for d in space.dimensions
-                if d.name in known_good.config
-            },
-        }
-        return Decision(
-            Action.TRAIN,
-            prefix + f"trying the configuration that reached {target.metric} "
-            f"{known_good.metric:.4g} in an earlier pipeline (run {known_good.run_id[:8]})",
-            space.normalise(config),
-            known_good.run_id,
-        )
-    finished = sorted((a for a in history if a.finished), key=_rank(target))
+
+def _curve_remedy(
+    finished: Sequence[Attempt], tried: set[ConfigKey], space: SearchSpace
+) -> Decision | None:
+    """The first untried change the curves of a finished attempt point to, best first."""
     for base in finished:
         diagnosis = diagnose(base)
         for moves in REMEDIES.get(diagnosis.finding, ()) + FALLBACK:
@@ -152,32 +204,29 @@ def decide(
                 evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
                 return Decision(
                     Action.TRAIN,
-                    prefix + f"{evidence}; {_changes(base.config, proposal, space)}",
+                    f"{evidence}; {_changes(base.config, proposal, space)}",
                     proposal,
                     base.run_id,
                 )
-    if not finished:
-        clamped = space.normalise(
-            {
-                **last.config,
-                **{d.name: d.clamp(last.config[d.name]) for d in space.outside(last.config)},
-            }
-        )
-        if space.key(clamped) not in tried:
-            return Decision(
-                Action.TRAIN,
-                prefix
-                + f"retrying inside the search space: {_changes(last.config, clamped, space)}",
-                clamped,
-                last.run_id,
-            )
-        return Decision(
-            Action.STOP, prefix + "no finished attempt to derive a new configuration from"
-        )
+    return None
+
+
+def _clamped_retry(last: Attempt, tried: set[ConfigKey], space: SearchSpace) -> Decision | None:
+    """With nothing finished: the crashed attempt with its parameters brought inside
+    the search space, if that is new."""
+    clamped = space.normalise(
+        {
+            **last.config,
+            **{d.name: d.clamp(last.config[d.name]) for d in space.outside(last.config)},
+        }
+    )
+    if space.key(clamped) in tried:
+        return None
     return Decision(
-        Action.STOP,
-        prefix
-        + f"search space exhausted around every finished attempt; {_best_text(best, target)}",
+        Action.TRAIN,
+        f"retrying inside the search space: {_changes(last.config, clamped, space)}",
+        clamped,
+        last.run_id,
     )
 
 

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 Config = dict[str, Any]
+ConfigKey = tuple[float | None, ...]  # what makes two configurations the same
 
 
 def param_text(value: Any) -> str:
@@ -110,7 +111,7 @@ class SearchSpace:
     def with_role(self, role: Role) -> list[Dimension]:
         return [d for d in self.dimensions if d.role is role]
 
-    def key(self, config: Mapping[str, Any]) -> tuple[float | None, ...]:
+    def key(self, config: Mapping[str, Any]) -> ConfigKey:
         """What makes two configurations the same in the policy's eyes."""
         return tuple(float(config[d.name]) if d.name in config else None for d in self.dimensions)
 

@@ -18,7 +18,7 @@ from ct_service import notify, policy, registry, run_tags
 from ct_service.attempt import AttemptStatus
 from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove, touches
 from ct_service.exceptions import PipelineNotFound, ProjectError
-from ct_service.execution.executor import AttemptRequest
+from ct_service.execution.executor import AttemptRequest, AttemptResult
 from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
 from ct_service.keystore import keystore_for
@@ -204,52 +204,82 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
 
 
 def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None:
+    """Train one queued attempt: claim it, ready its environment, mark it running,
+    run it under a lease, record how it ended. A failure before training starts
+    releases the claim and puts the attempt back in the queue, so a retry of this
+    step runs it again."""
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
-    tags = tracker.client.get_run(attempt_id).data.tags
-    if tags.get(run_tags.PIPELINE_ID) != pipeline_id:
-        raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline_id}")
-    if tags.get(run_tags.STATUS) != AttemptStatus.QUEUED.value:
-        log.info("attempt %s is %s already; nothing to do", attempt_id, tags.get(run_tags.STATUS))
-        return None
-    if pipeline.status is not PipelineStatus.RUNNING:
+    tags = _queued_attempt(tracker, pipeline, attempt_id)
+    if tags is None:
         return None
     keys = keystore_for(settings)
-    if not keys.claim(names.run_claim(attempt_id), holder(), names.RUN_CLAIM_SECONDS):
+    claim = names.run_claim(attempt_id)
+    if not keys.claim(claim, holder(), names.RUN_CLAIM_SECONDS):
         return None  # a duplicate message is starting it right now
-    timeout = settings.attempt_timeout_seconds
-    if pipeline.spec.budget.max_wall_seconds:
-        timeout = max(
-            1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
+    try:
+        executor = executor_for(settings)
+        request, choices = executor.prepare(_attempt_request(settings, pipeline, attempt_id, tags))
+        tracker.set_tags(
+            attempt_id,
+            {
+                **choices,
+                run_tags.STATUS: AttemptStatus.RUNNING.value,
+                run_tags.EXECUTOR: executor.name,
+                run_tags.WORKER: holder(),
+                run_tags.HEARTBEAT: f"{time.time():.0f}",
+            },
         )
-    log_path = settings.home / "logs" / f"attempt-{attempt_id}.log"
-    executor = executor_for(settings)
-    request, choices = executor.prepare(
-        AttemptRequest(
-            project_uri=str(project_folder(settings, pipeline)),
-            entry_point=ENTRY_POINT,
-            parameters=Tracker.run_parameters(tags),
-            experiment_id=pipeline.experiment_id,
-            run_id=attempt_id,
-            timeout_seconds=timeout,
-            log_path=log_path,
-        )
-    )
-    tracker.set_tags(
-        attempt_id,
-        {
-            **choices,
-            run_tags.STATUS: AttemptStatus.RUNNING.value,
-            run_tags.EXECUTOR: executor.name,
-            run_tags.WORKER: holder(),
-            run_tags.HEARTBEAT: f"{time.time():.0f}",
-        },
-    )
+    except BaseException:
+        keys.delete(claim)
+        raise
     lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
     try:
         result = executor.run(request, lease.refresh)
     finally:
         lease.release()
+    return _record_result(tracker, pipeline, attempt_id, result, request.log_path)
+
+
+def _queued_attempt(tracker: Tracker, pipeline: Pipeline, attempt_id: str) -> dict[str, str] | None:
+    """The attempt's tags when it waits to be trained; None when there is nothing to do."""
+    tags = tracker.client.get_run(attempt_id).data.tags
+    if tags.get(run_tags.PIPELINE_ID) != pipeline.id:
+        raise PipelineNotFound(f"run {attempt_id} is not an attempt of pipeline {pipeline.id}")
+    if tags.get(run_tags.STATUS) != AttemptStatus.QUEUED.value:
+        log.info("attempt %s is %s already; nothing to do", attempt_id, tags.get(run_tags.STATUS))
+        return None
+    if pipeline.status is not PipelineStatus.RUNNING:
+        return None
+    return tags
+
+
+def _attempt_request(
+    settings: Settings, pipeline: Pipeline, attempt_id: str, tags: dict[str, str]
+) -> AttemptRequest:
+    """What to run: the project at its commit, with the attempt's parameters, within
+    the attempt time limit and what is left of the pipeline's time budget."""
+    timeout = settings.attempt_timeout_seconds
+    if pipeline.spec.budget.max_wall_seconds:
+        timeout = max(
+            1.0, min(timeout, pipeline.spec.budget.max_wall_seconds - pipeline.elapsed_seconds)
+        )
+    return AttemptRequest(
+        project_uri=str(project_folder(settings, pipeline)),
+        entry_point=ENTRY_POINT,
+        parameters=Tracker.run_parameters(tags),
+        experiment_id=pipeline.experiment_id,
+        run_id=attempt_id,
+        timeout_seconds=timeout,
+        log_path=settings.home / "logs" / f"attempt-{attempt_id}.log",
+    )
+
+
+def _record_result(
+    tracker: Tracker, pipeline: Pipeline, attempt_id: str, result: AttemptResult, log_path: Path
+) -> Step | None:
+    """Keep the attempt's output, end its run, and hand it on: to resumption when it
+    was killed from outside, else to the policy."""
     run = tracker.client.get_run(attempt_id)
     if run.data.tags.get(run_tags.STATUS) == AttemptStatus.RESUMED.value:
         log.warning("attempt run %s was resumed by another run meanwhile", attempt_id)
