@@ -3,6 +3,7 @@ an embedded `ct-service run`, and reading attempts back from MLflow."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,9 +13,23 @@ from typing import IO, TypeVar
 
 from conftest import LENET, ROOT
 
-from ct_service.tracking import Tracker
+from ct_service.tracking import PipelineStatus, Tracker
 
 T = TypeVar("T")
+SMALL = {
+    "conv_blocks": "1",
+    "filters": "4",
+    "dense_units": "16",
+    "batch_size": "64",
+    "max_train_samples": "12000",
+}
+FAST_RECOVERY = {
+    "CT_HEARTBEAT_SECONDS": "0.5",
+    "CT_LEASE_SECONDS": "3",
+    "CT_WATCHDOG_INTERVAL_SECONDS": "1",
+    "CT_MAX_ATTEMPTS": "1",
+    "CT_TARGET_THRESHOLD": "0.5",
+}
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:
@@ -69,3 +84,42 @@ def only_pipeline(tracker: Tracker) -> str:
     except Exception:  # the store is being created
         return ""
     return pipelines[0].id if pipelines else ""
+
+
+def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
+    params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
+    dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), *dash_p, "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["pipeline_id"]
+
+
+def processes_with(text: str) -> list[int]:
+    """Processes whose command line or environment mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_finished(tracker: Tracker, pipeline_id: str, log: Path, timeout: float = 600) -> None:
+    wait_for(
+        lambda: tracker.pipeline(pipeline_id).status is PipelineStatus.FINISHED,
+        timeout,
+        f"pipeline {pipeline_id} to finish",
+        log,
+    )

@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import LENET, ROOT, ct_env
 from helpers import (
+    FAST_RECOVERY,
     attempt_runs,
     checkpointed_attempt,
+    enqueue_pipeline,
     epochs_logged,
     only_pipeline,
     start_embedded_run,
+    wait_finished,
     wait_for,
 )
 
@@ -205,7 +208,6 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
     """SIGKILL a worker's process group: `docker run` dies with it, but its container
     goes on training. The watchdog must stop it before resuming the attempt."""
     from conftest import WorkerProcess
-    from test_recovery import FAST_RECOVERY, enqueue_pipeline, wait_finished
 
     home = tmp_path / "ct"
     leases = {k: v for k, v in FAST_RECOVERY.items() if k.startswith(("CT_HEART", "CT_LEASE"))}
@@ -220,9 +222,13 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
             "a checkpoint",
             services[0].log_path,
         )
+        # Pause the training so that it cannot end on its own while we look: killing
+        # its worker (and so `docker run`) must leave the container behind.
+        container = docker_client.containers.get(f"ct-{dead_id}")
+        container.pause()
         services[0].kill()
-        time.sleep(2)
         assert containers(docker_client, dead_id)  # still there: nobody stopped it yet
+        container.unpause()
         services.append(WorkerProcess(env, tmp_path / "worker-2.log"))
         services.append(WorkerProcess(env, tmp_path / "beat.log", "beat"))
         wait_finished(tracker, pipeline_id, tmp_path / "worker-2.log")

@@ -4,7 +4,6 @@ with their contents lost, and an MLflow tracking server that is restarted."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,75 +15,27 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port
+from conftest import ROOT, WorkerProcess, ct_env, free_port
 from helpers import (
+    FAST_RECOVERY,
+    SMALL,
     attempt_runs,
     checkpointed_attempt,
+    enqueue_pipeline,
     epochs_logged,
     only_pipeline,
+    processes_with,
     start_embedded_run,
+    wait_finished,
     wait_for,
 )
 
 from ct_service import run_tags
 from ct_service.settings import Settings
-from ct_service.tracking import PipelineStatus, Tracker
+from ct_service.tracking import Tracker
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-SMALL = {
-    "conv_blocks": "1",
-    "filters": "4",
-    "dense_units": "16",
-    "batch_size": "64",
-    "max_train_samples": "12000",
-}
-FAST_RECOVERY = {
-    "CT_HEARTBEAT_SECONDS": "0.5",
-    "CT_LEASE_SECONDS": "3",
-    "CT_WATCHDOG_INTERVAL_SECONDS": "1",
-    "CT_MAX_ATTEMPTS": "1",
-    "CT_TARGET_THRESHOLD": "0.5",
-}
-
-
-def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
-    params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
-    dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
-    done = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), *dash_p, "--json"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["pipeline_id"]
-
-
-def processes_with(text: str) -> list[int]:
-    """Processes whose command line or environment mentions `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if text.encode() in blob:
-            found.append(int(entry.name))
-    return found
-
-
-def wait_finished(tracker: Tracker, pipeline_id: str, log: Path, timeout: float = 600) -> None:
-    wait_for(
-        lambda: tracker.pipeline(pipeline_id).status is PipelineStatus.FINISHED,
-        timeout,
-        f"pipeline {pipeline_id} to finish",
-        log,
-    )
 
 
 @pytest.fixture
@@ -108,7 +59,17 @@ def test_a_worker_killed_mid_epoch_is_resumed_from_its_last_checkpoint(
     dead_id = wait_for(
         lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint", first.log_path
     )
-    first.kill()  # the worker and its pool child, with SIGKILL, during epoch 2 or later
+    # Freeze the training (the launcher and its command), so that no epoch ends between
+    # reading its last checkpoint and killing its worker: the kill lands mid-attempt.
+    frozen = processes_with(dead_id)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    first.kill()  # the worker and its pool child, with SIGKILL
+    for pid in frozen:  # let the launcher see that its worker is gone
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     # The training it had started dies with it (nothing left to race the resumption).
     wait_for(lambda: not processes_with(dead_id), 10, "the orphaned training to stop")
     dead = tracker.client.get_run(dead_id)
