@@ -15,22 +15,69 @@ from ct_service.exceptions import ProjectError
 from ct_service.space import Config, SearchSpace
 
 ENTRY_POINT = "main"
+PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow projects declare
+# The MLproject types a searched parameter of each kind may have: a float sent to an
+# int parameter ("2.0") would not parse.
+NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An entry-point parameter as MLflow reads it: `name: float` is the short form
+    of `name: {type: float}`, a parameter without a default (required)."""
+
+    type: str = "string"
+    default: Any = None
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Any, where: Path) -> Parameter:
+        if isinstance(spec, Mapping):
+            parameter = cls(str(spec.get("type", "string")), spec.get("default"))
+        elif isinstance(spec, str):
+            parameter = cls(spec)
+        else:
+            raise ProjectError(f"{where}: parameter {name} must be a type or a mapping")
+        if parameter.type not in PARAMETER_TYPES:
+            raise ProjectError(
+                f"{where}: parameter {name} has type {parameter.type!r}; "
+                f"MLflow knows {', '.join(PARAMETER_TYPES)}"
+            )
+        return parameter
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
 
 
 @dataclass(frozen=True)
 class Project:
     path: Path
     name: str
-    defaults: Mapping[str, Any]
+    parameters: Mapping[str, Parameter]
     space: SearchSpace
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in self.parameters.items() if not p.required}
+
     def initial_config(self, overrides: Mapping[str, Any] | None = None) -> Config:
+        """The first attempt's parameters: defaults, then the overrides; every
+        required parameter must be given."""
         overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(self.defaults))
+        unknown = sorted(set(overrides) - set(self.parameters))
         if unknown:
-            known = ", ".join(sorted(self.defaults))
+            known = ", ".join(sorted(self.parameters))
             raise ProjectError(
                 f"unknown parameter(s) {', '.join(unknown)}; {self.name} has: {known}"
+            )
+        missing = sorted(
+            n for n, p in self.parameters.items() if p.required and overrides.get(n) is None
+        )
+        if missing:
+            given = " ".join(f"-P {n}=..." for n in missing)
+            raise ProjectError(
+                f"{self.name}: required parameter(s) without a value: {', '.join(missing)} "
+                f"(give {given})"
             )
         return self.space.normalise({**self.defaults, **overrides})
 
@@ -57,22 +104,30 @@ def load_project(location: str | Path) -> Project:
     entry = (spec.get("entry_points") or {}).get(ENTRY_POINT)
     if not isinstance(entry, Mapping):
         raise ProjectError(f"{mlproject} has no '{ENTRY_POINT}' entry point")
-    defaults = {}
-    for name, param in (entry.get("parameters") or {}).items():
-        defaults[name] = param.get("default") if isinstance(param, Mapping) else param
-    missing = sorted(name for name, value in defaults.items() if value is None)
-    if missing:
-        raise ProjectError(f"{mlproject}: parameters without a default: {', '.join(missing)}")
+    declared = entry.get("parameters") or {}
+    if not isinstance(declared, Mapping):
+        raise ProjectError(f"{mlproject}: '{ENTRY_POINT}' parameters must be a mapping")
+    parameters = {
+        str(name): Parameter.from_spec(str(name), spec, mlproject)
+        for name, spec in declared.items()
+    }
     ct_yaml = path / "ct.yaml"
     space_spec = _read_yaml(ct_yaml).get("search_space") if ct_yaml.is_file() else None
     try:
         space = SearchSpace.from_spec(space_spec)
     except (ValueError, TypeError) as error:
         raise ProjectError(f"{ct_yaml}: {error}") from None
-    undeclared = sorted(d.name for d in space.dimensions if d.name not in defaults)
+    undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
     if undeclared:
         raise ProjectError(f"{ct_yaml}: not parameters of the MLproject: {', '.join(undeclared)}")
-    return Project(path, str(spec.get("name") or path.name), defaults, space)
+    for d in space.dimensions:
+        declared_type = parameters[d.name].type
+        if declared_type not in NUMERIC_TYPES[d.kind]:
+            raise ProjectError(
+                f"{ct_yaml}: {d.name} is searched as {d.kind}, but the MLproject "
+                f"declares it {declared_type}"
+            )
+    return Project(path, str(spec.get("name") or path.name), parameters, space)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -14,8 +14,10 @@ ConfigKey = tuple[float | None, ...]  # what makes two configurations the same
 
 
 def param_text(value: Any) -> str:
-    """A configuration value as MLflow passes it to a project (`-P name=text`)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A configuration value as MLflow passes it to a project (`-P name=text`),
+    losslessly: a float keeps its shortest exact form ("1.0", "0.0001234567"), so a
+    project that logs its own float() of it logs the same text."""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 class Role(str, Enum):

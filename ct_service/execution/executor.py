@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-ERROR_LINE = re.compile(r"^(error:|docker: |\w*(Error|Exception)\b)", re.IGNORECASE)
+# A line that states an error: "error: ...", "docker: ...", or a Python exception,
+# its class dotted or not ("ValueError: ...", "mlflow.exceptions.MlflowException: ...").
+ERROR_LINE = re.compile(
+    r"^(error:|docker: |(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*"
+    r"(?:Error|Exception|Interrupt|Exit|Iteration)(?::|$))",
+    re.IGNORECASE,
+)
+TRACEBACK = "Traceback (most recent call last):"
 MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID", "View run ", "View experiment at:")
 
 
@@ -60,6 +67,25 @@ def failure_reason(log_path: Path, returncode: int) -> str:
     meaningful = [
         line.strip() for line in lines if line.strip() and not any(n in line for n in MLFLOW_NOISE)
     ]
-    errors = [line for line in meaningful if ERROR_LINE.match(line)]
-    line = (errors or meaningful or ["the run failed without output"])[-1][:300]
+    errors = [line.strip() for line in _exception_lines(lines)]
+    errors += [line for line in meaningful if ERROR_LINE.match(line)]
+    last = max(errors, key=lambda e: _last_index(meaningful, e)) if errors else ""
+    line = (last or (meaningful or ["the run failed without output"])[-1])[:300]
     return f"killed by signal {-returncode}: {line}" if returncode < 0 else line
+
+
+def _exception_lines(lines: list[str]) -> list[str]:
+    """The line that ends each Python traceback: the exception, whatever its name."""
+    found = []
+    in_traceback = False
+    for line in lines:
+        if line.startswith(TRACEBACK):
+            in_traceback = True
+        elif in_traceback and line.strip() and not line.startswith((" ", "\t")):
+            found.append(line)
+            in_traceback = False
+    return found
+
+
+def _last_index(lines: list[str], line: str) -> int:
+    return len(lines) - 1 - lines[::-1].index(line) if line in lines else -1

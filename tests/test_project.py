@@ -1,0 +1,107 @@
+"""How ct-service reads an MLflow project's parameters (short and long forms, as
+MLflow reads them) and how it sends their values back (losslessly)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ct_service.exceptions import ProjectError
+from ct_service.project import Parameter, load_project
+from ct_service.space import param_text
+
+
+def project(tmp_path: Path, parameters: str, ct_yaml: str = "") -> Path:
+    (tmp_path / "MLproject").write_text(
+        "name: wine\nentry_points:\n  main:\n    parameters:\n"
+        + textwrap.indent(textwrap.dedent(parameters), "      ")
+        + "    command: python train.py\n"
+    )
+    if ct_yaml:
+        (tmp_path / "ct.yaml").write_text(textwrap.dedent(ct_yaml))
+    return tmp_path
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("alpha: float", Parameter("float", None)),
+        ("alpha: int", Parameter("int", None)),
+        ("alpha: string", Parameter("string", None)),
+        ("alpha: path", Parameter("path", None)),
+        ("alpha: uri", Parameter("uri", None)),
+        ("alpha: {type: float}", Parameter("float", None)),
+        ("alpha: {type: float, default: 0.5}", Parameter("float", 0.5)),
+        ("alpha: {type: int, default: 3}", Parameter("int", 3)),
+        ("alpha: {default: x}", Parameter("string", "x")),
+        ("alpha: {type: path, default: data}", Parameter("path", "data")),
+    ],
+)
+def test_short_and_long_forms_are_read_as_mlflow_reads_them(
+    tmp_path: Path, spec: str, expected: Parameter
+) -> None:
+    assert load_project(project(tmp_path, spec + "\n")).parameters["alpha"] == expected
+
+
+@pytest.mark.unit
+def test_a_required_parameter_must_be_given_and_is_not_its_type_name(tmp_path: Path) -> None:
+    loaded = load_project(
+        project(tmp_path, "alpha: float\nl1_ratio: {type: float, default: 0.1}\n")
+    )
+    with pytest.raises(
+        ProjectError,
+        match=r"required parameter\(s\) without a value: alpha \(give -P alpha=\.\.\.\)",
+    ):
+        loaded.initial_config()
+    assert loaded.initial_config({"alpha": "0.7"}) == {"alpha": "0.7", "l1_ratio": 0.1}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("alpha: number\n", "alpha has type 'number'; MLflow knows string, float, int, path, uri"),
+        ("alpha: [1, 2]\n", "parameter alpha must be a type or a mapping"),
+    ],
+)
+def test_unknown_types_are_refused_with_the_parameter_named(
+    tmp_path: Path, spec: str, message: str
+) -> None:
+    with pytest.raises(ProjectError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_project(project(tmp_path, spec))
+
+
+@pytest.mark.unit
+def test_a_search_dimension_must_match_the_declared_type(tmp_path: Path) -> None:
+    folder = project(
+        tmp_path,
+        "epochs: {type: int, default: 2}\n",
+        "search_space:\n  epochs: {role: epochs, type: float, low: 1, high: 10}\n",
+    )
+    with pytest.raises(
+        ProjectError, match="epochs is searched as float, but the MLproject declares it int"
+    ):
+        load_project(folder)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1.0"),  # `:g` sent "1": a project logging float(alpha) then clashed with MLflow
+        (0.0001234567, "0.0001234567"),
+        (1e-05, "1e-05"),
+        (0.1, "0.1"),
+        (123456789.125, "123456789.125"),
+        (3, "3"),
+        ("0.50", "0.50"),  # given on the command line: sent as given
+        ("data/wine.csv", "data/wine.csv"),
+    ],
+)
+def test_values_are_sent_losslessly(value: object, text: str) -> None:
+    assert param_text(value) == text
+    if isinstance(value, float):
+        assert float(text) == value
