@@ -3,16 +3,19 @@ against a real MLflow store: what a failing step leaves behind for its retry."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import LENET
+from conftest import LENET, ROOT, ct_env
 
 from ct_service import run_tags
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.orchestration import pipeline
-from ct_service.orchestration.pipeline import Task
+from ct_service.orchestration.pipeline import Step, Task
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
@@ -43,3 +46,49 @@ def test_a_retried_run_attempt_runs_again_after_an_infrastructure_failure(
         assert is_infrastructure_failure(raised.value), raised.value
     tags = Tracker(settings).client.get_run(attempt_id).data.tags
     assert tags[run_tags.STATUS] == "queued"
+
+
+@pytest.mark.integration
+def test_a_failed_pipeline_ends_the_attempt_runs_it_left_open(tmp_path: Path) -> None:
+    """A step broke before training started (an engine that is gone, an image that
+    cannot be pulled): the queued attempt's run ends FAILED with the reason."""
+    settings = Settings(home=tmp_path / "ct")
+    pipeline_id, attempt_id = queued_attempt(settings)
+    reason = "ct.train.run_attempt failed: ProjectError: image not found"
+    assert pipeline.fail(settings, pipeline_id, reason) == Step(Task.NOTIFY, (pipeline_id,))
+    run = Tracker(settings).client.get_run(attempt_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[run_tags.STATUS] == "failed"
+    assert run.data.tags[run_tags.FAILURE] == reason
+    (attempt,) = Tracker(settings).attempts(Tracker(settings).pipeline(pipeline_id))
+    assert attempt.status.value == "failed"
+
+
+@pytest.mark.integration
+def test_a_project_that_cannot_import_its_dependency_fails_with_that_reason(
+    tmp_path: Path,
+) -> None:
+    """No attempt ever finished: the pipeline failed (exit 1), not "stopped" (exit 3)."""
+    folder = tmp_path / "needs-lightgbm"
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: needs-lightgbm\nentry_points:\n  main:\n"
+        "    parameters: {alpha: {type: float, default: 0.5}}\n"
+        "    command: python train.py {alpha}\n"
+    )
+    (folder / "train.py").write_text("import lightgbm_is_not_installed_here  # noqa\n")
+    home = tmp_path / "ct"
+    result = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
+        env=ct_env(CT_HOME=str(home)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "failed"
+    expected = "ModuleNotFoundError: No module named 'lightgbm_is_not_installed_here'"
+    assert expected in summary["reason"]
+    assert summary["attempts"][0]["failure"] == expected

@@ -15,7 +15,7 @@ from typing import Any
 
 from ct_service import keys as names
 from ct_service import notify, policy, registry, run_tags
-from ct_service.attempt import AttemptStatus
+from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove, touches
 from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.execution.executor import AttemptRequest, AttemptResult
@@ -344,11 +344,24 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         )
         next_step, verdict = Step(Task.PROMOTE, (pipeline_id,)), "promote"
     else:
-        outcome = Outcome.BUDGET_EXHAUSTED if decision.budget_spent else Outcome.STOPPED
-        _finish(tracker, pipeline_id, outcome, decision.reason)
+        outcome, reason = _stop_outcome(attempts, decision)
+        _finish(tracker, pipeline_id, outcome, reason)
         next_step, verdict = Step(Task.NOTIFY, (pipeline_id,)), "stop"
     tracker.set_tags(attempt_id, {run_tags.DECISION: f"{verdict}: {decision.reason}"})
     return next_step
+
+
+def _stop_outcome(attempts: list[Attempt], decision: policy.Decision) -> tuple[Outcome, str]:
+    """How a pipeline the policy stops ends: failed when no attempt ever finished (the
+    project cannot run: a missing module, a broken command), with the first
+    attempt's reason; else budget exhausted or stopped."""
+    if not any(a.status is AttemptStatus.FINISHED for a in attempts):
+        first = attempts[0]
+        return Outcome.FAILED, (
+            f"no attempt finished; attempt {first.number} failed: "
+            f"{first.failure or 'no reason given'}"
+        )
+    return (Outcome.BUDGET_EXHAUSTED if decision.budget_spent else Outcome.STOPPED), decision.reason
 
 
 def promote(settings: Settings, pipeline_id: str) -> Step | None:
@@ -404,11 +417,20 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
 
 
 def fail(settings: Settings, pipeline_id: str, reason: str) -> Step | None:
-    """End a pipeline whose step broke for a reason retrying cannot fix."""
+    """End a pipeline whose step broke for a reason retrying cannot fix, and every
+    attempt run it left open (queued, or marked running by the broken step)."""
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status in (PipelineStatus.NOTIFYING, PipelineStatus.FINISHED):
         return None
+    for attempt in tracker.attempts(pipeline, curves=False):
+        if attempt.status in (AttemptStatus.QUEUED, AttemptStatus.RUNNING):
+            tracker.set_tags(
+                attempt.run_id,
+                {run_tags.STATUS: AttemptStatus.FAILED.value, run_tags.FAILURE: reason},
+            )
+            if tracker.client.get_run(attempt.run_id).info.status == "RUNNING":
+                tracker.client.set_terminated(attempt.run_id, "FAILED")
     _finish(tracker, pipeline_id, Outcome.FAILED, reason)
     return Step(Task.NOTIFY, (pipeline_id,))
 
