@@ -19,6 +19,10 @@ class ProjectError(CtError):
     status_code = 422
 
 
+class NoEnvironmentImage(ProjectError):
+    """No image is known for the project's environment (CT_EXECUTION=auto runs it locally)."""
+
+
 class PipelineNotFound(CtError):
     status_code = 404
 

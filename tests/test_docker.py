@@ -29,6 +29,7 @@ from helpers import (
 )
 
 from ct_service import run_tags
+from ct_service.execution.executor import AttemptRequest
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
@@ -245,11 +246,23 @@ def test_a_dead_workers_container_is_removed_and_its_attempt_resumed(
 @pytest.mark.slow
 @pytest.mark.docker
 def test_auto_execution_uses_docker_when_an_engine_answers_else_local(
-    docker_client, monkeypatch: pytest.MonkeyPatch
+    docker_client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from ct_service.execution.loader import executor_for
 
     settings = Settings(execution="auto", tracking_uri="http://127.0.0.1:9")
     assert executor_for(settings).name == "docker"
+    # An engine, but no image for the project's environment: it runs locally, and says why.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "MLproject").write_text(
+        "name: plain\nentry_points:\n  main:\n    command: python t.py\n"
+    )
+    (plain / "t.py").write_text("print('no framework here')\n")
+    executor = executor_for(settings)
+    request = AttemptRequest(str(plain), "main", {}, "0", "r" * 32, 60, tmp_path / "log")
+    prepared, tags = executor.prepare(request)
+    assert executor.name == "local" and prepared == request
+    assert "CT_EXECUTION=auto, no image for it, so local" in tags[run_tags.ENVIRONMENT]
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no engine
     assert executor_for(settings).name == "local"

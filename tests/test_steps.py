@@ -13,6 +13,7 @@ import pytest
 from conftest import LENET, ROOT, ct_env
 
 from ct_service import run_tags
+from ct_service.cli import main
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Step, Task
@@ -92,3 +93,23 @@ def test_a_project_that_cannot_import_its_dependency_fails_with_that_reason(
     expected = "ModuleNotFoundError: No module named 'lightgbm_is_not_installed_here'"
     assert expected in summary["reason"]
     assert summary["attempts"][0]["failure"] == expected
+
+
+@pytest.mark.integration
+def test_local_execution_refuses_a_docker_env_project_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow ignores env_manager for a docker_env project: CT_EXECUTION=local would
+    run it in its image after all (and fail on an image it cannot pull)."""
+    folder = tmp_path / "boxed"
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: boxed\ndocker_env:\n  image: acme/trainer:3\n"
+        "entry_points:\n  main:\n    command: python train.py\n"
+    )
+    monkeypatch.setenv("CT_HOME", str(tmp_path / "ct"))
+    monkeypatch.setenv("CT_EXECUTION", "local")
+    assert main(["run", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "declares docker_env image acme/trainer:3" in error and "CT_EXECUTION=docker" in error
+    assert not (tmp_path / "ct" / "mlflow.db").exists()  # nothing recorded

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ct_service.exceptions import ProjectError
+from ct_service.exceptions import NoEnvironmentImage, ProjectError
 
 # Top-level import names and distribution names, by framework; the first framework
 # of this order that a project uses decides (Keras code may import sklearn too).
@@ -50,13 +50,13 @@ def choose(project: Path, images: Mapping[str, str] | None = None) -> Environmen
         return Environment("the project has a Dockerfile", dockerfile=project / "Dockerfile")
     used = frameworks(project)
     if not used:
-        raise ProjectError(
+        raise NoEnvironmentImage(
             f"{project.name}: cannot tell which framework it uses (no known import or "
             "requirement); give it a Dockerfile or a docker_env image in its MLproject"
         )
     framework, evidence = next(iter(used.items()))
     if framework not in images:
-        raise ProjectError(
+        raise NoEnvironmentImage(
             f"{project.name} uses {framework} ({evidence}) and no environment is configured "
             f"for {framework}: add '{framework}: IMAGE' to CT_ENVIRONMENTS_FILE, or give the "
             "project a Dockerfile or a docker_env image"
@@ -95,6 +95,11 @@ def load_images(path: str) -> dict[str, str]:
             f"known: {', '.join(FRAMEWORKS)}"
         )
     return {**DEFAULT_IMAGES, **table}
+
+
+def declared_image(project: Path) -> str:
+    """The image the MLproject declares as docker_env, or ""."""
+    return _declared_image(project)
 
 
 def _declared_image(project: Path) -> str:

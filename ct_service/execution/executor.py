@@ -45,7 +45,10 @@ Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
 
 
 class Executor(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """local or docker: where the attempt runs (tagged on its run)."""
+        ...
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
         """Ready the attempt's environment before it is marked running; returns the

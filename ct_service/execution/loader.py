@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import logging
 
+from ct_service import run_tags
+from ct_service.exceptions import NoEnvironmentImage
 from ct_service.execution import docker
-from ct_service.execution.executor import Executor
+from ct_service.execution.executor import (
+    AttemptRequest,
+    AttemptResult,
+    Executor,
+    Heartbeat,
+)
 from ct_service.execution.local import LocalExecutor
 from ct_service.settings import Settings
 
@@ -14,11 +21,42 @@ log = logging.getLogger(__name__)
 
 
 def executor_for(settings: Settings) -> Executor:
-    """CT_EXECUTION: local, docker, or auto (Docker when an engine answers)."""
+    """CT_EXECUTION: local, docker, or auto (Docker when an engine answers and an
+    image is known for the project, else local)."""
     execution = settings.execution
     if execution == "auto":
-        execution = "docker" if docker.engine_answers() else "local"
-        log.info("CT_EXECUTION=auto: %s", execution)
+        if not docker.engine_answers():
+            log.info("CT_EXECUTION=auto: no Docker engine answers; local")
+            return LocalExecutor(settings)
+        return AutoExecutor(docker.for_settings(settings), LocalExecutor(settings))
     if execution == "local":
         return LocalExecutor(settings)
     return docker.for_settings(settings)
+
+
+class AutoExecutor:
+    """Docker when an image is known for the project's environment; else local, with
+    the reason tagged on the attempt."""
+
+    def __init__(self, in_docker: Executor, in_place: Executor):
+        self.in_docker = in_docker
+        self.in_place = in_place
+        self.chosen: Executor = in_docker
+
+    @property
+    def name(self) -> str:
+        return self.chosen.name
+
+    def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        try:
+            self.chosen = self.in_docker
+            return self.in_docker.prepare(request)
+        except NoEnvironmentImage as error:
+            log.info("CT_EXECUTION=auto: %s; running it locally", error)
+            self.chosen = self.in_place
+            prepared, tags = self.in_place.prepare(request)
+            reason = f"CT_EXECUTION=auto, no image for it, so local: {error}"
+            return prepared, {**tags, run_tags.ENVIRONMENT: reason[:500]}
+
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult:
+        return self.chosen.run(request, heartbeat)

@@ -12,7 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from ct_service.exceptions import ProjectError
+from ct_service.execution.environment import declared_image
 from ct_service.execution.executor import (
     AttemptRequest,
     AttemptResult,
@@ -37,6 +40,7 @@ class LocalExecutor:
         self.clock = clock
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
+        refuse_docker_only(Path(request.project_uri))
         return request, {}
 
     def payload(self, request: AttemptRequest) -> dict[str, object]:
@@ -99,6 +103,18 @@ class LocalExecutor:
 
 
 _running: set[subprocess.Popen] = set()
+
+
+def refuse_docker_only(project: Path) -> None:
+    """MLflow runs a project that declares docker_env only in that image, whatever
+    env_manager says: local execution cannot run it."""
+    image = declared_image(project)
+    if image:
+        raise ProjectError(
+            f"{project.name} declares docker_env image {image}: MLflow runs it only in that "
+            "image, so it cannot run with CT_EXECUTION=local; use CT_EXECUTION=docker (or "
+            "auto with a Docker engine)"
+        )
 
 
 def stop_running_attempts() -> int:

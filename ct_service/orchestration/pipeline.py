@@ -21,6 +21,7 @@ from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.execution.executor import AttemptRequest, AttemptResult
 from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
+from ct_service.execution.local import refuse_docker_only
 from ct_service.keystore import keystore_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
@@ -88,6 +89,8 @@ def create(
             )
         return pipeline_id
     project = load_project(location)
+    if settings.execution == "local":
+        refuse_docker_only(project.path)  # before anything is recorded
     spec = PipelineSpec(
         project_path=str(project.path),
         project_name=project.name,
