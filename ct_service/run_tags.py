@@ -30,6 +30,7 @@ PROMOTION = "ct.promotion"  # one line: what the registry step did
 NOTIFY = "ct.notify"  # why nobody was notified (else one NOTIFY_PREFIX tag per transport)
 NOTIFY_PREFIX = "ct.notify."  # + transport name (email, webhook): "sent" or "failed: ..."
 METRIC_PREFIX = "ct.metric."  # + metric name: the candidate's final metrics
+DATA_PREFIX = "ct.data."  # + dataset name (on a model version): the digest it trained on
 SOURCE_URL = "ct.source.url"  # git URL the workers fetch the commit from
 SOURCE_BRANCH = "ct.source.branch"  # the branch pushed to
 SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its branch

@@ -12,9 +12,16 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Param, Run, RunTag
+from mlflow.entities import Param, Run, RunTag, SourceType
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_GIT_REPO_URL,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_PROJECT_ENTRY_POINT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+)
 
 from ct_service import run_tags
 from ct_service.attempt import Attempt, AttemptStatus
@@ -232,6 +239,7 @@ class Tracker:
             pipeline.experiment_id,
             run_name=f"attempt-{number}",
             tags={
+                **_source_tags(pipeline),
                 MLFLOW_PARENT_RUN_ID: pipeline.id,
                 run_tags.KIND: "attempt",
                 run_tags.PIPELINE_ID: pipeline.id,
@@ -264,6 +272,7 @@ class Tracker:
             run_name=f"attempt-{tags['ct.attempt']}-resume-{resumes}",
             tags={
                 **{k: v for k, v in tags.items() if k in run_tags.INHERITED_BY_RESUMPTION},
+                **_source_tags(pipeline),
                 MLFLOW_PARENT_RUN_ID: pipeline.id,
                 run_tags.REPLACES_RUN: dead.info.run_id,
                 run_tags.RESUMES: str(resumes),
@@ -380,6 +389,21 @@ def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
         chain.insert(0, previous)
         previous = runs[previous].data.tags.get(run_tags.REPLACES_RUN, "")
     return chain
+
+
+def _source_tags(pipeline: Pipeline) -> dict[str, str]:
+    """The source tags MLflow sets on the runs of projects it starts itself."""
+    spec = pipeline.spec
+    tags = {
+        MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
+        MLFLOW_SOURCE_NAME: spec.source_url or spec.project_path,
+        MLFLOW_PROJECT_ENTRY_POINT: "main",
+    }
+    if spec.commit:
+        tags[MLFLOW_GIT_COMMIT] = spec.commit
+    if spec.source_url:
+        tags[MLFLOW_GIT_REPO_URL] = spec.source_url
+    return tags
 
 
 def _whole(text: str) -> int:

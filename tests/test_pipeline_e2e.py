@@ -142,6 +142,17 @@ def test_the_promoted_model_is_production_by_alias_and_stage_and_scores_on_mnist
     assert by_alias.tags["ct.pipeline_id"] == pipeline_id
     assert by_alias.tags["ct.commit"] == COMMIT
     assert float(by_alias.tags["ct.metric.test_accuracy"]) == pytest.approx(winner.metric, abs=1e-5)
+    # Lineage from the registry alone: the data it trained on, where it ran.
+    inputs = client.get_run(winner.run_id).inputs.dataset_inputs
+    assert inputs and all(
+        by_alias.tags[f"ct.data.{i.dataset.name}"] == i.dataset.digest for i in inputs
+    )
+    assert by_alias.tags["ct.executor"] == "local"
+    # The attempt run carries the source tags MLflow sets on its own project runs.
+    attempt_tags = client.get_run(winner.run_id).data.tags
+    assert attempt_tags["mlflow.source.type"] == "PROJECT"
+    assert attempt_tags["mlflow.source.git.commit"] == COMMIT
+    assert attempt_tags["mlflow.source.name"] == pipeline.spec.project_path
     assert len(client.search_model_versions("name = 'lenet'")) == 1
 
     mlflow.set_tracking_uri(finished["settings"].tracking_uri)

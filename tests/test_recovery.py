@@ -149,10 +149,13 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
 
 
 def _is_train_py(pid: int) -> bool:
+    """The Python process running train.py (not the shell MLflow starts it from)."""
     try:
-        return b"train.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    is_python = Path(argv[0].decode(errors="replace")).name.startswith("python")
+    return is_python and len(argv) > 1 and argv[1].endswith(b"train.py")
 
 
 BROKEN_PROJECT = {

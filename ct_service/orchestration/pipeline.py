@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlflow.entities import Run
+
 from ct_service import keys as names
 from ct_service import notify, policy, registry, run_tags
 from ct_service.attempt import Attempt, AttemptStatus
@@ -383,6 +385,7 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
             run_tags.PROJECT: pipeline.spec.project_path,
         }
     )
+    tags.update(_lineage(candidate))
     target = pipeline.spec.target
     promotion = registry.promote(
         tracker.client,
@@ -399,6 +402,19 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
     outcome = Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
     _finish(tracker, pipeline_id, outcome, f"{pipeline.reason}; {promotion.reason}")
     return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def _lineage(candidate: Run) -> dict[str, str]:
+    """What a model in production traces back to from the registry alone: the digest
+    of each dataset it trained on, and the environment image it trained in."""
+    tags = {
+        run_tags.DATA_PREFIX + dataset_input.dataset.name: dataset_input.dataset.digest
+        for dataset_input in (candidate.inputs.dataset_inputs if candidate.inputs else [])
+    }
+    for name in (run_tags.EXECUTOR, run_tags.ENVIRONMENT_IMAGE, run_tags.ENVIRONMENT_IMAGE_ID):
+        if candidate.data.tags.get(name):
+            tags[name] = candidate.data.tags[name]
+    return tags
 
 
 def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
