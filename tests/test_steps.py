@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,40 @@ def test_local_execution_refuses_a_docker_env_project_before_anything_runs(
     error = capsys.readouterr().err
     assert "declares docker_env image acme/trainer:3" in error and "CT_EXECUTION=docker" in error
     assert not (tmp_path / "ct" / "mlflow.db").exists()  # nothing recorded
+
+
+def quick_project(folder: Path, accuracy: float) -> Path:
+    """A project that trains nothing: it logs its test accuracy and ends."""
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: quick\nentry_points:\n  main:\n    command: python train.py\n"
+    )
+    (folder / "train.py").write_text(
+        f"import mlflow\nmlflow.log_metric('test_accuracy', {accuracy})\n"
+    )
+    return folder
+
+
+@pytest.mark.integration
+def test_an_embedded_run_whose_step_message_was_lost_still_ends(tmp_path: Path) -> None:
+    """The embedded worker tends its pipeline as the watchdog does: the start step
+    was never enqueued (a message lost), yet the pipeline runs and ends."""
+    from dataclasses import replace
+
+    from ct_service.cli.embedded import EmbeddedWorker
+    from ct_service.cli.progress import Follower
+    from ct_service.target import Budget, Target
+
+    settings = Settings(home=tmp_path / "ct")
+    settings = replace(settings, recovery=replace(settings.recovery, watchdog_interval_seconds=0.5))
+    project = quick_project(tmp_path / "quick", accuracy=0.5)
+    pipeline_id = pipeline.create(
+        settings, str(project), target=Target(threshold=0.9), budget=Budget(max_attempts=1)
+    )  # ... and its start step is never sent
+    deadline = time.monotonic() + 120
+    with EmbeddedWorker(settings) as worker:
+        ended = Follower(Tracker(settings), pipeline_id, emit=lambda line: None).follow(
+            stop=lambda: not worker.tend(pipeline_id) or time.monotonic() > deadline
+        )
+    assert ended.status.value == "finished", "the pipeline was left waiting for its lost step"
+    assert ended.outcome == "budget-exhausted"

@@ -1,28 +1,48 @@
 """The embedded mode: a real Celery worker in a thread of this process, on kombu's
 in-memory broker. Messages are serialized and consumed exactly as with Redis; only
-the transport differs, so nothing but Python is needed."""
+the transport differs, so nothing but Python is needed. While a pipeline is
+followed, the watchdog scans here as Celery beat has it scan with workers."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from celery.worker import state as worker_state
 
 from ct_service.execution.local import stop_running_attempts
-from ct_service.orchestration.queue import QUEUES, CtCelery, make_celery
+from ct_service.keystore import keystore_for
+from ct_service.orchestration.queue import QUEUES, CtCelery, enqueue, make_celery
+from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
+from ct_service.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedWorker:
-    def __init__(self, settings: Settings, log_file: Path | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        log_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not settings.embedded:
             raise ValueError("the embedded worker runs only without CT_BROKER_URL")
         self.app: CtCelery = make_celery(settings)
         self.log_file = log_file or settings.home / "logs" / "worker.log"
         self._thread: threading.Thread | None = None
+        self.watchdog = Watchdog(
+            Tracker(settings),
+            keystore_for(settings),
+            lambda step: enqueue(self.app, step.task, *step.args),
+        )
+        self.clock = clock
+        self._last_scan = clock()
 
     def __enter__(self) -> EmbeddedWorker:
         self._log_to_file()
@@ -59,6 +79,21 @@ class EmbeddedWorker:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def tend(self, pipeline_id: str) -> bool:
+        """Called while the pipeline is followed; True while the worker runs. Every
+        CT_WATCHDOG_INTERVAL_SECONDS it scans that pipeline once: a step whose message
+        was lost is enqueued again, a dead attempt resumed, so it never waits for ever."""
+        now = self.clock()
+        if now - self._last_scan >= self.app.settings.recovery.watchdog_interval_seconds:
+            self._last_scan = now
+            try:
+                report = self.watchdog.scan(pipeline_id)
+                if report.resumed or report.requeued:
+                    log.warning("watchdog: %s", report)
+            except Exception as error:  # the next scan tries again
+                log.warning("watchdog scan failed: %s", error)
+        return self.alive
 
     def _log_to_file(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)

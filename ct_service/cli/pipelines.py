@@ -122,7 +122,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"pipeline {pipeline_id}: {target.describe()}, budget {budget.describe()}")
     with EmbeddedWorker(settings) as worker:
         enqueue(worker.app, pipeline.Task.START, pipeline_id)
-        return _finish(settings, pipeline_id, args.json, follow=True, alive=lambda: worker.alive)
+        return _finish(
+            settings, pipeline_id, args.json, follow=True, alive=lambda: worker.tend(pipeline_id)
+        )
 
 
 def _adopted_run(args: argparse.Namespace, settings: Settings) -> tuple[Settings, str]:

@@ -65,16 +65,24 @@ class Watchdog:
         self.enqueue = enqueue
         self.clock = clock
 
-    def scan(self) -> ScanReport:
+    def scan(self, pipeline_id: str = "") -> ScanReport:
+        """One scan of the whole store; with `pipeline_id` (the embedded mode), of
+        that pipeline's attempts and steps only, and no cleaning up."""
         if not self.recovery.watchdog_enabled:
             log.info("the watchdog is off (CT_WATCHDOG=off)")
             return ScanReport(enabled=False)
         report = ScanReport()
         live = (AttemptStatus.RUNNING, AttemptStatus.INTERRUPTED)
         for run in self.tracker.attempts_in(live):
+            if pipeline_id and run.data.tags.get(run_tags.PIPELINE_ID) != pipeline_id:
+                continue
             self._guarded(run.info.run_id, report, partial(self._check_attempt, run, report))
         for pipeline in self.tracker.unfinished_pipelines():
+            if pipeline_id and pipeline.id != pipeline_id:
+                continue
             self._guarded(pipeline.id, report, partial(self._check_steps, pipeline, report))
+        if pipeline_id:
+            return report
         report.removed = self._remove_stale_work()
         if self.settings.execution != "local":
             report.containers = self._remove_orphaned_containers()
