@@ -17,16 +17,37 @@ from ct_service.exceptions import CheckoutError
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 ZERO_SHA = "0" * 40  # a push's `before` for a new branch, `after` for a deleted one
-CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+# user:password@ in a URL, the password possibly holding '@' (the last '@' of the
+# authority ends it); a bare user (ssh://git@host) is not a credential.
+CREDENTIALS = re.compile(r"(://)[^/\s]*@")
+PASSWORD = re.compile(r"://[^/\s:@]*:[^/\s]*@")
+SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+$")  # git@host:org/repo
+
+
+def url_problem(url: str, allow_file: bool = False) -> str:
+    """Why git must not fetch from `url` ("" when it may): only https, ssh and
+    scp-style URLs; file:// and local paths only where the operator allows them
+    (CT_GIT_ALLOW_FILE=1); never an option in disguise or a password in the URL."""
+    if url.startswith("-") or not url.strip() or any(c.isspace() for c in url):
+        return "a git URL cannot start with '-' or hold spaces"
+    if PASSWORD.search(url):
+        return "put no credentials in the git URL; use a credential helper or SSH key"
+    if url.startswith(("https://", "ssh://")) or SCP_LIKE.match(url):
+        return ""
+    if url.startswith("file://") or url.startswith("/"):
+        return "" if allow_file else "local repositories need CT_GIT_ALLOW_FILE=1"
+    return "the git URL must be https://, ssh:// or git@host:path"
 
 
 def fetch_commit(url: str, sha: str, into: Path, timeout_seconds: float = 300) -> Path:
     """Check out `sha` of `url` into the new folder `into`; returns `into`."""
     if not SHA.match(sha):
         raise CheckoutError(f"not a commit id: {sha!r}")
+    if url.startswith("-"):
+        raise CheckoutError("a git URL cannot start with '-'")
     into.mkdir(parents=True)
     _git(into, timeout_seconds, "init", "-q")
-    _git(into, timeout_seconds, "fetch", "-q", "--depth", "1", url, sha)
+    _git(into, timeout_seconds, "fetch", "-q", "--depth", "1", "--", url, sha)
     _git(into, timeout_seconds, "checkout", "-q", "--detach", "FETCH_HEAD")
     head = _git(into, timeout_seconds, "rev-parse", "HEAD").strip()
     if head != sha:
@@ -41,7 +62,7 @@ def changed_paths(
     there is no `before` (a new branch): then everything counts as changed."""
     if before == ZERO_SHA or not SHA.match(before):
         return None
-    _git(workdir, timeout_seconds, "fetch", "-q", "--depth", "1", url, before)
+    _git(workdir, timeout_seconds, "fetch", "-q", "--depth", "1", "--", url, before)
     names = _git(workdir, timeout_seconds, "diff", "--name-only", "--no-renames", before, after)
     return frozenset(line for line in names.splitlines() if line)
 

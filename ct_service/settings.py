@@ -53,6 +53,9 @@ class DockerSettings:
     # The tracking URI as the containers see it; empty = the tracking URI when it is a
     # server, else a local `mlflow server` that ct-service starts on the same store.
     tracking_uri: str = ""
+    # The operator's data roots: a parameter naming a path under one of them is mounted
+    # read-only; no other host path is ever mounted (CT_DATA_DIRS, ':'-separated).
+    data_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Settings:
     log_level: str = "INFO"
     repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
+    git_allow_file: bool = False  # allow file:// and local-path repositories (tests, demos)
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     recovery: RecoverySettings = RecoverySettings()
     docker: DockerSettings = DockerSettings()
@@ -162,6 +166,7 @@ class Settings:
             log_level=env.choice("CT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             repositories_file=env.existing_file("CT_REPOSITORIES_FILE"),
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
+            git_allow_file=env.choice("CT_GIT_ALLOW_FILE", "0", ("0", "1")) == "1",
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
             ),
@@ -230,6 +235,17 @@ class _Env:
             raise SettingsError(f"{name}: no such file {path!r}")
         return path
 
+    def directories(self, name: str) -> tuple[str, ...]:
+        """':'-separated existing absolute directories, each resolved (symlinks followed)."""
+        found = []
+        for entry in (e.strip() for e in self.text(name, "").split(":")):
+            if not entry:
+                continue
+            if not os.path.isabs(entry) or not Path(entry).is_dir():
+                raise SettingsError(f"{name}: {entry!r} is not an existing absolute directory")
+            found.append(os.path.realpath(entry))
+        return tuple(found)
+
     def addresses(self, name: str) -> tuple[str, ...]:
         addresses = tuple(a.strip() for a in self.text(name, "").split(",") if a.strip())
         for address in addresses:
@@ -278,6 +294,7 @@ def _docker(env: _Env) -> DockerSettings:
         gpus=env.text("CT_DOCKER_GPUS", ""),
         environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
         tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
+        data_dirs=env.directories("CT_DATA_DIRS"),
     )
 
 

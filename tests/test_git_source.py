@@ -40,7 +40,7 @@ def repository(tmp_path: Path) -> tuple[str, str, str]:
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "run", *args, "--json"],
-        env=ct_env(CT_HOME=str(home)),
+        env=ct_env(CT_HOME=str(home), CT_GIT_ALLOW_FILE="1"),  # served over file://
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -89,7 +89,7 @@ ENTRY = "  - {name: acme/models, provider: github, url: 'https://h/acme/models.g
         (f"repositories:\n{ENTRY}, provider: svn}}", "repositories[0].provider must be one of"),
         (
             "repositories:\n  - {name: acme/models, provider: github, url: 'ftp://h/x', secret_env: S}",
-            "repositories[0].url must be a git URL",
+            "repositories[0].url: the git URL must be https://, ssh:// or git@host:path",
         ),
         (
             f"repositories:\n{ENTRY}, project: ../../etc}}",

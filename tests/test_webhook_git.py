@@ -100,7 +100,10 @@ def test_bitbucket_pushes_are_filtered_by_git_in_the_worker(
     tmp_path: Path, repo, allow_list, redis_url
 ):
     settings = Settings(
-        home=tmp_path / "ct", broker_url=redis_url, repositories_file=str(allow_list)
+        home=tmp_path / "ct",
+        broker_url=redis_url,
+        repositories_file=str(allow_list),
+        git_allow_file=True,  # the repository is served over file://
     )
     client = create_app(settings).test_client()
     _, (first, docs, model) = repo
@@ -129,6 +132,7 @@ def test_a_sample_push_to_the_served_webhook_is_trained_at_the_pushed_commit(
         CT_HOME=str(home),
         CT_BROKER_URL=redis_url,
         CT_REPOSITORIES_FILE=str(allow_list),
+        CT_GIT_ALLOW_FILE="1",  # the repository is served over file://
         HOOK_SECRET="s3cret",
     )
     port = free_port()

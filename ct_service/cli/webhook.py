@@ -54,7 +54,7 @@ def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
         raise CtError(
             "CT_REPOSITORIES_FILE: name the allow-list that holds the repository's secret"
         )
-    found = load_repositories(Path(settings.repositories_file), os.environ)
+    found = load_repositories(Path(settings.repositories_file), os.environ, settings.git_allow_file)
     matches = [r for (_, name), r in found.items() if name == args.repository]
     if not matches:
         raise CtError(f"{args.repository} is not in {settings.repositories_file}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +27,12 @@ from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import run_tags
+from ct_service.exceptions import ProjectError
 from ct_service.execution import images, tracking_server
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import AttemptRequest
 from ct_service.execution.local import LocalExecutor
+from ct_service.execution.pushed_files import copy_project
 from ct_service.project import load_project
 from ct_service.settings import Settings
 
@@ -98,7 +101,8 @@ class DockerExecutor(LocalExecutor):
         name = load_project(project).name
         image = images.ensure(self.client, environment, name, self.settings.docker)
         copy = self._work_copy(request.run_id)
-        volumes = _data_volumes(request) + self._checkpoint_volumes(request)
+        volumes = data_volumes(request, self.settings.docker.data_dirs)
+        volumes += self._checkpoint_volumes(request)
         _write_work_copy(project, copy, request.run_id, image.tag, volumes)
         tags = {
             run_tags.ENVIRONMENT: environment.reason,
@@ -173,7 +177,7 @@ def _write_work_copy(
     project: Path, copy: Path, run_id: str, image: str, volumes: list[str]
 ) -> None:
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
+    copy_project(project, copy, shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
     spec = yaml.safe_load((copy / "MLproject").read_text()) or {}
     spec["name"] = _run_image(run_id)  # MLflow tags the image it builds with the name
     for other in ("python_env", "conda_env"):  # MLflow allows one environment field
@@ -186,11 +190,25 @@ def _write_work_copy(
     (copy / "MLproject").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def _data_volumes(request: AttemptRequest) -> list[str]:
-    """Parameters naming an existing absolute path on this machine: mounted read-only
-    at the same path, so the parameter means the same inside the container."""
+def data_volumes(request: AttemptRequest, data_dirs: tuple[str, ...]) -> list[str]:
+    """Parameters naming an existing absolute path under the operator's data roots
+    (CT_DATA_DIRS), after following symlinks: that file or folder is mounted read-only
+    at the path the parameter names, so it means the same inside the container. A
+    parameter naming any other existing host path (a default of the pushed MLproject,
+    or -P: `/`, the Docker socket, /etc, a device) fails the attempt; nothing of it is
+    mounted."""
     volumes = []
-    for value in request.parameters.values():
-        if os.path.isabs(value) and os.path.exists(value):
-            volumes.append(f"{value}:{value}:ro")
+    for name, value in sorted(request.parameters.items()):
+        if not os.path.isabs(value) or not os.path.lexists(value):
+            continue
+        real = os.path.realpath(value)
+        inside = any(real == root or real.startswith(root + os.sep) for root in data_dirs)
+        kind = os.stat(real).st_mode if os.path.exists(real) else 0
+        if not inside or not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+            roots = ", ".join(data_dirs) or "none configured"
+            raise ProjectError(
+                f"parameter {name}={value} names a host path outside the data roots "
+                f"(CT_DATA_DIRS: {roots}) or not a plain file or folder; it is not mounted"
+            )
+        volumes.append(f"{real}:{value}:ro")
     return sorted(set(volumes))

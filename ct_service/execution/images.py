@@ -22,6 +22,7 @@ from docker.errors import APIError, BuildError, ImageNotFound
 
 from ct_service.exceptions import ProjectError
 from ct_service.execution.environment import Environment
+from ct_service.execution.pushed_files import refuse_escaping_links
 from ct_service.settings import DockerSettings
 
 DEPENDENCY_FILES = ("requirements*.txt", "python_env.yaml", "conda.yaml")
@@ -43,6 +44,7 @@ def ensure(
     if environment.dockerfile is None:
         return _existing(client, environment.image)
     files = _context_files(environment.dockerfile)
+    refuse_escaping_links(environment.dockerfile.parent, files)
     tag = f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}"
     try:
         found = client.images.get(tag)

@@ -18,7 +18,14 @@ from mlflow.entities import Run
 from ct_service import keys as names
 from ct_service import notify, policy, registry, run_tags
 from ct_service.attempt import Attempt, AttemptStatus
-from ct_service.checkout import SHA, changed_paths, fetch_commit, redact, remove, touches
+from ct_service.checkout import (
+    SHA,
+    changed_paths,
+    fetch_commit,
+    remove,
+    touches,
+    url_problem,
+)
 from ct_service.exceptions import PipelineNotFound, ProjectError
 from ct_service.execution.executor import AttemptRequest, AttemptResult
 from ct_service.execution.lease import Lease, holder
@@ -118,8 +125,9 @@ def _create_from_git(
 ) -> str:
     """A pipeline for one commit of a repository; workers fetch it. Nothing is fetched
     here (a webhook must answer at once): the project is read by the start step."""
-    if redact(url) != url:
-        raise ProjectError("put no credentials in the git URL; use a credential helper or SSH key")
+    problem = url_problem(url, settings.git_allow_file)
+    if problem:
+        raise ProjectError(problem)
     if not commit or not SHA.match(commit):
         raise ProjectError("a git source needs --commit with a full 40-character commit id")
     name = PurePosixPath(path_in_repository).name or PurePosixPath(url.rstrip("/")).stem

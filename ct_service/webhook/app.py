@@ -63,7 +63,9 @@ def _allow_list(settings: Settings) -> dict[tuple[Provider, str], Repository]:
         raise SettingsError("CT_BROKER_URL: the webhook hands pipelines to workers over Redis")
     if not settings.repositories_file:
         raise SettingsError("CT_REPOSITORIES_FILE: the webhook needs its allow-list")
-    repositories = load_repositories(Path(settings.repositories_file), os.environ)
+    repositories = load_repositories(
+        Path(settings.repositories_file), os.environ, settings.git_allow_file
+    )
     unsigned = [f"{p.value} {n}" for (p, n), r in repositories.items() if not r.secret]
     if unsigned and not settings.webhook_insecure:
         raise SettingsError(

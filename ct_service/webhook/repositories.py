@@ -23,12 +23,10 @@ from typing import Any
 
 import yaml
 
-from ct_service.checkout import touches
+from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
 from ct_service.target import Direction, Target
 from ct_service.webhook.push import Provider
-
-URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://", "git@")
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class Repository:
 
 
 def load_repositories(
-    path: Path, environ: Mapping[str, str]
+    path: Path, environ: Mapping[str, str], allow_file: bool = False
 ) -> dict[tuple[Provider, str], Repository]:
     try:
         data = yaml.safe_load(path.read_text())
@@ -66,7 +64,7 @@ def load_repositories(
     found: dict[tuple[Provider, str], Repository] = {}
     for index, entry in enumerate(entries):
         where = f"{path}: repositories[{index}]"
-        repository = _repository(entry, where, environ)
+        repository = _repository(entry, where, environ, allow_file)
         key = (repository.provider, repository.name)
         if key in found:
             raise SettingsError(
@@ -76,7 +74,7 @@ def load_repositories(
     return found
 
 
-def _repository(entry: Any, where: str, environ: Mapping[str, str]) -> Repository:
+def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: bool) -> Repository:
     if not isinstance(entry, dict):
         raise SettingsError(f"{where}: must be a mapping")
     unknown = sorted(
@@ -103,8 +101,9 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str]) -> Repositor
         choices = ", ".join(p.value for p in Provider)
         raise SettingsError(f"{where}.provider must be one of {choices}") from None
     url = _text(entry, "url", where)
-    if not url.startswith(URL_SCHEMES):
-        raise SettingsError(f"{where}.url must be a git URL ({', '.join(URL_SCHEMES)})")
+    problem = url_problem(url, allow_file)
+    if problem:
+        raise SettingsError(f"{where}.url: {problem}")
     branches = _texts(entry, "branches", where, default=["main"])
     project = _relative(_text(entry, "project", where, default="."), f"{where}.project")
     watch = tuple(_relative(p, f"{where}.watch") for p in _texts(entry, "watch", where, default=[]))
