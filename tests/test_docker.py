@@ -8,6 +8,7 @@ Needs a Docker engine and a base image: `make docker-base` (what .ci/run does)."
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LENET, ROOT, ct_env
+from conftest import LENET, MNIST, ROOT, ct_env
 from helpers import (
     FAST_RECOVERY,
     attempt_runs,
@@ -68,6 +69,7 @@ def docker_env(home: Path, **extra: str) -> dict[str, str]:
         CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
         CT_MAX_ATTEMPTS="1",
         CT_TARGET_THRESHOLD="0.3",
+        CT_DATA_DIRS=os.path.realpath(MNIST),  # the only host path containers may read
         **extra,
     )
 
