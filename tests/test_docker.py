@@ -147,7 +147,9 @@ def test_a_container_exiting_non_zero_fails_the_attempt_with_its_last_line(
 ) -> None:
     home = tmp_path / "ct"
     done = ct_run(docker_env(home), mnist_dir, dropout="1.5")  # train.py refuses it
-    assert done.returncode == 3, done.stderr[-3000:]
+    # No attempt ever finished: the pipeline failed (exit 1) with the attempt's reason.
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert json.loads(done.stdout)["outcome"] == "failed"
     tracker = Tracker(Settings(home=home))
     (run,) = attempt_runs(tracker, json.loads(done.stdout)["pipeline_id"])
     assert run.data.tags["ct.status"] == "failed"
