@@ -7,9 +7,11 @@ recovery or repeat an idempotent step, never lose or duplicate work."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 import redis
@@ -82,6 +84,28 @@ class MemoryKeys:
 
 
 _memory = MemoryKeys()
+
+
+@contextlib.contextmanager
+def held(keys: KeyStore, key: str, value: str, ttl_seconds: float) -> Iterator[None]:
+    """Keep `key` alive (renewed every third of its TTL) while the block runs: a slow
+    step (an image build) keeps its claim; a dead one lets it expire."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl_seconds / 3):
+            try:
+                keys.put(key, value, ttl_seconds)
+            except Exception:  # a renewal is retried at the next turn
+                pass
+
+    thread = threading.Thread(target=renew, name=f"hold {key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
 
 
 def keystore_for(settings: Settings) -> KeyStore:

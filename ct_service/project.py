@@ -3,6 +3,7 @@ defaults, the search space from its ct.yaml, and the git commit it is at."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,23 @@ class Project:
     name: str
     parameters: Mapping[str, Parameter]
     space: SearchSpace
+    command: str = ""  # the entry point's command template
+
+    def command_line(self, values: Mapping[str, str]) -> str:
+        """The entry point's command with these parameter values, as MLflow builds it:
+        declared parameters substituted (shell-quoted), others appended as
+        `--name value`; defaults fill what `values` leaves out."""
+        given = {**{n: str(p.default) for n, p in self.parameters.items() if not p.required}}
+        given.update({n: str(v) for n, v in values.items()})
+        declared = {n: shlex.quote(v) for n, v in given.items() if n in self.parameters}
+        try:
+            line = self.command.format(**declared)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ProjectError(f"{self.name}: its command cannot be filled in: {error}") from None
+        extra = [
+            f"--{n} {shlex.quote(v)}" for n, v in sorted(given.items()) if n not in self.parameters
+        ]
+        return " ".join([line, *extra])
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -127,7 +145,10 @@ def load_project(location: str | Path) -> Project:
                 f"{ct_yaml}: {d.name} is searched as {d.kind}, but the MLproject "
                 f"declares it {declared_type}"
             )
-    return Project(path, str(spec.get("name") or path.name), parameters, space)
+    command = entry.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
+    return Project(path, str(spec.get("name") or path.name), parameters, space, command)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

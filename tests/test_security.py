@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,27 @@ def test_redaction_hides_a_password_holding_an_at_sign() -> None:
     shown = redact("fatal: could not read https://ci:p@ss@w0rd@example.com/a.git")
     assert shown == "fatal: could not read https://***@example.com/a.git"
     assert "ss" not in shown.split("***")[1]
+
+
+# -- 10. a slow preparation keeps its claim ------------------------------------------
+
+
+@pytest.mark.integration
+def test_an_attempt_being_prepared_keeps_its_claim_past_the_claims_lifetime() -> None:
+    """An image build outlasting the claim: a second worker (or a message the
+    watchdog enqueued again) must not start the same attempt."""
+    from ct_service.keystore import MemoryKeys, held
+
+    keys = MemoryKeys()
+    assert keys.claim("claim:run:a", "worker-1", 0.3)
+    with held(keys, "claim:run:a", "worker-1", 0.3):
+        ends = time.monotonic() + 1.0  # three claim lifetimes
+        while time.monotonic() < ends:
+            assert not keys.claim("claim:run:a", "worker-2", 0.3)
+            time.sleep(0.05)
+    # Released by whoever holds it; a dead holder lets it expire: after the block it
+    # is no longer renewed.
+    expires = time.monotonic() + 2.0
+    while keys.get("claim:run:a") is not None and time.monotonic() < expires:
+        time.sleep(0.05)
+    assert keys.claim("claim:run:a", "worker-2", 0.3)

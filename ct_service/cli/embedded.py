@@ -14,7 +14,7 @@ from types import TracebackType
 
 from celery.worker import state as worker_state
 
-from ct_service.execution.local import stop_running_attempts
+from ct_service.execution.loader import stop_running_attempts
 from ct_service.keystore import keystore_for
 from ct_service.orchestration.queue import QUEUES, CtCelery, enqueue, make_celery
 from ct_service.recovery.watchdog import Watchdog

@@ -1,13 +1,15 @@
-"""Runs an attempt as an MLflow Project run in a Docker container.
+"""Runs an attempt in a Docker container, started through the Docker SDK.
 
 The environment is chosen from the project's code (environment.py) and built or
-reused (images.py). The service writes that image as `docker_env` into a work copy
-of the project (MLflow ignores env_manager when an MLproject declares docker_env, so
-the user's MLproject stays runnable locally), and MLflow builds the image plus the
-code and runs it. Each container is named `ct-<run id>`; data folders given as
-parameters are mounted read-only at the same path; containers log to MLflow over
-HTTP. No secret is put on the `docker run` line (MLflow logs it): MLflow's
-credentials pass by name only. Containers and per-run images are removed afterwards.
+reused (images.py); a per-run image adds the project's code to it (a work copy in
+which no symlink leaves the project). The container is started with the engine's
+API, not a shell command line: no operator or project value is interpreted by a
+shell, and credentials reach it as environment entries of the API call, never on a
+logged line. Each container is named `ct-<run id>`; only parameters naming paths
+under the operator's data roots are mounted, read-only, at the same path; containers
+log to MLflow over HTTP. Its exit status decides: 128+n for an outside signal (an OOM
+kill, `docker kill`) is an interruption, anything else non-zero a failure of the code.
+Containers, per-run images and work copies are removed afterwards.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import os
 import re
 import shutil
 import stat
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import docker
-import yaml
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, BuildError, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
@@ -30,15 +36,22 @@ from ct_service import run_tags
 from ct_service.exceptions import ProjectError
 from ct_service.execution import images, tracking_server
 from ct_service.execution.environment import choose, load_images
-from ct_service.execution.executor import AttemptRequest
-from ct_service.execution.local import LocalExecutor
+from ct_service.execution.executor import (
+    AttemptRequest,
+    AttemptResult,
+    Heartbeat,
+    failure_reason,
+)
+from ct_service.execution.exit_status import outside_signal
 from ct_service.execution.pushed_files import copy_project
 from ct_service.project import load_project
 from ct_service.settings import Settings
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-# Passed into containers by name (`-e NAME`), so their values stay off the command line.
+# MLflow's credentials, handed to containers through the API when the worker has them.
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+WORKDIR = "/mlflow/projects/code"  # where the code sits in the container, as with MLflow
+RUN_DOCKERFILE = ".ct-run.Dockerfile"
 
 
 def container_name(run_id: str) -> str:
@@ -87,23 +100,46 @@ def for_settings(settings: Settings) -> DockerExecutor:
     return DockerExecutor(settings, tracking_uri)
 
 
-class DockerExecutor(LocalExecutor):
+@dataclass(frozen=True)
+class Prepared:
+    """What prepare() readied for run(): the per-run image and how to start it."""
+
+    image: str
+    command: str
+    volumes: tuple[str, ...]  # "host:container:mode"
+
+
+class DockerExecutor:
     name = "docker"
 
-    def __init__(self, settings: Settings, tracking_uri: str, **kwargs: object):
-        super().__init__(settings, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        settings: Settings,
+        tracking_uri: str,
+        poll_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
         self.client = docker.from_env()
         self.tracking_uri = tracking_uri  # as the containers reach it
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self._prepared: dict[str, Prepared] = {}
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
-        project = Path(request.project_uri)
-        environment = choose(project, load_images(self.settings.docker.environments_file))
-        name = load_project(project).name
-        image = images.ensure(self.client, environment, name, self.settings.docker)
-        copy = self._work_copy(request.run_id)
+        folder = Path(request.project_uri)
+        environment = choose(folder, load_images(self.settings.docker.environments_file))
+        project = load_project(folder)
+        image = images.ensure(self.client, environment, project.name, self.settings.docker)
         volumes = data_volumes(request, self.settings.docker.data_dirs)
-        volumes += self._checkpoint_volumes(request)
-        _write_work_copy(project, copy, request.run_id, image.tag, volumes)
+        volumes += self._artifact_volumes(request)
+        copy = self._work_copy(request.run_id)
+        shutil.rmtree(copy, ignore_errors=True)
+        copy_project(folder, copy, shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
+        self._build_run_image(copy, image.tag, request.run_id)
+        self._prepared[request.run_id] = Prepared(
+            _run_image(request.run_id), project.command_line(request.parameters), tuple(volumes)
+        )
         tags = {
             run_tags.ENVIRONMENT: environment.reason,
             run_tags.ENVIRONMENT_IMAGE: image.tag,
@@ -113,81 +149,183 @@ class DockerExecutor(LocalExecutor):
         }
         return replace(request, project_uri=str(copy)), tags
 
-    def payload(self, request: AttemptRequest) -> dict[str, object]:
-        docker = self.settings.docker
-        args = {"name": container_name(request.run_id)}
-        args.update(
-            {
-                k: v
-                for k, v in (
-                    ("network", docker.network),
-                    ("cpus", docker.cpus),
-                    ("memory", docker.memory),
-                    ("gpus", docker.gpus),
-                )
-                if v
-            }
-        )
-        return {**super().payload(request), "build_image": True, "docker_args": args}
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
+        prepared = self._prepared[request.run_id]
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(request.log_path, "ab") as log:
+            log.write(self._describe(request, prepared).encode() + b"\n")
+            log.flush()
+            container = self.client.containers.run(
+                detach=True, **self.container_options(request, prepared)
+            )
+            _running[container.id] = self
+            copier = threading.Thread(target=_copy_logs, args=(container, log), daemon=True)
+            copier.start()
+            try:
+                ended = self._wait(container, request, heartbeat)
+            finally:
+                _running.pop(container.id, None)
+            if ended is not None:  # stopped from here: timed out or taken over
+                self.stop(request)
+                copier.join(timeout=10)
+                return ended
+            code = int(container.wait(timeout=60).get("StatusCode", 1))
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            copier.join(timeout=30)
+        self.stop(request)
+        if code == 0:
+            return AttemptResult(True)
+        killer = "SIGKILL" if oom else outside_signal(code)
+        if killer:
+            why = " (out of memory)" if oom else ""
+            return AttemptResult(
+                False, f"the container was killed by {killer}{why}", interrupted=True
+            )
+        return AttemptResult(False, failure_reason(request.log_path, 0))
 
-    def environment(self) -> dict[str, str]:
-        env = super().environment()
-        env["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        return env
+    def container_options(self, request: AttemptRequest, prepared: Prepared) -> dict[str, Any]:
+        """docker.containers.run() arguments: nothing here goes through a shell."""
+        settings = self.settings.docker
+        environment = {
+            "MLFLOW_RUN_ID": request.run_id,
+            "MLFLOW_EXPERIMENT_ID": request.experiment_id,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "PYTHONUNBUFFERED": "1",
+            **{name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)},
+        }
+        options: dict[str, Any] = {
+            "image": prepared.image,
+            "command": ["sh", "-c", prepared.command],  # the project's own command, inside
+            "name": container_name(request.run_id),
+            "environment": environment,
+            "volumes": [volume for volume in prepared.volumes],
+            "working_dir": WORKDIR,
+        }
+        if settings.network == "host":
+            options["network_mode"] = "host"
+        elif settings.network:
+            options["network"] = settings.network
+        if settings.cpus:
+            options["nano_cpus"] = int(float(settings.cpus) * 1e9)
+        if settings.memory:
+            options["mem_limit"] = settings.memory
+        if settings.gpus:
+            count = -1 if settings.gpus == "all" else int(settings.gpus)
+            options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        return options
 
     def stop(self, request: AttemptRequest) -> None:
         """Remove the attempt's container (stopping it if it runs), its per-run image
         and its work copy; each may be gone already."""
-        try:
-            self.client.containers.get(container_name(request.run_id)).remove(force=True)
-        except NotFound:
-            pass
-        except APIError as error:
-            if error.status_code != 409:  # 409: removal already in progress (--rm)
-                raise
+        remove_container(request.run_id)
         try:
             self.client.images.remove(_run_image(request.run_id), force=True)
         except NotFound:
             pass
+        except APIError as error:
+            if error.status_code != 409:  # 409: still in use by a container being removed
+                raise
         shutil.rmtree(self._work_copy(request.run_id), ignore_errors=True)
 
-    def _checkpoint_volumes(self, request: AttemptRequest) -> list[str]:
-        """A resumed run reads the checkpoint of the run it continues. MLflow mounts
-        only the new run's own artifact folder; a local artifact store must also
-        show the old run's, read-only (a served store is reached over HTTP)."""
-        resume_from = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
-        if not resume_from:
-            return []
+    def _wait(
+        self, container: Container, request: AttemptRequest, heartbeat: Heartbeat
+    ) -> AttemptResult | None:
+        """Until the container exits (None); or the result of stopping it here."""
+        deadline = self.clock() + request.timeout_seconds
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                return None
+            if self.clock() > deadline:
+                return AttemptResult(
+                    False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
+                )
+            if not heartbeat():
+                return AttemptResult(
+                    False, "stopped: another run took the attempt over", interrupted=True
+                )
+            time.sleep(self.poll_seconds)
+
+    def _build_run_image(self, copy: Path, base: str, run_id: str) -> None:
+        """The environment image plus the project's code (as MLflow's build_image)."""
+        (copy / RUN_DOCKERFILE).write_text(f"FROM {base}\nCOPY . {WORKDIR}/\nWORKDIR {WORKDIR}\n")
+        try:
+            self.client.images.build(
+                path=str(copy), dockerfile=RUN_DOCKERFILE, tag=_run_image(run_id), rm=True
+            )
+        except BuildError as error:
+            raise ProjectError(f"adding the code to {base} failed: {error.msg}"[:600]) from None
+
+    def _artifact_volumes(self, request: AttemptRequest) -> list[str]:
+        """With a local artifact store the container writes the run's artifacts into
+        its folder (mounted read-write at the same path), and a resumed run reads the
+        checkpoint of the run it continues (read-only); a served store is reached
+        over HTTP and needs no mount."""
         client = MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)
-        artifact_uri = client.get_run(resume_from).info.artifact_uri
-        if not artifact_uri.startswith("file:"):
-            return []
-        folder = local_file_uri_to_path(artifact_uri)
-        return [f"{folder}:{folder}:ro"]
+        volumes = []
+        own = client.get_run(request.run_id).info.artifact_uri
+        if own.startswith("file:"):
+            folder = local_file_uri_to_path(own)
+            os.makedirs(folder, exist_ok=True)
+            volumes.append(f"{folder}:{folder}:rw")
+        resume_from = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
+        if resume_from:
+            earlier = client.get_run(resume_from).info.artifact_uri
+            if earlier.startswith("file:"):
+                folder = local_file_uri_to_path(earlier)
+                volumes.append(f"{folder}:{folder}:ro")
+        return volumes
+
+    def _describe(self, request: AttemptRequest, prepared: Prepared) -> str:
+        """One line for the attempt's log: what runs where (no environment values)."""
+        settings = self.settings.docker
+        limits = [
+            f"{what} {value}"
+            for what, value in (
+                ("cpus", settings.cpus),
+                ("memory", settings.memory),
+                ("gpus", settings.gpus),
+                ("network", settings.network),
+            )
+            if value
+        ]
+        mounts = ", ".join(prepared.volumes) or "none"
+        return (
+            f"ct-service: container {container_name(request.run_id)} from {prepared.image}"
+            f" ({', '.join(limits) or 'no limits'}); mounts: {mounts}; command: "
+            f"{prepared.command}"
+        )
 
     def _work_copy(self, run_id: str) -> Path:
         return self.settings.home / "work" / "containers" / run_id
 
 
+_running: dict[str, DockerExecutor] = {}
+
+
+def stop_running_containers() -> int:
+    """Remove every container this process started (its owner is going away)."""
+    stopped = 0
+    for container_id in list(_running):
+        try:
+            docker.from_env(timeout=10).containers.get(container_id).remove(force=True)
+            stopped += 1
+        except NotFound:
+            pass
+    return stopped
+
+
+def _copy_logs(container: Container, log: Any) -> None:
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            log.write(chunk)
+            log.flush()
+    except Exception:  # the container went away; what was copied stays
+        pass
+
+
 def _run_image(run_id: str) -> str:
     return f"ct-run-{run_id}"
-
-
-def _write_work_copy(
-    project: Path, copy: Path, run_id: str, image: str, volumes: list[str]
-) -> None:
-    shutil.rmtree(copy, ignore_errors=True)
-    copy_project(project, copy, shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
-    spec = yaml.safe_load((copy / "MLproject").read_text()) or {}
-    spec["name"] = _run_image(run_id)  # MLflow tags the image it builds with the name
-    for other in ("python_env", "conda_env"):  # MLflow allows one environment field
-        spec.pop(other, None)
-    spec["docker_env"] = {
-        "image": image,
-        "volumes": volumes,
-        "environment": [name for name in CREDENTIALS if os.environ.get(name)],
-    }
-    (copy / "MLproject").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
 def data_volumes(request: AttemptRequest, data_dirs: tuple[str, ...]) -> list[str]:

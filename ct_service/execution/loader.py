@@ -15,6 +15,7 @@ from ct_service.execution.executor import (
     Heartbeat,
 )
 from ct_service.execution.local import LocalExecutor
+from ct_service.execution.local import stop_running_attempts as local_stop_running_attempts
 from ct_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,12 @@ def executor_for(settings: Settings) -> Executor:
     if execution == "local":
         return LocalExecutor(settings)
     return docker.for_settings(settings)
+
+
+def stop_running_attempts() -> int:
+    """Stop every attempt this process runs, local or in a container (its owner is
+    going away)."""
+    return local_stop_running_attempts() + docker.stop_running_containers()
 
 
 class AutoExecutor:

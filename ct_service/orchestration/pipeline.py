@@ -31,7 +31,7 @@ from ct_service.execution.executor import AttemptRequest, AttemptResult
 from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
-from ct_service.keystore import keystore_for
+from ct_service.keystore import held, keystore_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
@@ -231,8 +231,11 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     if not keys.claim(claim, holder(), names.RUN_CLAIM_SECONDS):
         return None  # a duplicate message is starting it right now
     try:
-        executor = executor_for(settings)
-        request, choices = executor.prepare(_attempt_request(settings, pipeline, attempt_id, tags))
+        with held(keys, claim, holder(), names.RUN_CLAIM_SECONDS):  # an image build is slow
+            executor = executor_for(settings)
+            request, choices = executor.prepare(
+                _attempt_request(settings, pipeline, attempt_id, tags)
+            )
         tracker.set_tags(
             attempt_id,
             {
