@@ -98,6 +98,8 @@ class Settings:
     repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
     git_allow_file: bool = False  # allow file:// and local-path repositories (tests, demos)
+    api_token: str = field(default="", repr=False)  # bearer token of GET /pipelines*
+    trust_pushed_code: bool = False  # run pushed code outside a container (CT_EXECUTION=local)
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     recovery: RecoverySettings = RecoverySettings()
     docker: DockerSettings = DockerSettings()
@@ -167,6 +169,8 @@ class Settings:
             repositories_file=env.existing_file("CT_REPOSITORIES_FILE"),
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
             git_allow_file=env.choice("CT_GIT_ALLOW_FILE", "0", ("0", "1")) == "1",
+            api_token=env.secret("CT_API_TOKEN"),
+            trust_pushed_code=env.choice("CT_TRUST_PUSHED_CODE", "0", ("0", "1")) == "1",
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
             ),

@@ -211,6 +211,21 @@ class Tracker:
         ]
         return later[0].info.run_id if later else ""
 
+    def pipeline_for_commit(self, url: str, branch: str, commit: str) -> str:
+        """The id of a pipeline already started for this commit of this repository and
+        branch, however long ago (a redelivered push starts nothing new), or ""."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return ""
+        runs = self.client.search_runs(
+            experiments,
+            f"{_tag(run_tags.KIND, 'pipeline')} and {_tag(run_tags.SOURCE_URL, url)}"
+            f" and {_tag(run_tags.SOURCE_BRANCH, branch)} and {_tag(run_tags.COMMIT, commit)}",
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        return runs[0].info.run_id if runs else ""
+
     def recent_pipelines(self, limit: int = 20) -> list[Pipeline]:
         experiments = [e.experiment_id for e in self.client.search_experiments()]
         if not experiments:

@@ -194,3 +194,17 @@ def test_mutated_payloads_raise_only_push_errors(provider, headers, payload):
         except PushError:
             continue
         assert len(push.after) == 40 and push.repository and push.ref
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("provider", "payload"),
+    [
+        (Provider.GITHUB, {**GITHUB_PUSH, "commits": []}),  # a force-push back
+        (Provider.GITEA, {**GITHUB_PUSH, "total_commits": 120}),  # Gitea trims its list
+        (Provider.GITLAB, {**GITLAB_PUSH, "total_commits_count": 25}),  # GitLab lists 20
+    ],
+)
+def test_an_empty_or_truncated_commit_list_means_changes_unknown(provider, payload):
+    """Not "no change to the model code": the worker compares the two commits."""
+    assert parse(provider, {}, payload).changed_paths is None

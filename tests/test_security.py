@@ -173,3 +173,109 @@ def test_an_attempt_being_prepared_keeps_its_claim_past_the_claims_lifetime() ->
     while keys.get("claim:run:a") is not None and time.monotonic() < expires:
         time.sleep(0.05)
     assert keys.claim("claim:run:a", "worker-2", 0.3)
+
+
+# -- 7. the webhook: signature first, no 5xx, no enumeration, no replays --------------
+
+
+@pytest.fixture
+def hook(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A webhook watching acme/models on GitHub, and a way to send it signed bodies."""
+    from ct_service.settings import Settings
+    from ct_service.webhook.app import create_app
+    from ct_service.webhook.push import Provider, sign
+
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    allow_list = tmp_path / "repositories.yaml"
+    allow_list.write_text(
+        "repositories:\n  - {name: acme/models, provider: github, secret_env: HOOK_SECRET,"
+        " url: 'https://git.example.com/acme/models.git', project: projects/lenet}\n"
+    )
+    settings = Settings(
+        home=tmp_path / "ct",
+        broker_url=redis_url,
+        repositories_file=str(allow_list),
+        api_token="t0ken-for-the-status-api",
+    )
+    client = create_app(settings).test_client()
+
+    def send(body: bytes, event: str = "push", path: str = "/hooks"):
+        headers = {"X-GitHub-Event": event, **sign(Provider.GITHUB, body, "s3cret")}
+        return client.post(path, data=body, headers=headers, content_type="application/json")
+
+    return client, send, settings
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,  # nested past Python's recursion limit
+        b'{"ref": "\xff\xfe refs/heads/main"}',  # not UTF-8
+        b'{"after": ' + b"9" * 10000 + b"}",  # an integer too long to convert
+        b'{"ref": "refs/heads/main", "after": 1e999999}',
+        b"\x00\x01\x02",
+    ],
+)
+def test_a_signed_malformed_body_is_a_4xx_never_a_5xx(hook, body: bytes) -> None:
+    _, send, _ = hook
+    answer = send(body)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.json)
+
+
+@pytest.mark.integration
+def test_an_unsigned_body_is_refused_before_it_is_parsed(hook) -> None:
+    """The deeply nested body that parsed into a 500 before: now never parsed."""
+    client, _, _ = hook
+    body = b"[" * 5000 + b"]" * 5000
+    answer = client.post(
+        "/hooks", data=body, headers={"X-GitHub-Event": "push"}, content_type="application/json"
+    )
+    assert answer.status_code == 401 and "acme" not in answer.get_data(as_text=True)
+
+
+@pytest.mark.integration
+def test_an_old_redelivery_is_recognised_from_mlflow_after_redis_forgot_it(
+    hook, redis_url: str
+) -> None:
+    import json
+
+    import redis
+    from push_samples import GITHUB_PUSH
+
+    _, send, _ = hook
+    body = json.dumps(GITHUB_PUSH).encode()
+    first = send(body)
+    assert first.status_code == 202
+    redis.Redis.from_url(redis_url).flushdb()  # the dedup keys expired (7 days on)
+    replayed = send(body)
+    assert replayed.status_code == 200
+    assert replayed.json == {"pipeline_id": first.json["pipeline_id"], "status": "already started"}
+
+
+@pytest.mark.integration
+def test_the_status_api_needs_its_bearer_token(hook) -> None:
+    client, _, settings = hook
+    assert client.get("/pipelines").status_code == 401
+    assert client.get("/pipelines", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    authorised = {"Authorization": "Bearer t0ken-for-the-status-api"}
+    assert client.get("/pipelines", headers=authorised).status_code == 200
+    assert client.get("/healthz").json == {"status": "ok"}  # stays open, says no more
+    from dataclasses import replace
+
+    from ct_service.webhook.app import create_app
+
+    closed = create_app(replace(settings, api_token="")).test_client()
+    assert closed.get("/pipelines", headers=authorised).status_code == 404  # the API is off
+
+
+@pytest.mark.integration
+def test_a_tag_deletion_is_not_called_a_branch_deletion(hook) -> None:
+    import json
+
+    from push_samples import GITHUB_PUSH
+
+    _, send, _ = hook
+    deleted_tag = {**GITHUB_PUSH, "ref": "refs/tags/v1", "after": "0" * 40, "deleted": True}
+    answer = send(json.dumps(deleted_tag).encode())
+    assert answer.json == {"status": "ignored", "reason": "refs/tags/v1 is not a branch"}

@@ -19,8 +19,10 @@ from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 from ct_service.webhook.app import create_app
 from ct_service.webhook.push import Provider, sign
+from ct_service.webhook.views import NOT_ACCEPTED
 
 SECRETS = {p: f"secret-for-{p.value}" for p in Provider}
+API_TOKEN = "status-api-token-0123456789"
 
 
 @pytest.fixture
@@ -131,7 +133,9 @@ def test_each_provider_ping_deletion_redelivery_and_allow_list(
         stranger = {**payload, "project": {"path_with_namespace": "evil/repo"}}
     else:
         stranger = {**payload, "repository": {"full_name": "evil/repo"}}
-    assert deliver(client, provider, headers, stranger).status_code == 403
+    # signed with acme/models' secret but naming another repository: the same 401
+    refused = deliver(client, provider, headers, stranger)
+    assert (refused.status_code, refused.json) == (401, {"error": NOT_ACCEPTED})
     assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
 
 
@@ -177,19 +181,22 @@ def test_a_redelivery_or_a_racing_push_of_the_same_commit_gets_the_same_pipeline
 
 
 @pytest.mark.integration
-def test_a_repository_off_the_allow_list_is_403_and_nothing_is_fetched(client, settings):
+def test_a_repository_off_the_allow_list_is_refused_like_a_bad_signature(client, settings):
+    """No enumeration: an unknown repository and a bad signature get the same 401,
+    and nothing of the request is echoed."""
     payload = {
         **GITHUB_PUSH,
         "repository": {"full_name": "evil/repo", "clone_url": "https://evil.example/x.git"},
     }
-    answer = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload)
-    assert answer.status_code == 403
-    assert "not watched" in answer.json["error"]
+    unknown = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, payload, secret="x")
+    forged = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, GITHUB_PUSH, secret="x")
+    assert unknown.status_code == forged.status_code == 401
+    assert unknown.json == forged.json == {"error": NOT_ACCEPTED}
     assert queued() == 0 and not (settings.home / "work").exists()
 
 
 @pytest.mark.integration
-def test_a_push_that_changes_no_model_code_is_skipped_unless_forced(client):
+def test_a_push_that_changes_no_model_code_is_skipped_and_force_is_not_a_webhook_option(client):
     payload = {
         **GITHUB_PUSH,
         "commits": [{"id": AFTER, "added": [], "modified": ["README.md"], "removed": []}],
@@ -197,19 +204,19 @@ def test_a_push_that_changes_no_model_code_is_skipped_unless_forced(client):
     headers = {"X-GitHub-Event": "push"}
     skipped = deliver(client, Provider.GITHUB, headers, payload)
     assert skipped.json == {"status": "skipped", "reason": "skipped: no change to the model code"}
-    forced = deliver(client, Provider.GITHUB, headers, payload, path="/hooks?force=1")
-    assert forced.status_code == 202
-    assert queued() == 1
+    replayed = deliver(client, Provider.GITHUB, headers, payload, path="/hooks?force=1")
+    assert replayed.json == skipped.json  # a captured skipped push cannot be forced
+    assert queued() == 0
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("headers", "body", "content_type", "status"),
     [
-        ({"X-GitHub-Event": "push"}, b"{not json", "application/json", 400),
+        ({"X-GitHub-Event": "push"}, b"{not json", "application/json", 401),  # unsigned
         ({"X-GitHub-Event": "push"}, b"ref=main", "application/x-www-form-urlencoded", 415),
         ({}, b"{}", "application/json", 400),
-        ({"X-GitHub-Event": "push"}, b"[]", "application/json", 403),
+        ({"X-GitHub-Event": "push"}, b"[]", "application/json", 401),
     ],
 )
 def test_bad_requests_get_json_errors(client, headers, body, content_type, status):
@@ -261,7 +268,9 @@ def test_fuzzed_requests_never_get_a_5xx_or_start_a_pipeline(client, settings):
 
 
 @pytest.mark.integration
-def test_pipelines_and_health_endpoints(client):
+def test_pipelines_and_health_endpoints(settings):
+    client = create_app(replace(settings, api_token=API_TOKEN)).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
     started = deliver(client, Provider.GITLAB, {"X-Gitlab-Event": "Push Hook"}, GITLAB_PUSH).json[
         "pipeline_id"
     ]
@@ -275,6 +284,7 @@ def test_pipelines_and_health_endpoints(client):
         and shown.json["attempts"] == []
     )
     assert client.get("/pipelines/0123abc").status_code == 404
+    assert client.get("/pipelines/" + "\u0661" * 32).status_code == 404  # non-ASCII digits
     assert client.get("/pipelines/../../etc").status_code == 404
     assert client.get("/pipelines?limit=abc").status_code == 200
     assert client.get("/healthz").json == {"status": "ok"}

@@ -163,8 +163,7 @@ def parse(provider: Provider, headers: Mapping[str, str], payload: Any) -> Push:
 
 
 def repository_name(provider: Provider, payload: Any) -> str:
-    """The repository a body names, read before its signature can be checked (the
-    secret to check it with depends on it); "" when the body names none."""
+    """The repository a verified body names; "" when it names none."""
     try:
         if provider is Provider.GITLAB:
             name = payload["project"]["path_with_namespace"]
@@ -175,8 +174,22 @@ def repository_name(provider: Provider, payload: Any) -> str:
     return name if isinstance(name, str) else ""
 
 
+def _listed_paths(commits: Any, total: Any) -> frozenset[str] | None:
+    """The paths a push's commit list changed; None ("changes unknown": the worker
+    compares the two commits with git) when the list is empty (a force-push back)
+    or cut short (more commits than listed)."""
+    if commits is not None and not isinstance(commits, list):
+        raise BadPayload("commits must be a list")
+    if not commits:
+        return None
+    if isinstance(total, int) and not isinstance(total, bool) and total > len(commits):
+        return None
+    return _paths(commits)
+
+
 def _github_like(provider: Provider, payload: dict, delivery: str) -> Push:
-    """GitHub, Gitea and Forgejo share GitHub's push format."""
+    """GitHub, Gitea and Forgejo share GitHub's push format (Gitea and Forgejo give
+    `total_commits` when they trim the list)."""
     after = _sha(payload["after"], "after")
     return Push(
         provider=provider,
@@ -185,7 +198,7 @@ def _github_like(provider: Provider, payload: dict, delivery: str) -> Push:
         before=_sha(payload.get("before") or ZERO_SHA, "before"),
         after=after,
         deleted=bool(payload.get("deleted")) or after == ZERO_SHA,
-        changed_paths=_paths(payload.get("commits") or []),
+        changed_paths=_listed_paths(payload.get("commits"), payload.get("total_commits")),
         delivery_id=delivery,
     )
 
@@ -199,7 +212,8 @@ def _gitlab(payload: dict, delivery: str) -> Push:
         before=_sha(payload.get("before") or ZERO_SHA, "before"),
         after=_sha(payload.get("checkout_sha") or after, "checkout_sha"),
         deleted=after == ZERO_SHA,
-        changed_paths=_paths(payload.get("commits") or []),
+        # GitLab lists at most 20 commits and gives the whole count
+        changed_paths=_listed_paths(payload.get("commits"), payload.get("total_commits_count")),
         delivery_id=delivery,
     )
 

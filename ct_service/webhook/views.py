@@ -7,8 +7,10 @@ the Flask app's `ct` extension, set by create_app()."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 import redis
@@ -16,6 +18,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ct_service import keys as names
+from ct_service.exceptions import BadSignature
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.queue import CtCelery, enqueue
 from ct_service.report import run_url, summarize
@@ -28,6 +31,9 @@ from ct_service.webhook.repositories import Repository
 
 log = logging.getLogger(__name__)
 NO_MODEL_CHANGE = "skipped: no change to the model code"
+# One answer for an unknown repository and a bad signature: nothing to enumerate.
+NOT_ACCEPTED = "not accepted: unknown repository or bad signature"
+PIPELINE_ID = re.compile(r"[0-9a-f]{32}")
 hooks = Blueprint("hooks", __name__)
 
 
@@ -46,44 +52,65 @@ def _context() -> WebhookContext:
 
 @hooks.post("/hooks")
 def receive() -> ResponseReturnValue:
+    """Verify the signature on the raw bytes (against the secrets of the provider's
+    watched repositories) before anything reads the body; then parse it, and start a
+    pipeline for a push to a watched branch that changes the model code."""
     ct = _context()
     headers = dict(request.headers)
     provider = push.identify(headers)
     if request.mimetype != "application/json":
         return jsonify(error="send the push as application/json"), 415
     body = request.get_data(cache=False)
+    signers = _signed_by(ct, provider, headers, body)
+    if not signers:
+        return jsonify(error=NOT_ACCEPTED), 401
     try:
         payload = json.loads(body)
-    except ValueError:
-        return jsonify(error="the body is not JSON"), 400
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, huge ints
+        return jsonify(error="the body is not JSON this service can read"), 400
     kind = push.event_kind(provider, headers)
-    name = push.repository_name(provider, payload)
-    repository = ct.repositories.get((provider, name))
-    if repository is None:
-        if kind is EventKind.PING:  # organisation-level pings name no repository
-            return jsonify(status="pong"), 200
-        return jsonify(error=f"{provider.value} repository {name!r} is not watched"), 403
-    if repository.secret or not ct.settings.webhook_insecure:
-        push.verify(provider, headers, body, repository.secret)
     if kind is EventKind.PING:
         return jsonify(status="pong"), 200
+    repository = signers.get(push.repository_name(provider, payload))
+    if repository is None:  # signed with a secret of another repository
+        return jsonify(error=NOT_ACCEPTED), 401
     if kind is not EventKind.PUSH:
         return jsonify(status="ignored", reason="not a push event"), 200
     event = push.parse(provider, headers, payload)
-    force = request.args.get("force") == "1"
-    not_trained = _not_trained(event, repository, force)
+    not_trained = _not_trained(event, repository)
     if not_trained is not None:
         status, reason = not_trained
         return jsonify(status=status, reason=reason), 200
-    return _start(ct, event, repository, force)
+    return _start(ct, event, repository)
 
 
-def _start(
-    ct: WebhookContext, event: push.Push, repository: Repository, force: bool
-) -> ResponseReturnValue:
+def _signed_by(
+    ct: WebhookContext, provider: push.Provider, headers: dict[str, str], body: bytes
+) -> dict[str, Repository]:
+    """The provider's watched repositories whose secret signed this body, by name
+    (unsigned ones too with CT_WEBHOOK_INSECURE=1)."""
+    found = {}
+    for (of, name), repository in ct.repositories.items():
+        if of is not provider:
+            continue
+        if not repository.secret and ct.settings.webhook_insecure:
+            found[name] = repository
+            continue
+        try:
+            push.verify(provider, headers, body, repository.secret)
+        except BadSignature:
+            continue
+        found[name] = repository
+    return found
+
+
+def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> ResponseReturnValue:
     """Claim the push, persist its pipeline, enqueue its id; a second delivery of the
-    same push (or commit) answers with the first one's pipeline."""
+    same push (or commit) answers with the first one's pipeline, however old."""
     provider = repository.provider.value
+    earlier = Tracker(ct.settings).pipeline_for_commit(repository.url, event.branch, event.after)
+    if earlier:
+        return jsonify(pipeline_id=earlier, status="already started"), 200
     keys = [names.pushed_commit(provider, repository.name, event.branch, event.after)]
     if event.delivery_id:
         keys.insert(0, names.delivery(provider, event.delivery_id))
@@ -104,7 +131,7 @@ def _start(
                 names.push_sequence(provider, repository.name, event.branch)
             ),
             # a provider that lists no changed paths (Bitbucket): the worker compares
-            filter_since=event.before if event.changed_paths is None and not force else "",
+            filter_since=event.before if event.changed_paths is None else "",
             watched=repository.watched_paths,
         )
         enqueue(ct.celery, pipeline.Task.START, pipeline_id)
@@ -114,6 +141,21 @@ def _start(
     ct.deliveries.remember(keys, pipeline_id)
     log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], pipeline_id)
     return jsonify(pipeline_id=pipeline_id), 202
+
+
+@hooks.before_request
+def _status_api_needs_its_token() -> ResponseReturnValue | None:
+    """/pipelines* show failure text and training output: only with the bearer token
+    CT_API_TOKEN (without one configured, the status API is off)."""
+    if not request.path.startswith("/pipelines"):
+        return None
+    token = _context().settings.api_token
+    if not token:
+        return jsonify(error="the status API is off: set CT_API_TOKEN"), 404
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        return jsonify(error="a bearer token is required"), 401
+    return None
 
 
 @hooks.get("/pipelines")
@@ -127,7 +169,7 @@ def list_pipelines() -> ResponseReturnValue:
 @hooks.get("/pipelines/<pipeline_id>")
 def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
     settings = _context().settings
-    if not pipeline_id.isalnum() or len(pipeline_id) > 64:
+    if not PIPELINE_ID.fullmatch(pipeline_id):
         return jsonify(error="not a pipeline id"), 404
     tracker = Tracker(settings)
     current = tracker.pipeline(pipeline_id)
@@ -154,18 +196,14 @@ def _brief(settings: Settings, p: Pipeline) -> dict[str, str]:
     }
 
 
-def _not_trained(event: push.Push, repository: Repository, force: bool) -> tuple[str, str] | None:
+def _not_trained(event: push.Push, repository: Repository) -> tuple[str, str] | None:
     """(status, reason) for a push that starts nothing; None when it trains."""
-    if event.deleted:
-        return "ignored", "the branch was deleted"
     if not event.branch:
         return "ignored", f"{event.ref} is not a branch"
+    if event.deleted:
+        return "ignored", "the branch was deleted"
     if event.branch not in repository.branches:
         return "ignored", f"branch {event.branch} is not watched"
-    if (
-        not force
-        and event.changed_paths is not None
-        and not repository.watches(event.changed_paths)
-    ):
+    if event.changed_paths is not None and not repository.watches(event.changed_paths):
         return "skipped", NO_MODEL_CHANGE
     return None
