@@ -33,6 +33,7 @@ METRIC_PREFIX = "ct.metric."  # + metric name: the candidate's final metrics
 DATA_PREFIX = "ct.data."  # + dataset name (on a model version): the digest it trained on
 SOURCE_URL = "ct.source.url"  # git URL the workers fetch the commit from
 SOURCE_BRANCH = "ct.source.branch"  # the branch pushed to
+SOURCE_REPOSITORY = "ct.source.repository"  # <provider>:<name> of the allow-list entry
 SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its branch
 SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
 SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains

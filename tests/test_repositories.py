@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ct_service.exceptions import SettingsError
+from ct_service.repositories import load_repositories
 from ct_service.webhook.push import Provider
-from ct_service.webhook.repositories import load_repositories
 
 GOOD = """
 repositories:

@@ -279,3 +279,85 @@ def test_a_tag_deletion_is_not_called_a_branch_deletion(hook) -> None:
     deleted_tag = {**GITHUB_PUSH, "ref": "refs/tags/v1", "after": "0" * 40, "deleted": True}
     answer = send(json.dumps(deleted_tag).encode())
     assert answer.json == {"status": "ignored", "reason": "refs/tags/v1 is not a branch"}
+
+
+# -- 5. what runs is never taken from MLflow tags ------------------------------------
+
+
+@pytest.mark.integration
+def test_an_edited_source_url_tag_fetches_nothing(hook, tmp_path: Path) -> None:
+    """Anyone who reaches MLflow can edit a queued pipeline's tags; the worker re-reads
+    the repository's URL and project from the allow-list and refuses the edit."""
+    import json
+
+    from push_samples import GITHUB_PUSH
+
+    from ct_service import run_tags
+    from ct_service.orchestration import pipeline
+    from ct_service.tracking import Tracker
+
+    _, send, settings = hook
+    pipeline_id = send(json.dumps(GITHUB_PUSH).encode()).json["pipeline_id"]
+    evil = tmp_path / "evil-repo"
+    Tracker(settings).set_tags(pipeline_id, {run_tags.SOURCE_URL: evil.as_uri()})
+    with pytest.raises(ProjectError, match="not what the allow-list says .* nothing was fetched"):
+        pipeline.start(settings, pipeline_id)
+    assert not (settings.home / "work" / pipeline_id).exists()
+
+
+@pytest.mark.integration
+def test_a_git_pipeline_naming_an_unlisted_url_fetches_nothing(hook) -> None:
+    from dataclasses import replace
+
+    from ct_service.orchestration import pipeline
+
+    _, _, settings = hook
+    settings = replace(settings, git_allow_file=True)
+    source = pipeline.GitSource("https://git.example.com/other/repo.git")
+    pipeline_id = pipeline.create(settings, "projects/lenet", commit="a" * 40, source=source)
+    with pytest.raises(ProjectError, match="is not on the allow-list .* nothing was fetched"):
+        pipeline.start(settings, pipeline_id)
+    assert not (settings.home / "work" / pipeline_id).exists()
+
+
+# -- 9. pushed code never runs outside a container by default ------------------------
+
+
+@pytest.mark.integration
+def test_a_pushed_commit_does_not_run_on_the_worker_itself(tmp_path: Path, monkeypatch) -> None:
+    from conftest import git
+
+    from ct_service.orchestration import pipeline
+    from ct_service.orchestration.pipeline import Task
+    from ct_service.settings import Settings
+    from ct_service.tracking import Tracker
+
+    repo = tmp_path / "repo"
+    (repo / "quick").mkdir(parents=True)
+    proof = tmp_path / "RAN-ON-THE-WORKER"
+    (repo / "quick" / "MLproject").write_text(
+        "name: quick\nentry_points:\n  main:\n    command: python train.py\n"
+    )
+    (repo / "quick" / "train.py").write_text(f"open({str(proof)!r}, 'w').close()\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "quick")
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    allow_list = tmp_path / "repositories.yaml"
+    allow_list.write_text(
+        f"repositories:\n  - {{name: acme/quick, provider: github, secret_env: HOOK_SECRET,"
+        f" url: '{repo.as_uri()}', project: quick}}\n"
+    )
+    settings = Settings(
+        home=tmp_path / "ct", repositories_file=str(allow_list), git_allow_file=True
+    )  # CT_EXECUTION=local, and CT_TRUST_PUSHED_CODE not set
+    source = pipeline.GitSource(repo.as_uri(), "main", repository="github:acme/quick")
+    pipeline_id = pipeline.create(settings, "quick", commit=commit, source=source)
+    step = pipeline.start(settings, pipeline_id)
+    assert step is not None and step.task is Task.RUN_ATTEMPT
+    with pytest.raises(ProjectError, match="pushed code runs only in a container"):
+        pipeline.run_attempt(settings, pipeline_id, step.args[1])
+    assert not proof.exists()
+    pipeline.fail(settings, pipeline_id, "refused")  # what the task does with that error
+    assert Tracker(settings).pipeline(pipeline_id).outcome == "failed"

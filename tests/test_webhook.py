@@ -308,9 +308,13 @@ def test_pushes_are_ordered_by_the_webhooks_counter_not_by_the_clock(settings):
     """Two pushes in one millisecond have the same start time; the webhook numbers
     pushes per branch, and that number decides. Here the pipeline created second
     carries the earlier push, so a start-time rule would get it backwards."""
-    source = {"commit": AFTER, "source_url": "https://git.example/a/m.git", "source_branch": "main"}
-    later_push = pipeline.create(settings, "projects/lenet", source_sequence=2, **source)
-    earlier_push = pipeline.create(settings, "projects/lenet", source_sequence=1, **source)
+
+    def push(number: int) -> str:
+        source = pipeline.GitSource("https://git.example/a/m.git", "main", sequence=number)
+        return pipeline.create(settings, "projects/lenet", commit=AFTER, source=source)
+
+    later_push = push(2)
+    earlier_push = push(1)
     tracker = Tracker(settings)
     assert tracker.newer_pipeline(tracker.pipeline(later_push)) == ""
     assert tracker.newer_pipeline(tracker.pipeline(earlier_push)) == later_push

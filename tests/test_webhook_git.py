@@ -104,6 +104,7 @@ def test_bitbucket_pushes_are_filtered_by_git_in_the_worker(
         broker_url=redis_url,
         repositories_file=str(allow_list),
         git_allow_file=True,  # the repository is served over file://
+        trust_pushed_code=True,  # its pushes train on this machine, not in a container
     )
     client = create_app(settings).test_client()
     _, (first, docs, model) = repo
@@ -133,6 +134,7 @@ def test_a_sample_push_to_the_served_webhook_is_trained_at_the_pushed_commit(
         CT_BROKER_URL=redis_url,
         CT_REPOSITORIES_FILE=str(allow_list),
         CT_GIT_ALLOW_FILE="1",  # the repository is served over file://
+        CT_TRUST_PUSHED_CODE="1",  # its pushes train on this machine, not in a container
         HOOK_SECRET="s3cret",
     )
     port = free_port()

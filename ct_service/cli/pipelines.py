@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         target=target,
         budget=budget,
         adopt_run_id=adopt,
-        source_url=args.git,
+        source=pipeline.GitSource(args.git) if args.git else None,
     )
     if not settings.embedded:
         enqueue(make_celery(settings), pipeline.Task.START, pipeline_id)

@@ -47,8 +47,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.repositories import load_repositories
     from ct_service.webhook import sample_push
-    from ct_service.webhook.repositories import load_repositories
 
     if not settings.repositories_file:
         raise CtError(

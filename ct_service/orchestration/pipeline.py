@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ct_service.checkout import (
     SHA,
     changed_paths,
     fetch_commit,
+    redact,
     remove,
     touches,
     url_problem,
@@ -34,6 +36,7 @@ from ct_service.execution.local import refuse_docker_only
 from ct_service.keystore import held, keystore_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
+from ct_service.repositories import load_repositories
 from ct_service.settings import Settings
 from ct_service.target import Budget, Target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
@@ -60,6 +63,18 @@ class Step:
     args: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class GitSource:
+    """Where a pipeline's code comes from when it is a commit of a git repository."""
+
+    url: str
+    branch: str = ""  # a push: a newer push to this branch supersedes it
+    sequence: int = 0  # the webhook's number of the push among pushes to the branch
+    repository: str = ""  # "<provider>:<name>" on the allow-list (a push)
+    changed_since: str = ""  # the push's before-commit, when it listed no changed paths
+    watched: tuple[str, ...] = ()  # the paths whose change trains
+
+
 def create(
     settings: Settings,
     location: str,
@@ -69,34 +84,13 @@ def create(
     target: Target | None = None,
     budget: Budget | None = None,
     adopt_run_id: str = "",
-    source_url: str = "",
-    source_branch: str = "",
-    source_sequence: int = 0,
-    filter_since: str = "",
-    watched: tuple[str, ...] = (),
+    source: GitSource | None = None,
 ) -> str:
-    """Persist a new pipeline (status queued) and return its id; nothing runs yet."""
-    if source_url:
-        pipeline_id = _create_from_git(
-            settings,
-            source_url,
-            source_branch,
-            source_sequence,
-            location,
-            overrides,
-            commit,
-            target,
-            budget,
-        )
-        if filter_since:  # the push did not say which paths it changed: git will
-            Tracker(settings).set_tags(
-                pipeline_id,
-                {
-                    run_tags.SOURCE_CHANGED_SINCE: filter_since,
-                    run_tags.SOURCE_WATCH: json.dumps(watched),
-                },
-            )
-        return pipeline_id
+    """Persist a new pipeline (status queued) and return its id; nothing runs yet.
+    `location` is a project folder, or with `source` the project's path in the
+    repository."""
+    if source is not None:
+        return _create_from_git(settings, source, location, overrides, commit, target, budget)
     project = load_project(location)
     if settings.execution == "local":
         refuse_docker_only(project.path)  # before anything is recorded
@@ -114,9 +108,7 @@ def create(
 
 def _create_from_git(
     settings: Settings,
-    url: str,
-    branch: str,
-    sequence: int,
+    source: GitSource,
     path_in_repository: str,
     overrides: Mapping[str, Any] | None,
     commit: str | None,
@@ -125,12 +117,12 @@ def _create_from_git(
 ) -> str:
     """A pipeline for one commit of a repository; workers fetch it. Nothing is fetched
     here (a webhook must answer at once): the project is read by the start step."""
-    problem = url_problem(url, settings.git_allow_file)
+    problem = url_problem(source.url, settings.git_allow_file)
     if problem:
         raise ProjectError(problem)
     if not commit or not SHA.match(commit):
         raise ProjectError("a git source needs --commit with a full 40-character commit id")
-    name = PurePosixPath(path_in_repository).name or PurePosixPath(url.rstrip("/")).stem
+    name = PurePosixPath(path_in_repository).name or PurePosixPath(source.url.rstrip("/")).stem
     spec = PipelineSpec(
         project_path=path_in_repository,
         project_name=name,
@@ -139,11 +131,19 @@ def _create_from_git(
         target=target or settings.target,
         budget=budget or settings.budget,
         commit=commit,
-        source_url=url,
-        source_branch=branch,
-        source_sequence=sequence,
+        source_url=source.url,
+        source_branch=source.branch,
+        source_sequence=source.sequence,
     )
-    return Tracker(settings).create_pipeline(spec)
+    tracker = Tracker(settings)
+    pipeline_id = tracker.create_pipeline(spec)
+    tags = {run_tags.SOURCE_REPOSITORY: source.repository} if source.repository else {}
+    if source.changed_since:  # the push did not say which paths it changed: git will
+        tags[run_tags.SOURCE_CHANGED_SINCE] = source.changed_since
+        tags[run_tags.SOURCE_WATCH] = json.dumps(source.watched)
+    if tags:
+        tracker.set_tags(pipeline_id, tags)
+    return pipeline_id
 
 
 def project_folder(settings: Settings, pipeline: Pipeline) -> Path:
@@ -151,21 +151,55 @@ def project_folder(settings: Settings, pipeline: Pipeline) -> Path:
     into the pipeline's work folder the first time a step here needs it."""
     if not pipeline.spec.source_url:
         return Path(pipeline.spec.project_path)
+    url, project_path = trusted_source(settings, pipeline)
     work = settings.home / "work" / pipeline.id
     if not (work / ".git").is_dir():
         remove(work)  # a fetch that died half-way
-        fetch_commit(pipeline.spec.source_url, pipeline.spec.commit, work)
-    folder = (work / pipeline.spec.project_path).resolve()
+        fetch_commit(url, pipeline.spec.commit, work)
+    folder = (work / project_path).resolve()
     if not folder.is_relative_to(work.resolve()):
-        raise ProjectError(f"{pipeline.spec.project_path} is outside the repository")
+        raise ProjectError(f"{project_path} is outside the repository")
     return folder
+
+
+def trusted_source(settings: Settings, pipeline: Pipeline) -> tuple[str, str]:
+    """The URL and project path a git pipeline's code is fetched from. With an
+    allow-list (CT_REPOSITORIES_FILE) they come from the list, never from the
+    pipeline's tags alone (anyone who reaches MLflow can edit those): the repository
+    the push named must still be listed with the recorded URL and project, and a
+    pipeline started by hand must name a listed URL; anything else fails here, before
+    anything is fetched. Without an allow-list the store is the operator's own."""
+    spec = pipeline.spec
+    if not settings.repositories_file:
+        return spec.source_url, spec.project_path
+    listed = load_repositories(
+        Path(settings.repositories_file), os.environ, settings.git_allow_file
+    )
+    named = pipeline.tags.get(run_tags.SOURCE_REPOSITORY, "")
+    if named:
+        found = {f"{p.value}:{n}": r for (p, n), r in listed.items()}.get(named)
+        if found is None:
+            raise ProjectError(f"repository {named} is not on the allow-list; nothing was fetched")
+        if (found.url, found.project) != (spec.source_url, spec.project_path):
+            raise ProjectError(
+                f"the pipeline's recorded source ({redact(spec.source_url)}, "
+                f"{spec.project_path}) is not what the allow-list says for {named}; "
+                "nothing was fetched"
+            )
+        return found.url, found.project
+    if spec.source_url not in {r.url for r in listed.values()}:
+        raise ProjectError(
+            f"{redact(spec.source_url)} is not on the allow-list "
+            f"({settings.repositories_file}); nothing was fetched"
+        )
+    return spec.source_url, spec.project_path
 
 
 def _model_code_changed(settings: Settings, pipeline: Pipeline) -> bool:
     project_folder(settings, pipeline)  # fetches the commit
     changed = changed_paths(
         settings.home / "work" / pipeline.id,
-        pipeline.spec.source_url,
+        trusted_source(settings, pipeline)[0],
         pipeline.tags[run_tags.SOURCE_CHANGED_SINCE],
         pipeline.spec.commit,
     )
@@ -236,6 +270,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
             request, choices = executor.prepare(
                 _attempt_request(settings, pipeline, attempt_id, tags)
             )
+        _refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
         tracker.set_tags(
             attempt_id,
             {
@@ -255,6 +290,18 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     finally:
         lease.release()
     return _record_result(tracker, pipeline, attempt_id, result, request.log_path)
+
+
+def _refuse_pushed_code_outside_a_container(
+    settings: Settings, pipeline: Pipeline, executor_name: str
+) -> None:
+    """A push decides what code runs; by default it runs only in a container."""
+    if pipeline.spec.source_branch and executor_name == "local" and not settings.trust_pushed_code:
+        raise ProjectError(
+            "pushed code runs only in a container, and this attempt would run on the worker "
+            "itself (CT_EXECUTION=local, or auto without an engine or an image): use "
+            "CT_EXECUTION=docker, or set CT_TRUST_PUSHED_CODE=1 to accept running it here"
+        )
 
 
 def _queued_attempt(tracker: Tracker, pipeline: Pipeline, attempt_id: str) -> dict[str, str] | None:

@@ -17,10 +17,10 @@ from werkzeug.exceptions import HTTPException
 
 from ct_service.exceptions import CtError, SettingsError, is_infrastructure_failure
 from ct_service.orchestration.queue import make_celery
+from ct_service.repositories import Repository, load_repositories
 from ct_service.settings import Settings
 from ct_service.webhook.deliveries import Deliveries
 from ct_service.webhook.push import Provider
-from ct_service.webhook.repositories import Repository, load_repositories
 from ct_service.webhook.views import WebhookContext, hooks
 
 log = logging.getLogger(__name__)

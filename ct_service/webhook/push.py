@@ -25,14 +25,9 @@ from typing import Any
 
 from ct_service.checkout import ZERO_SHA
 from ct_service.exceptions import BadPayload, BadSignature, UnknownProvider
+from ct_service.repositories import Provider
 
-
-class Provider(str, Enum):
-    FORGEJO = "forgejo"
-    GITEA = "gitea"
-    GITHUB = "github"
-    GITLAB = "gitlab"
-    BITBUCKET = "bitbucket"
+__all__ = ["Provider", "Push", "identify", "event_kind", "parse", "sign", "verify"]
 
 
 EVENT_HEADER = {

@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 from ct_service.checkout import ZERO_SHA
+from ct_service.repositories import Repository
 from ct_service.webhook.push import DELIVERY_HEADER, EVENT_HEADER, PUSH_EVENTS, Provider, sign
-from ct_service.webhook.repositories import Repository
 
 
 def tip_of(repository: Repository, branch: str) -> str:

@@ -22,12 +22,12 @@ from ct_service.exceptions import BadSignature
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.queue import CtCelery, enqueue
 from ct_service.report import run_url, summarize
+from ct_service.repositories import Repository
 from ct_service.settings import Settings
 from ct_service.tracking import Pipeline, Tracker
 from ct_service.webhook import push
 from ct_service.webhook.deliveries import PENDING, Deliveries
 from ct_service.webhook.push import EventKind
-from ct_service.webhook.repositories import Repository
 
 log = logging.getLogger(__name__)
 NO_MODEL_CHANGE = "skipped: no change to the model code"
@@ -125,14 +125,17 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Resp
             repository.project,
             commit=event.after,
             target=repository.target,
-            source_url=repository.url,
-            source_branch=event.branch,
-            source_sequence=ct.deliveries.next_sequence(
-                names.push_sequence(provider, repository.name, event.branch)
+            source=pipeline.GitSource(
+                url=repository.url,
+                branch=event.branch,
+                sequence=ct.deliveries.next_sequence(
+                    names.push_sequence(provider, repository.name, event.branch)
+                ),
+                repository=f"{provider}:{repository.name}",
+                # a provider that lists no changed paths (Bitbucket): the worker compares
+                changed_since=event.before if event.changed_paths is None else "",
+                watched=repository.watched_paths,
             ),
-            # a provider that lists no changed paths (Bitbucket): the worker compares
-            filter_since=event.before if event.changed_paths is None else "",
-            watched=repository.watched_paths,
         )
         enqueue(ct.celery, pipeline.Task.START, pipeline_id)
     except Exception:

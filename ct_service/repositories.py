@@ -18,6 +18,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,16 @@ import yaml
 from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
 from ct_service.target import Direction, Target
-from ct_service.webhook.push import Provider
+
+
+class Provider(str, Enum):
+    """The git hosts whose pushes the webhook understands."""
+
+    FORGEJO = "forgejo"
+    GITEA = "gitea"
+    GITHUB = "github"
+    GITLAB = "gitlab"
+    BITBUCKET = "bitbucket"
 
 
 @dataclass(frozen=True)
