@@ -8,8 +8,10 @@ import json
 import logging
 import smtplib
 import ssl
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -45,6 +47,8 @@ class EmailTransport:
             )
         else:
             client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds)
+        if smtp.user and smtp.security == "none":
+            raise PlaintextLogin("refusing to send the SMTP password without TLS")
         with client:
             if smtp.security == "starttls":
                 client.starttls(context=context)
@@ -53,22 +57,59 @@ class EmailTransport:
             client.send_message(message)
 
 
+class PlaintextLogin(Exception):
+    """An SMTP login was asked for without TLS (settings refuse it; so does this)."""
+
+
 class WebhookTransport:
     """POSTs {"text": ..., "pipeline": {...}}; Slack and compatible chats show `text`."""
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout_seconds: float):
+    def __init__(
+        self,
+        url: str,
+        timeout_seconds: float,
+        tries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.url = url
         self.timeout_seconds = timeout_seconds
+        self.tries = tries
+        self.sleep = sleep
 
     def send(self, summary: Summary) -> None:
+        """POST it; a timeout, a refused connection, 429 or a 5xx is tried again
+        (backoff 1 s, 2 s, ...), any other answer is final."""
         body = json.dumps({"text": summary.text(), "pipeline": summary.to_json()}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-            response.read()
+        for attempt in range(1, self.tries + 1):
+            request = urllib.request.Request(
+                self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                    response.read()
+                return
+            except Exception as error:
+                if not _transient(error):
+                    raise PermanentFailure(_describe(error)) from error
+                if attempt == self.tries:
+                    raise GaveUp(f"{_describe(error)}, {self.tries} tries") from error
+                self.sleep(2.0 ** (attempt - 1))
+
+
+class PermanentFailure(Exception):
+    """The chat server refused the message for good (a 4xx): no retry."""
+
+
+class GaveUp(Exception):
+    """Transient failures (timeouts, 5xx) every time the message was tried."""
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code == 429 or error.code >= 500
+    return isinstance(error, (urllib.error.URLError, TimeoutError, ConnectionError))
 
 
 def transports(settings: Settings) -> list[Transport]:
@@ -110,4 +151,8 @@ def _describe(error: BaseException) -> str:
         return f"SMTP {error.smtp_code}"
     if isinstance(error, OSError):
         return f"{type(error).__name__}: {error.strerror or 'connection failed'}"
+    if isinstance(error, PermanentFailure):
+        return f"{error} (permanent)"
+    if isinstance(error, (GaveUp, PlaintextLogin)):
+        return str(error)
     return type(error).__name__

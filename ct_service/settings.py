@@ -100,6 +100,7 @@ class Settings:
     git_allow_file: bool = False  # allow file:// and local-path repositories (tests, demos)
     api_token: str = field(default="", repr=False)  # bearer token of GET /pipelines*
     trust_pushed_code: bool = False  # run pushed code outside a container (CT_EXECUTION=local)
+    training_env: tuple[str, ...] = ()  # more variable names training may inherit
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     recovery: RecoverySettings = RecoverySettings()
     docker: DockerSettings = DockerSettings()
@@ -171,6 +172,9 @@ class Settings:
             git_allow_file=env.choice("CT_GIT_ALLOW_FILE", "0", ("0", "1")) == "1",
             api_token=env.secret("CT_API_TOKEN"),
             trust_pushed_code=env.choice("CT_TRUST_PUSHED_CODE", "0", ("0", "1")) == "1",
+            training_env=tuple(
+                n.strip() for n in env.text("CT_TRAINING_ENV", "").split(",") if n.strip()
+            ),
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
             ),
@@ -273,6 +277,11 @@ def _target(env: _Env) -> Target:
 
 def _smtp(env: _Env) -> SmtpSettings:
     security = env.choice("CT_SMTP_SECURITY", "none", SMTP_SECURITY)
+    if env.text("CT_SMTP_USER", "") and security == "none":
+        raise SettingsError(
+            "CT_SMTP_USER: logging in would send the password in plain text; "
+            "set CT_SMTP_SECURITY=starttls or ssl"
+        )
     default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
     return SmtpSettings(
         host=env.text("CT_SMTP_HOST", ""),

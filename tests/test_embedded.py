@@ -24,6 +24,7 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
         CT_HOME=str(tmp_path / "ct"),
         CT_SMTP_HOST="127.0.0.1",
         CT_SMTP_PORT=closed,
+        CT_SMTP_SECURITY="starttls",  # a login needs TLS
         CT_SMTP_USER="ct",
         CT_SMTP_PASSWORD=SMTP_PASSWORD,
         CT_MAIL_TO="ops@example.com",

@@ -99,25 +99,32 @@ def _authenticator(expected_user: str, expected_password: str, seen: list):
 
 
 @pytest.mark.integration
-def test_email_with_login_reaches_a_real_smtp_server(caplog):
+def test_email_with_login_reaches_a_real_smtp_server(caplog, tmp_path: Path):
     from aiosmtpd.controller import Controller
 
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
     mailbox, logins = Mailbox(), []
     server = Controller(
         mailbox,
         hostname="127.0.0.1",
         port=free_port(),
         authenticator=_authenticator("ct", "pa55-w0rd", logins),
-        auth_require_tls=False,
+        tls_context=context,
+        require_starttls=True,
+        auth_require_tls=True,
     )
     server.start()
     try:
         smtp = SmtpSettings(
             host="127.0.0.1",
             port=server.port,
+            security="starttls",
             user="ct",
             password="pa55-w0rd",
             recipients=("ops@example.com",),
+            ca_file=str(cert),
         )
         with caplog.at_level(logging.DEBUG):
             assert send_all(SUMMARY, [EmailTransport(smtp)]) == {"email": "sent"}
@@ -172,11 +179,12 @@ def test_email_over_tls_with_a_private_ca(tmp_path: Path, security: str):
 class _Hook(BaseHTTPRequestHandler):
     received: list = []
     status = 200
+    plan: list[int] = []  # statuses to answer first, in order
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        self.send_response(type(self).status)
+        self.send_response(type(self).plan.pop(0) if type(self).plan else type(self).status)
         self.end_headers()
 
     def log_message(self, *args):
@@ -185,7 +193,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hook_server():
-    _Hook.received, _Hook.status = [], 200
+    _Hook.received, _Hook.status, _Hook.plan = [], 200, []
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -206,23 +214,27 @@ def test_webhook_posts_slack_compatible_json(hook_server):
 @pytest.mark.integration
 def test_failing_transports_are_reported_not_raised_and_leak_no_secret(hook_server, caplog):
     _Hook.status = 500
+    waits: list[float] = []
     secret_url = f"http://127.0.0.1:{hook_server.server_port}/hooks/SECRET-TOKEN"
     closed = SmtpSettings(
         host="127.0.0.1",
         port=free_port(),
+        security="starttls",
         user="ct",
         password="pa55-w0rd",
         recipients=("ops@example.com",),
         timeout_seconds=2,
     )
     with caplog.at_level(logging.DEBUG):
-        results = send_all(SUMMARY, [EmailTransport(closed), WebhookTransport(secret_url, 5)])
+        chat = WebhookTransport(secret_url, 5, sleep=waits.append)
+        results = send_all(SUMMARY, [EmailTransport(closed), chat])
     assert results == {
         "email": "failed: ConnectionRefusedError: Connection refused",
-        "webhook": "failed: HTTP 500",
+        "webhook": "failed: HTTP 500, 3 tries",  # transient: tried again, with backoff
     }
+    assert waits == [1.0, 2.0]
     assert "SECRET-TOKEN" not in caplog.text and "pa55-w0rd" not in caplog.text
-    assert "notification via webhook failed: HTTP 500" in caplog.text
+    assert "notification via webhook failed: HTTP 500, 3 tries" in caplog.text
 
 
 @pytest.mark.integration
@@ -238,3 +250,52 @@ def test_transports_follow_the_settings():
     assert [t.name for t in transports(configured)] == ["email", "webhook"]
     no_recipients = Settings.from_env({"CT_SMTP_HOST": "mail"})
     assert transports(no_recipients) == []
+
+
+@pytest.mark.integration
+def test_a_chat_server_that_fails_for_a_while_gets_the_message(hook_server):
+    _Hook.plan = [503, 502]
+    url = f"http://127.0.0.1:{hook_server.server_port}/hooks/T"
+    waits: list[float] = []
+    chat = WebhookTransport(url, 5, sleep=waits.append)
+    assert send_all(SUMMARY, [chat]) == {"webhook": "sent"}
+    assert len(_Hook.received) == 3 and waits == [1.0, 2.0]
+
+
+@pytest.mark.integration
+def test_a_chat_server_that_refuses_the_message_is_not_asked_again(hook_server):
+    _Hook.status = 404
+    url = f"http://127.0.0.1:{hook_server.server_port}/hooks/T"
+    chat = WebhookTransport(url, 5, sleep=lambda seconds: None)
+    assert send_all(SUMMARY, [chat]) == {"webhook": "failed: HTTP 404 (permanent)"}
+    assert len(_Hook.received) == 1
+
+
+@pytest.mark.integration
+def test_no_smtp_password_is_sent_without_tls(caplog):
+    """The settings refuse CT_SMTP_USER without CT_SMTP_SECURITY; so does the transport,
+    before it connects: the server never sees a login."""
+    from aiosmtpd.controller import Controller
+
+    mailbox, logins = Mailbox(), []
+    server = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=_authenticator("ct", "pa55-w0rd", logins),
+        auth_require_tls=False,
+    )
+    server.start()
+    try:
+        plain = SmtpSettings(
+            host="127.0.0.1",
+            port=server.port,
+            user="ct",
+            password="pa55-w0rd",
+            recipients=("ops@example.com",),
+        )
+        result = send_all(SUMMARY, [EmailTransport(plain)])
+    finally:
+        server.stop()
+    assert result == {"email": "failed: refusing to send the SMTP password without TLS"}
+    assert logins == [] and mailbox.messages == []

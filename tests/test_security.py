@@ -361,3 +361,52 @@ def test_a_pushed_commit_does_not_run_on_the_worker_itself(tmp_path: Path, monke
     assert not proof.exists()
     pipeline.fail(settings, pipeline_id, "refused")  # what the task does with that error
     assert Tracker(settings).pipeline(pipeline_id).outcome == "failed"
+
+
+# -- 10. smaller holes: what training inherits, SMTP logins --------------------------
+
+
+@pytest.mark.integration
+def test_training_inherits_only_the_allowed_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    import mlflow
+
+    from ct_service.execution.local import LocalExecutor
+    from ct_service.settings import Settings
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret-of-the-worker")
+    monkeypatch.setenv("GITHUB_TOKEN", "repository-secret-under-another-name")
+    monkeypatch.setenv("DATA_BUCKET", "s3://granted-by-the-operator")
+    settings = replace(Settings(home=tmp_path / "ct"), training_env=("DATA_BUCKET",))
+    project = tmp_path / "envdump"
+    project.mkdir()
+    (project / "MLproject").write_text(
+        "name: envdump\nentry_points:\n  main:\n    command: python dump.py\n"
+    )
+    (project / "dump.py").write_text("import os\nprint(sorted(os.environ.items()))\n")
+    client = mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
+    experiment = client.create_experiment("envdump")
+    run_id = client.create_run(experiment).info.run_id
+    log = settings.home / "logs" / "envdump.log"
+    result = LocalExecutor(settings, poll_seconds=0.1).run(
+        AttemptRequest(str(project), "main", {}, experiment, run_id, 120, log)
+    )
+    output = log.read_text()
+    assert result.succeeded, output
+    assert "s3://granted-by-the-operator" in output
+    assert "cloud-secret-of-the-worker" not in output
+    assert "repository-secret-under-another-name" not in output
+
+
+@pytest.mark.unit
+def test_an_smtp_login_without_tls_is_a_settings_error() -> None:
+    from ct_service.exceptions import SettingsError
+    from ct_service.settings import Settings
+
+    with pytest.raises(SettingsError, match="CT_SMTP_USER: .* set CT_SMTP_SECURITY"):
+        Settings.from_env({"CT_SMTP_HOST": "mail", "CT_SMTP_USER": "ct", "CT_MAIL_TO": "a@b"})
+    secure = {"CT_SMTP_HOST": "mail", "CT_SMTP_USER": "ct", "CT_SMTP_SECURITY": "starttls"}
+    assert Settings.from_env(secure).smtp.user == "ct"

@@ -192,6 +192,7 @@ class DockerExecutor:
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "PYTHONUNBUFFERED": "1",
             **{name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)},
+            **{n: os.environ[n] for n in self.settings.training_env if n in os.environ},
         }
         options: dict[str, Any] = {
             "image": prepared.image,
