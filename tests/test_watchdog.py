@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LENET
+from conftest import LENET, free_port
 
 from ct_service import keys as names
 from ct_service import run_tags
@@ -262,10 +262,34 @@ def test_a_lease_stops_its_holder_once_the_attempt_was_taken_over(
     lease = Lease(tracker.client, keystore_for(distributed), attempt_id, RECOVERY, lambda: now[0])
     assert lease.refresh() is True
     assert keystore_for(distributed).get(names.lease(attempt_id)) is not None
+    lease.settle()  # the MLflow mark is written beside the caller
     assert tracker.client.get_run(attempt_id).data.tags[run_tags.HEARTBEAT] == "1000"
     tracker.set_tags(attempt_id, {"ct.status": AttemptStatus.RESUMED.value})
     assert lease.refresh() is True  # no heartbeat due yet: nothing was read
     now[0] += RECOVERY.heartbeat_seconds
-    assert lease.refresh() is False
+    lease.refresh()  # due: the MLflow beat reads the status...
+    lease.settle()
+    assert lease.refresh() is False  # ... and the holder learns it at once
     lease.release()
     assert keystore_for(distributed).get(names.lease(attempt_id)) is None
+
+
+@pytest.mark.integration
+def test_a_lease_goes_on_renewing_its_key_while_mlflow_does_not_answer(
+    distributed: Settings,
+) -> None:
+    """An MLflow server that is down makes its client retry for minutes: the key must
+    still be renewed meanwhile, or the watchdog resumes an attempt that is alive."""
+    from mlflow import MlflowClient
+
+    _, attempt_id = started_attempt(distributed)
+    unreachable = MlflowClient(f"http://127.0.0.1:{free_port()}")  # nothing listens
+    now = [1000.0]
+    lease = Lease(unreachable, keystore_for(distributed), attempt_id, RECOVERY, lambda: now[0])
+    keys = keystore_for(distributed)
+    for _ in range(3):
+        started = time.monotonic()
+        assert lease.refresh() is True
+        assert time.monotonic() - started < 1.0  # the caller never waits for MLflow
+        assert keys.get(names.lease(attempt_id)) is not None
+        now[0] += RECOVERY.heartbeat_seconds

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -48,6 +49,7 @@ class Lease:
         self.clock = clock
         self._last = float("-inf")
         self.taken_over = False
+        self._mlflow_beat: threading.Thread | None = None
 
     def refresh(self) -> bool:
         """Renew the lease if a heartbeat is due; False once the watchdog has handed
@@ -61,15 +63,31 @@ class Lease:
             self.keys.put(names.lease(self.attempt_id), holder(), self.recovery.lease_seconds)
         except Exception as error:
             log.warning("heartbeat of %s: Redis: %s", self.attempt_id, error)
+        # MLflow's client retries a server that is down for minutes: its mark is set
+        # beside the caller, so the key above goes on being renewed meanwhile.
+        if self._mlflow_beat is None or not self._mlflow_beat.is_alive():
+            self._mlflow_beat = threading.Thread(
+                target=self._beat_in_mlflow, args=(now,), name="ct-heartbeat", daemon=True
+            )
+            self._mlflow_beat.start()
+        return not self.taken_over
+
+    def _beat_in_mlflow(self, now: float) -> None:
         try:
             self.client.set_tag(self.attempt_id, run_tags.HEARTBEAT, f"{now:.0f}")
             status = self.client.get_run(self.attempt_id).data.tags.get(run_tags.STATUS)
             self.taken_over = status == AttemptStatus.RESUMED.value
         except Exception as error:
             log.warning("heartbeat of %s: MLflow: %s", self.attempt_id, error)
-        return not self.taken_over
+
+    def settle(self, timeout_seconds: float = 5.0) -> None:
+        """Wait for the MLflow mark in flight, if any (what it read counts from the
+        next refresh on)."""
+        if self._mlflow_beat is not None:
+            self._mlflow_beat.join(timeout=timeout_seconds)
 
     def release(self) -> None:
+        self.settle()
         try:
             self.keys.delete(names.lease(self.attempt_id))
         except Exception as error:
