@@ -65,7 +65,12 @@ def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
                 "CT_TRACKING_URI",
                 "CT_UI_URL",
             }, name
-    assert set(config["secrets"]) == {"postgres_password", "smtp_password", "chat_webhook_url"}
+    assert set(config["secrets"]) == {
+        "postgres_password",
+        "smtp_password",
+        "chat_webhook_url",
+        "api_token",
+    }
 
 
 @pytest.mark.slow
