@@ -59,7 +59,8 @@ def failures(record: str) -> str:
 
 
 def delivery(provider: str, delivery_id: str) -> str:
-    """The pipeline a push delivery started (TTL DELIVERY_SECONDS; "pending" while
+    """The pipeline a push delivery (`<id>:<branch>`: a Bitbucket delivery may push
+    several branches) started (TTL DELIVERY_SECONDS; "pending" while
     being created, TTL DELIVERY_CLAIM_SECONDS)."""
     return f"delivery:{provider}:{delivery_id}"
 

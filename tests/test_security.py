@@ -410,3 +410,49 @@ def test_an_smtp_login_without_tls_is_a_settings_error() -> None:
         Settings.from_env({"CT_SMTP_HOST": "mail", "CT_SMTP_USER": "ct", "CT_MAIL_TO": "a@b"})
     secure = {"CT_SMTP_HOST": "mail", "CT_SMTP_USER": "ct", "CT_SMTP_SECURITY": "starttls"}
     assert Settings.from_env(secure).smtp.user == "ct"
+
+
+@pytest.mark.integration
+def test_every_change_of_a_bitbucket_push_is_read(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Bitbucket push to main and dev: two pipelines, not only the last change."""
+    import copy
+    import json
+
+    from push_samples import AFTER, BEFORE, BITBUCKET_PUSH
+
+    from ct_service.settings import Settings
+    from ct_service.tracking import Tracker
+    from ct_service.webhook.app import create_app
+    from ct_service.webhook.push import Provider, sign
+
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    allow_list = tmp_path / "repositories.yaml"
+    allow_list.write_text(
+        "repositories:\n  - {name: acme/models, provider: bitbucket, secret_env: HOOK_SECRET,"
+        " url: 'https://bitbucket.org/acme/models.git', branches: [main, dev]}\n"
+    )
+    settings = Settings(
+        home=tmp_path / "ct", broker_url=redis_url, repositories_file=str(allow_list)
+    )
+    payload = copy.deepcopy(BITBUCKET_PUSH)
+    dev = copy.deepcopy(payload["push"]["changes"][0])
+    dev["new"]["name"] = dev["old"]["name"] = "dev"
+    dev["new"]["target"]["hash"], dev["old"]["target"]["hash"] = BEFORE, AFTER
+    payload["push"]["changes"].append(dev)
+    body = json.dumps(payload).encode()
+    headers = {
+        "X-Event-Key": "repo:push",
+        "X-Request-UUID": "d-1",
+        **sign(Provider.BITBUCKET, body, "s3cret"),
+    }
+    answer = (
+        create_app(settings)
+        .test_client()
+        .post("/hooks", data=body, headers=headers, content_type="application/json")
+    )
+    assert answer.status_code == 202, answer.json
+    started = [p["pipeline_id"] for p in answer.json["pushes"]]
+    branches = {Tracker(settings).pipeline(p).spec.source_branch for p in started}
+    assert len(set(started)) == 2 and branches == {"main", "dev"}

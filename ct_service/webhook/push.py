@@ -142,15 +142,21 @@ def verify(provider: Provider, headers: Mapping[str, str], body: bytes, secret: 
 
 
 def parse(provider: Provider, headers: Mapping[str, str], payload: Any) -> Push:
-    """The push a verified body describes; BadPayload when it is not one."""
+    """The push a verified body describes (for Bitbucket, its last change)."""
+    return parse_all(provider, headers, payload)[-1]
+
+
+def parse_all(provider: Provider, headers: Mapping[str, str], payload: Any) -> list[Push]:
+    """Every push a verified body describes: one, or one per change of a Bitbucket
+    push (a push to main and dev at once is two); BadPayload when it is none."""
     if not isinstance(payload, dict):
         raise BadPayload("the body must be a JSON object")
     try:
         if provider is Provider.BITBUCKET:
             return _bitbucket(payload, delivery_id(provider, headers))
         if provider is Provider.GITLAB:
-            return _gitlab(payload, delivery_id(provider, headers))
-        return _github_like(provider, payload, delivery_id(provider, headers))
+            return [_gitlab(payload, delivery_id(provider, headers))]
+        return [_github_like(provider, payload, delivery_id(provider, headers))]
     except (KeyError, TypeError, AttributeError) as error:
         raise BadPayload(
             f"not a {provider.value} push payload: missing or malformed {error}"
@@ -213,11 +219,17 @@ def _gitlab(payload: dict, delivery: str) -> Push:
     )
 
 
-def _bitbucket(payload: dict, delivery: str) -> Push:
+def _bitbucket(payload: dict, delivery: str) -> list[Push]:
     changes = payload["push"]["changes"]
     if not isinstance(changes, list) or not changes:
         raise BadPayload("not a bitbucket push payload: push.changes is empty")
-    change = changes[-1]  # the last change is the state the branch ends in
+    repository = _text(payload["repository"]["full_name"], "repository.full_name")
+    return [_bitbucket_change(change, repository, delivery) for change in changes]
+
+
+def _bitbucket_change(change: Any, repository: str, delivery: str) -> Push:
+    if not isinstance(change, dict):
+        raise BadPayload("not a bitbucket push payload: a change is not an object")
     new, old = change.get("new"), change.get("old")
     ref_of = new or old
     if not isinstance(ref_of, dict):
@@ -225,7 +237,7 @@ def _bitbucket(payload: dict, delivery: str) -> Push:
     prefix = "refs/heads/" if ref_of["type"] == "branch" else "refs/tags/"
     return Push(
         provider=Provider.BITBUCKET,
-        repository=_text(payload["repository"]["full_name"], "repository.full_name"),
+        repository=repository,
         ref=prefix + _text(ref_of["name"], "name"),
         before=_sha(old["target"]["hash"], "old.target.hash") if old else ZERO_SHA,
         after=_sha(new["target"]["hash"], "new.target.hash") if new else ZERO_SHA,

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from flask import Blueprint, current_app, jsonify, request
@@ -35,6 +36,7 @@ NO_MODEL_CHANGE = "skipped: no change to the model code"
 NOT_ACCEPTED = "not accepted: unknown repository or bad signature"
 PIPELINE_ID = re.compile(r"[0-9a-f]{32}")
 hooks = Blueprint("hooks", __name__)
+Answer = tuple[dict[str, Any], int]  # a JSON body and its status
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,20 @@ def receive() -> ResponseReturnValue:
         return jsonify(error=NOT_ACCEPTED), 401
     if kind is not EventKind.PUSH:
         return jsonify(status="ignored", reason="not a push event"), 200
-    event = push.parse(provider, headers, payload)
+    answers = [
+        _answer(ct, event, repository) for event in push.parse_all(provider, headers, payload)
+    ]
+    if len(answers) == 1:
+        return jsonify(answers[0][0]), answers[0][1]
+    started = any(status == 202 for _, status in answers)  # a Bitbucket push of several refs
+    return jsonify(pushes=[body for body, _ in answers]), 202 if started else 200
+
+
+def _answer(ct: WebhookContext, event: push.Push, repository: Repository) -> Answer:
     not_trained = _not_trained(event, repository)
     if not_trained is not None:
         status, reason = not_trained
-        return jsonify(status=status, reason=reason), 200
+        return {"status": status, "reason": reason}, 200
     return _start(ct, event, repository)
 
 
@@ -104,21 +115,21 @@ def _signed_by(
     return found
 
 
-def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> ResponseReturnValue:
+def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answer:
     """Claim the push, persist its pipeline, enqueue its id; a second delivery of the
     same push (or commit) answers with the first one's pipeline, however old."""
     provider = repository.provider.value
     earlier = Tracker(ct.settings).pipeline_for_commit(repository.url, event.branch, event.after)
     if earlier:
-        return jsonify(pipeline_id=earlier, status="already started"), 200
+        return {"pipeline_id": earlier, "status": "already started"}, 200
     keys = [names.pushed_commit(provider, repository.name, event.branch, event.after)]
     if event.delivery_id:
-        keys.insert(0, names.delivery(provider, event.delivery_id))
+        keys.insert(0, names.delivery(provider, f"{event.delivery_id}:{event.branch}"))
     existing = ct.deliveries.claim(keys)
     if existing == PENDING:
-        return jsonify(error="another delivery of this push is starting it"), 409
+        return {"error": "another delivery of this push is starting it"}, 409
     if existing:
-        return jsonify(pipeline_id=existing, status="already started"), 200
+        return {"pipeline_id": existing, "status": "already started"}, 200
     try:
         pipeline_id = pipeline.create(
             ct.settings,
@@ -143,7 +154,7 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Resp
         raise
     ct.deliveries.remember(keys, pipeline_id)
     log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], pipeline_id)
-    return jsonify(pipeline_id=pipeline_id), 202
+    return {"pipeline_id": pipeline_id}, 202
 
 
 @hooks.before_request
