@@ -46,6 +46,7 @@ def test_a_retried_run_attempt_runs_again_after_an_infrastructure_failure(
         with pytest.raises(Exception) as raised:
             pipeline.run_attempt(settings, pipeline_id, attempt_id)
         assert is_infrastructure_failure(raised.value), raised.value
+        assert f"no Docker engine answers at unix://{stale}" in str(raised.value)
     tags = Tracker(settings).client.get_run(attempt_id).data.tags
     assert tags[run_tags.STATUS] == "queued"
 

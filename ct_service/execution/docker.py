@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, BuildError, NotFound
+from docker.errors import APIError, BuildError, DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import run_tags
-from ct_service.exceptions import ProjectError
+from ct_service.exceptions import InfrastructureError, ProjectError
 from ct_service.execution import images, tracking_server
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import (
@@ -80,6 +80,21 @@ def remove_orphaned_containers(is_running: Callable[[str], bool]) -> list[str]:
     return removed
 
 
+def engine() -> docker.DockerClient:
+    """A client of the Docker engine that answers; else an infrastructure error (it
+    is retried: an engine may be restarting) that says where it looked."""
+    address = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException:
+        raise InfrastructureError(
+            f"no Docker engine answers at {address}: start one, point DOCKER_HOST at it, "
+            "or set CT_EXECUTION=local or auto"
+        ) from None
+    return client
+
+
 def engine_answers() -> bool:
     try:
         return bool(docker.from_env(timeout=5).ping())
@@ -120,7 +135,7 @@ class DockerExecutor:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
-        self.client = docker.from_env()
+        self.client = engine()
         self.tracking_uri = tracking_uri  # as the containers reach it
         self.poll_seconds = poll_seconds
         self.clock = clock
