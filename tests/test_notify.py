@@ -12,6 +12,7 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Mailbox, free_port
@@ -98,24 +99,32 @@ def _authenticator(expected_user: str, expected_password: str, seen: list):
     return authenticate
 
 
-@pytest.mark.integration
-def test_email_with_login_reaches_a_real_smtp_server(caplog, tmp_path: Path):
+def _server_with_login(**options: object) -> tuple[Any, Mailbox, list[bool]]:
+    """A started aiosmtpd server that accepts the login ct / pa55-w0rd (and records
+    each login's outcome)."""
     from aiosmtpd.controller import Controller
 
-    cert, key = _self_signed(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
     mailbox, logins = Mailbox(), []
     server = Controller(
         mailbox,
         hostname="127.0.0.1",
         port=free_port(),
         authenticator=_authenticator("ct", "pa55-w0rd", logins),
-        tls_context=context,
-        require_starttls=True,
-        auth_require_tls=True,
+        **options,
     )
     server.start()
+    return server, mailbox, logins
+
+
+@pytest.mark.integration
+def test_email_with_login_reaches_a_real_smtp_server(caplog, tmp_path: Path):
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server, mailbox, logins = _server_with_login(
+        tls_context=context, require_starttls=True, auth_require_tls=True
+    )
     try:
         smtp = SmtpSettings(
             host="127.0.0.1",
@@ -275,17 +284,8 @@ def test_a_chat_server_that_refuses_the_message_is_not_asked_again(hook_server):
 def test_no_smtp_password_is_sent_without_tls(caplog):
     """The settings refuse CT_SMTP_USER without CT_SMTP_SECURITY; so does the transport,
     before it connects: the server never sees a login."""
-    from aiosmtpd.controller import Controller
 
-    mailbox, logins = Mailbox(), []
-    server = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        authenticator=_authenticator("ct", "pa55-w0rd", logins),
-        auth_require_tls=False,
-    )
-    server.start()
+    server, mailbox, logins = _server_with_login(auth_require_tls=False)
     try:
         plain = SmtpSettings(
             host="127.0.0.1",
