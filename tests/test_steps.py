@@ -152,3 +152,51 @@ def test_an_embedded_run_whose_step_message_was_lost_still_ends(tmp_path: Path) 
         )
     assert ended.status.value == "finished", "the pipeline was left waiting for its lost step"
     assert ended.outcome == "budget-exhausted"
+
+
+@pytest.mark.integration
+def test_a_project_that_logs_its_own_float_parameter_is_not_contradicted(
+    tmp_path: Path,
+) -> None:
+    """MLflow's wine example logs float(alpha) itself: the value the service logged
+    and passed must be the same text ("1.0", not "1")."""
+    folder = tmp_path / "wine"
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: wine\nentry_points:\n  main:\n"
+        "    parameters: {alpha: {type: float, default: 1.0}}\n"
+        "    command: python train.py {alpha}\n"
+    )
+    (folder / "train.py").write_text(
+        "import sys, mlflow\n"
+        "mlflow.log_param('alpha', float(sys.argv[1]))\n"
+        "mlflow.log_metric('test_accuracy', 0.5)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
+        env=ct_env(CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = json.loads(result.stdout)
+    (attempt,) = summary["attempts"]
+    assert attempt["status"] == "finished", attempt.get("failure")
+    assert result.returncode == 3  # ran, missed the target: the budget of one is spent
+
+
+@pytest.mark.integration
+def test_a_required_parameter_without_a_value_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "wine"
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: wine\nentry_points:\n  main:\n    parameters:\n      alpha: float\n"
+        "    command: python train.py {alpha}\n"
+    )
+    monkeypatch.setenv("CT_HOME", str(tmp_path / "ct"))
+    assert main(["run", str(folder)]) == 2
+    assert "required parameter(s) without a value: alpha" in capsys.readouterr().err
+    assert not (tmp_path / "ct" / "mlflow.db").exists()
