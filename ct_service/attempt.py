@@ -29,6 +29,7 @@ class Attempt:
     reason: str = ""  # why the policy proposed it
     decision: str = ""  # what the pipeline decided after it
     resumes: int = 0  # how many times a dead run of it was resumed
+    checkpoint_epoch: int = 0  # the last epoch with a logged checkpoint (0: none)
 
     @property
     def finished(self) -> bool:

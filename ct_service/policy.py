@@ -14,6 +14,7 @@ from typing import Any
 
 from ct_service.attempt import Attempt
 from ct_service.curves import Finding, diagnose
+from ct_service.run_tags import RESUME_FROM_PARAM as RESUME_FROM
 from ct_service.space import Config, ConfigKey, Role, SearchSpace
 from ct_service.target import Budget, Target
 
@@ -30,6 +31,7 @@ class Decision:
     reason: str  # one line, for humans
     config: Config = field(default_factory=dict)  # for TRAIN
     derived_from: str = ""  # run id of the attempt the config was derived from, or to promote
+    continues: str = ""  # for TRAIN: the run whose last checkpoint it trains on from
     budget_spent: bool = False  # for STOP: the budget ran out (else nothing was left to try)
 
 
@@ -119,7 +121,10 @@ def decide(
         or (None if finished else _clamped_retry(last, tried, space))
     )
     if proposal is not None:
-        return replace(proposal, reason=prefix + proposal.reason)
+        config = dict(proposal.config)
+        if RESUME_FROM in config:  # only a continuation loads a checkpoint
+            config[RESUME_FROM] = proposal.continues
+        return replace(proposal, reason=prefix + proposal.reason, config=config)
     if not finished:
         return Decision(
             Action.STOP, prefix + "no finished attempt to derive a new configuration from"
@@ -202,13 +207,38 @@ def _curve_remedy(
             proposal = _apply(moves, base.config, space)
             if proposal is not None and space.key(proposal) not in tried:
                 evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
+                continues = _continuation(base, proposal, space)
+                how = (
+                    f", continuing attempt {base.number} from its checkpoint at epoch "
+                    f"{base.checkpoint_epoch}"
+                    if continues
+                    else ""
+                )
                 return Decision(
                     Action.TRAIN,
-                    f"{evidence}; {_changes(base.config, proposal, space)}",
+                    f"{evidence}; {_changes(base.config, proposal, space)}{how}",
                     proposal,
                     base.run_id,
+                    continues=continues,
                 )
     return None
+
+
+def _continuation(base: Attempt, proposal: Mapping[str, Any], space: SearchSpace) -> str:
+    """base's run id when the proposal only trains base longer, so it can start from
+    base's last checkpoint instead of from scratch: nothing but the epochs grows,
+    base finished with a checkpoint of its last epoch, and the project can continue
+    a run (it declares the resume_from parameter). Else ""."""
+    epochs = space.with_role(Role.EPOCHS)
+    if RESUME_FROM not in base.config or len(epochs) != 1:
+        return ""
+    name = epochs[0].name
+    changed = {k for k in proposal if proposal[k] != base.config.get(k)} - {RESUME_FROM}
+    if changed != {name} or float(proposal[name]) <= float(base.config[name]):
+        return ""
+    if base.checkpoint_epoch != int(float(base.config[name])):
+        return ""
+    return base.run_id
 
 
 def _clamped_retry(last: Attempt, tried: set[ConfigKey], space: SearchSpace) -> Decision | None:

@@ -243,7 +243,13 @@ class Tracker:
 
     # -- attempts -------------------------------------------------------------------
     def create_attempt(
-        self, pipeline: Pipeline, number: int, config: Config, reason: str, derived_from: str = ""
+        self,
+        pipeline: Pipeline,
+        number: int,
+        config: Config,
+        reason: str,
+        derived_from: str = "",
+        continues: str = "",
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
         existing = self._attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
@@ -264,6 +270,12 @@ class Tracker:
                 run_tags.REASON: reason,
                 run_tags.DERIVED_FROM: derived_from,
                 run_tags.STATUS: AttemptStatus.QUEUED.value,
+                # a continuation loads the earlier attempt's last checkpoint
+                **(
+                    {run_tags.CONTINUES: continues, run_tags.CHECKPOINT_RUN: continues}
+                    if continues
+                    else {}
+                ),
             },
         )
         self.client.log_batch(
@@ -393,17 +405,22 @@ class Tracker:
             reason=tags.get(run_tags.REASON, ""),
             decision=tags.get(run_tags.DECISION, ""),
             resumes=int(tags.get(run_tags.RESUMES, "0")),
+            checkpoint_epoch=_whole(tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "")),
         )
 
 
 def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
-    """The ids of the runs an attempt's latest run continues, oldest first."""
+    """The ids of the runs whose epochs an attempt's latest run carries on, oldest
+    first: the dead runs it replaced, and the earlier attempt it continues."""
     chain = [run.info.run_id]
-    previous = run.data.tags.get(run_tags.REPLACES_RUN, "")
-    while previous and previous in runs and previous not in chain:
+    current = run
+    while True:
+        tags = current.data.tags
+        previous = tags.get(run_tags.REPLACES_RUN) or tags.get(run_tags.CONTINUES, "")
+        if not previous or previous not in runs or previous in chain:
+            return chain
         chain.insert(0, previous)
-        previous = runs[previous].data.tags.get(run_tags.REPLACES_RUN, "")
-    return chain
+        current = runs[previous]
 
 
 def _source_tags(pipeline: Pipeline) -> dict[str, str]:

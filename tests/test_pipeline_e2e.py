@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env
+from helpers import epochs_logged
 
 pytestmark = pytest.mark.e2e
 
@@ -122,6 +123,18 @@ def test_a_weak_start_misses_the_policy_adapts_and_a_later_attempt_is_promoted(f
         assert run.data.tags["mlflow.parentRunId"] == pipeline_id
         assert run.data.tags["ct.derived_from"]
     assert len({json.dumps(a.config, sort_keys=True) for a in attempts}) == len(attempts)
+    # The weak start only needs more epochs: a later attempt continues an earlier one
+    # from its last checkpoint; no epoch is trained twice, and its history carries on.
+    continued = [a for a in attempts if "continuing attempt" in a.reason]
+    assert continued, [a.reason for a in attempts]
+    for attempt in continued:
+        base_id = tracker.client.get_run(attempt.run_id).data.tags["ct.continues"]
+        base = next(a for a in attempts if a.run_id == base_id)
+        epochs = int(attempt.config["epochs"])
+        assert epochs_logged(tracker, attempt.run_id) == list(
+            range(int(base.config["epochs"]) + 1, epochs + 1)
+        )
+        assert len(attempt.curves["val_accuracy"]) == epochs  # the base's epochs, then its own
 
 
 @pytest.mark.slow

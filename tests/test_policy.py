@@ -267,3 +267,46 @@ def test_earlier_pipelines_lend_a_configuration_that_reached_the_target():
 def test_no_history_is_an_error():
     with pytest.raises(ValueError):
         decide([], SPACE, TARGET, BUDGET)
+
+
+# Continuation: an attempt that only trains an earlier one longer starts from its
+# last checkpoint (the project declares resume_from).
+def resumable(number=1, checkpoint_epoch=2, curves=None, **config):
+    base = attempt(number, curves=curves, resume_from="", **config)
+    return Attempt(**{**base.__dict__, "checkpoint_epoch": checkpoint_epoch})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("history", "continues", "why"),
+    [
+        ([resumable()], "run1", "more epochs only, checkpoint of the last epoch: continue"),
+        ([resumable(checkpoint_epoch=0)], "", "no checkpoint: start over"),
+        ([resumable(checkpoint_epoch=1)], "", "checkpoint of an earlier epoch only: start over"),
+        ([attempt()], "", "the project cannot continue a run (no resume_from)"),
+        ([resumable(curves=PLATEAU)], "", "under-fitting: depth and epochs change: start over"),
+        ([resumable(curves=DIVERGING)], "", "learning rate changes: start over"),
+    ],
+)
+def test_continuation_only_when_only_the_epochs_grow_from_a_checkpoint(history, continues, why):
+    decision = decide(history, SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN, why
+    assert decision.continues == continues, why
+    assert decision.config.get("resume_from", "") == continues, why  # what the run is given
+    if continues:
+        assert decision.config["epochs"] > history[-1].config["epochs"]
+        assert "continuing attempt 1 from its checkpoint at epoch 2" in decision.reason
+
+
+@pytest.mark.unit
+def test_a_proposal_derived_from_a_continuation_does_not_inherit_its_checkpoint() -> None:
+    """Attempt 2 continued attempt 1; a new architecture derived from attempt 2 must
+    start from scratch, not load attempt 1's weights."""
+    continued = resumable(2, checkpoint_epoch=4, curves=PLATEAU, epochs=4)
+    continued = Attempt(**{**continued.__dict__, "metric": 0.75})  # the better one: the base
+    continued = Attempt(
+        **{**continued.__dict__, "config": {**continued.config, "resume_from": "run1"}}
+    )
+    decision = decide([resumable(), continued], SPACE, TARGET, BUDGET)
+    assert decision.action is Action.TRAIN and decision.continues == ""
+    assert decision.config["resume_from"] == ""

@@ -392,7 +392,12 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
     if decision.action is policy.Action.TRAIN:
         number = attempts[-1].number + 1
         new_id = tracker.create_attempt(
-            pipeline, number, decision.config, decision.reason, decision.derived_from
+            pipeline,
+            number,
+            decision.config,
+            decision.reason,
+            decision.derived_from,
+            continues=decision.continues,
         )
         next_step = Step(Task.RUN_ATTEMPT, (pipeline_id, new_id))
         verdict = f"train attempt {number}"

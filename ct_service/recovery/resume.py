@@ -78,16 +78,20 @@ def resume(
 
 
 def checkpoint_run(tracker: Tracker, dead: Run) -> str:
-    """The latest run of the dead run's chain that logged a checkpoint, or ""."""
+    """The latest run of the dead run's chain that logged a checkpoint; else the run
+    the attempt continued (a continuation that died before its first checkpoint
+    starts again from the same place), or ""."""
     run: Run | None = dead
     seen: set[str] = set()
+    continued = ""
     while run is not None and run.info.run_id not in seen:
         seen.add(run.info.run_id)
         if run.data.tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "").isdigit():
             return run.info.run_id
+        continued = run.data.tags.get(run_tags.CONTINUES, "") or continued
         previous = run.data.tags.get(run_tags.REPLACES_RUN, "")
         run = tracker.client.get_run(previous) if previous else None
-    return ""
+    return continued
 
 
 def _stop_container(run_id: str) -> None:
