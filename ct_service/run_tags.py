@@ -59,7 +59,7 @@ REPLACES_RUN = "ct.replaces_run"  # on the new run: the dead run it takes over f
 REPLACED_BY = "ct.replaced_by"  # on the dead run: the run that took it over
 # -- continuation: an attempt that only trains an earlier one longer starts from it --
 CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's run it extends
-CHECKPOINT_RUN = "ct.checkpoint_run"  # on the new run: whose last checkpoint it loads
+CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose checkpoint it loads
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
 
 # What a resuming run copies from the run it takes over from.
