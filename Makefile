@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-unit test-fast lint benchmark benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
+.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -39,6 +39,15 @@ lint: venv  ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+fashion-mnist:  ## Fashion-MNIST for the search benchmark (Debian's dataset-fashion-mnist; root)
+	@test -f $(FASHION_MNIST)/t10k-images-idx3-ubyte.gz || { \
+		command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] || { \
+			echo "install Fashion-MNIST's four IDX files into $(FASHION_MNIST) (Debian: apt-get install dataset-fashion-mnist, as root)" >&2; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }
+	@ls $(FASHION_MNIST)/*-ubyte.gz >/dev/null
+
 docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io, docker-compose, debootstrap; starts dockerd)
 	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \
 		command -v docker-compose >/dev/null 2>&1 || (apt-get update -q && \
@@ -55,13 +64,13 @@ docker-base: docker-engine  ## build the base image ct-base:bookworm offline wit
 			bookworm $$rootfs $${mirror:-http://deb.debian.org/debian} >/dev/null && \
 		tar -C $$rootfs -c . | docker import - ct-base:bookworm && rm -rf $$rootfs; }
 
-test: venv redis lint docker-base  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
+test: venv redis lint docker-base fashion-mnist  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: venv  ## pure-logic tests only (under a minute; no Redis needed)
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-test-fast: venv redis  ## unit + integration: everything that trains nothing and needs no Docker
+test-fast: venv redis fashion-mnist  ## unit + integration: everything that trains nothing and needs no Docker
 	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
 test-docker: venv redis docker-base  ## only the Docker tests (real engine)

@@ -188,3 +188,16 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     per_epoch = steps_after_two_epochs // 2
     # the optimizer went on counting from the checkpoint: exactly one more epoch of steps
     assert int(after.optimizer.iterations.numpy()) == steps_after_two_epochs + per_epoch
+
+
+@pytest.mark.integration
+def test_fashion_mnist_from_debians_package_loads_like_mnist(mnist_dir: Path):
+    """The search benchmark's harder task (`make fashion-mnist` installs it; `make test`
+    does too): the same IDX format, different images."""
+    fashion = Path("/usr/share/datasets/fashion-mnist")
+    if not (fashion / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST not found in {fashion}: run `make fashion-mnist`")
+    data = mnist.load(str(fashion))
+    assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
+    assert set(np.unique(data.y_test)) == set(range(10))
+    assert not np.array_equal(data.x_test[:100], mnist.load(str(mnist_dir)).x_test[:100])
