@@ -22,7 +22,7 @@ $(VENV)/.deps:
 	touch $@
 
 venv: $(VENV)/.deps  ## create the environment (dependencies cached; this checkout installed editable)
-	$(BIN)/pip install -q --no-deps -e .
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q --no-deps -e .  # quiet: no build-backend banner
 
 run: venv  ## run a full pipeline on LeNet, embedded (DATA=/path/to/mnist to work offline)
 	$(BIN)/ct-service run projects/lenet $(if $(DATA),-P data=$(abspath $(DATA)))
