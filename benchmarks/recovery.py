@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "projects" / "lenet"
 sys.path.insert(0, str(ROOT))
 
-
-REPLACES_RUN = "ct.replaces_run"  # ct_service.run_tags.REPLACES_RUN (imported late here)
+from ct_service.run_tags import REPLACES_RUN  # noqa: E402  (a pure module: cheap)
 
 
 def free_port() -> int:

@@ -153,7 +153,7 @@ def main() -> None:
         )
         ports = {"webhook": free_port(), "bare flask": free_port()}
         servers = [
-            gunicorn("ct_service.webhook:create_app()", ports["webhook"], env, args.workers),
+            gunicorn("ct_service.webhook.app:create_app()", ports["webhook"], env, args.workers),
             gunicorn("benchmarks.bare_app:app", ports["bare flask"], env, args.workers),
         ]
         results: dict[str, dict[str, list[float]]] = {
