@@ -30,6 +30,7 @@ class Attempt:
     decision: str = ""  # what the pipeline decided after it
     resumes: int = 0  # how many times a dead run of it was resumed
     checkpoint_epoch: int = 0  # the last epoch with a logged checkpoint (0: none)
+    derived_from: str = ""  # the run of the attempt whose configuration it changed
 
     @property
     def finished(self) -> bool:

@@ -83,6 +83,10 @@ FALLBACK: tuple[Moves, ...] = (
     (Move(Role.REGULARIZATION, True),),
     (Move(Role.LEARNING_RATE, False, 3.0),),
     (Move(Role.LEARNING_RATE, True, 3.0),),
+    # the other way: a project without curves learns only from its results
+    (Move(Role.REGULARIZATION, False),),
+    (Move(Role.WIDTH, False),),
+    (Move(Role.DEPTH, False),),
 )
 
 
@@ -115,9 +119,10 @@ def decide(
         else f"attempt {last.number} failed ({last.failure or 'no reason given'}); "
     )
     finished = sorted((a for a in history if a.finished), key=_rank(target))
+    worse = _worsening_changes(history, space, target)
     proposal = (
         _known_good_again(last, prior, tried, space, target)
-        or _curve_remedy(finished, tried, space)
+        or _curve_remedy(finished, tried, space, worse)
         or (None if finished else _clamped_retry(last, tried, space))
     )
     if proposal is not None:
@@ -198,30 +203,67 @@ def _known_good_again(
 
 
 def _curve_remedy(
-    finished: Sequence[Attempt], tried: set[ConfigKey], space: SearchSpace
+    finished: Sequence[Attempt],
+    tried: set[ConfigKey],
+    space: SearchSpace,
+    worse: set[tuple[str, bool]],
 ) -> Decision | None:
-    """The first untried change the curves of a finished attempt point to, best first."""
+    """The first untried change the curves of a finished attempt point to, best first;
+    never a change in a direction that made the metric worse before."""
     for base in finished:
         diagnosis = diagnose(base)
         for moves in REMEDIES.get(diagnosis.finding, ()) + FALLBACK:
             proposal = _apply(moves, base.config, space)
-            if proposal is not None and space.key(proposal) not in tried:
-                evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
-                continues = _continuation(base, proposal, space)
-                how = (
-                    f", continuing attempt {base.number} from its checkpoint at epoch "
-                    f"{base.checkpoint_epoch}"
-                    if continues
-                    else ""
-                )
-                return Decision(
-                    Action.TRAIN,
-                    f"{evidence}; {_changes(base.config, proposal, space)}{how}",
-                    proposal,
-                    base.run_id,
-                    continues=continues,
-                )
+            if proposal is None or space.key(proposal) in tried:
+                continue
+            if _directions(base.config, proposal, space) & worse:
+                continue
+            evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
+            continues = _continuation(base, proposal, space)
+            how = (
+                f", continuing attempt {base.number} from its checkpoint at epoch "
+                f"{base.checkpoint_epoch}"
+                if continues
+                else ""
+            )
+            return Decision(
+                Action.TRAIN,
+                f"{evidence}; {_changes(base.config, proposal, space)}{how}",
+                proposal,
+                base.run_id,
+                continues=continues,
+            )
     return None
+
+
+def _worsening_changes(
+    history: Sequence[Attempt], space: SearchSpace, target: Target
+) -> set[tuple[str, bool]]:
+    """(dimension, raised?) for each change that made a finished attempt worse than
+    the finished attempt it was derived from: not to be repeated in that direction."""
+    by_run = {a.run_id: a for a in history}
+    worse: set[tuple[str, bool]] = set()
+    for attempt in history:
+        base = by_run.get(attempt.derived_from)
+        if base is None or not (attempt.finished and base.finished):
+            continue
+        if attempt.metric is None or base.metric is None:
+            continue
+        if attempt.metric == base.metric or target.is_better(attempt.metric, base.metric):
+            continue
+        worse |= _directions(base.config, attempt.config, space)
+    return worse
+
+
+def _directions(
+    before: Mapping[str, Any], after: Mapping[str, Any], space: SearchSpace
+) -> set[tuple[str, bool]]:
+    """(dimension, raised?) for each searched dimension that changed."""
+    found = set()
+    for d in space.dimensions:
+        if d.name in before and d.name in after and float(after[d.name]) != float(before[d.name]):
+            found.add((d.name, float(after[d.name]) > float(before[d.name])))
+    return found
 
 
 def _continuation(base: Attempt, proposal: Mapping[str, Any], space: SearchSpace) -> str:

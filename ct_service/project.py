@@ -14,6 +14,7 @@ import yaml
 
 from ct_service.exceptions import ProjectError
 from ct_service.space import Config, SearchSpace
+from ct_service.space_inference import infer_space
 
 ENTRY_POINT = "main"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow projects declare
@@ -57,6 +58,7 @@ class Project:
     parameters: Mapping[str, Parameter]
     space: SearchSpace
     command: str = ""  # the entry point's command template
+    space_inferred: bool = False  # no ct.yaml: the space was read off the parameters
 
     def command_line(self, values: Mapping[str, str]) -> str:
         """The entry point's command with these parameter values, as MLflow builds it:
@@ -130,11 +132,14 @@ def load_project(location: str | Path) -> Project:
         for name, spec in declared.items()
     }
     ct_yaml = path / "ct.yaml"
-    space_spec = _read_yaml(ct_yaml).get("search_space") if ct_yaml.is_file() else None
-    try:
-        space = SearchSpace.from_spec(space_spec)
-    except (ValueError, TypeError) as error:
-        raise ProjectError(f"{ct_yaml}: {error}") from None
+    inferred = not ct_yaml.is_file()
+    if inferred:
+        space = infer_space({n: (p.type, p.default) for n, p in parameters.items()})
+    else:
+        try:
+            space = SearchSpace.from_spec(_read_yaml(ct_yaml).get("search_space"))
+        except (ValueError, TypeError) as error:
+            raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
     if undeclared:
         raise ProjectError(f"{ct_yaml}: not parameters of the MLproject: {', '.join(undeclared)}")
@@ -148,7 +153,8 @@ def load_project(location: str | Path) -> Project:
     command = entry.get("command")
     if not isinstance(command, str) or not command.strip():
         raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
-    return Project(path, str(spec.get("name") or path.name), parameters, space, command)
+    name = str(spec.get("name") or path.name)
+    return Project(path, name, parameters, space, command, space_inferred=inferred)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -110,6 +110,18 @@ class SearchSpace:
             raise ValueError("search_space must be a mapping of parameter name to its spec")
         return cls(tuple(Dimension.from_spec(name, dim) for name, dim in spec.items()))
 
+    def to_spec(self) -> dict[str, dict[str, Any]]:
+        """The space as ct.yaml's `search_space` declares it (from_spec reads it back)."""
+        spec: dict[str, dict[str, Any]] = {}
+        for d in self.dimensions:
+            entry: dict[str, Any] = {"role": d.role.value, "type": d.kind}
+            if d.values:
+                entry["values"] = [d.cast(v) for v in d.values]
+            else:
+                entry["low"], entry["high"] = d.cast(d.low), d.cast(d.high)
+            spec[d.name] = entry
+        return spec
+
     def with_role(self, role: Role) -> list[Dimension]:
         return [d for d in self.dimensions if d.role is role]
 

@@ -406,6 +406,7 @@ class Tracker:
             decision=tags.get(run_tags.DECISION, ""),
             resumes=int(tags.get(run_tags.RESUMES, "0")),
             checkpoint_epoch=_whole(tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "")),
+            derived_from=tags.get(run_tags.DERIVED_FROM, ""),
         )
 
 

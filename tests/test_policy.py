@@ -310,3 +310,53 @@ def test_a_proposal_derived_from_a_continuation_does_not_inherit_its_checkpoint(
     decision = decide([resumable(), continued], SPACE, TARGET, BUDGET)
     assert decision.action is Action.TRAIN and decision.continues == ""
     assert decision.config["resume_from"] == ""
+
+
+# Projects without curves learn from their results: a change that made the metric
+# worse is not repeated in that direction; the other direction is tried.
+WINE_SPACE = SearchSpace.from_spec(
+    {"alpha": {"role": "regularization", "type": "float", "low": 0.005, "high": 50.0}}
+)
+RMSE = Target(metric="rmse", threshold=0.7, direction=Direction.MINIMIZE)
+
+
+def final_only(number, alpha, rmse, derived_from=""):
+    return Attempt(
+        number=number,
+        run_id=f"run{number}",
+        config={"alpha": alpha, "l1_ratio": 0.1},
+        status=AttemptStatus.FINISHED,
+        metric=rmse,
+        derived_from=derived_from,
+    )
+
+
+@pytest.mark.unit
+def test_without_curves_a_direction_that_made_it_worse_is_reversed() -> None:
+    """MLflow's wine example: raising alpha made rmse worse (0.795 -> 0.823); the rule
+    used to raise it again and again."""
+    history = [final_only(1, 0.5, 0.795), final_only(2, 1.0, 0.823, derived_from="run1")]
+    decision = decide(history, WINE_SPACE, RMSE, BUDGET)
+    assert decision.action is Action.TRAIN
+    assert decision.config["alpha"] == pytest.approx(0.25)  # the other way, from the best
+    assert decision.derived_from == "run1"
+
+
+@pytest.mark.unit
+def test_without_curves_a_direction_that_helped_is_kept() -> None:
+    history = [final_only(1, 0.5, 0.795), final_only(2, 1.0, 0.75, derived_from="run1")]
+    decision = decide(history, WINE_SPACE, RMSE, BUDGET)
+    assert decision.config["alpha"] == pytest.approx(2.0) and decision.derived_from == "run2"
+
+
+@pytest.mark.unit
+def test_without_curves_no_change_repeats_a_direction_that_made_it_worse() -> None:
+    """Both directions from alpha 0.5 made rmse worse: neither is pushed further from
+    the worse attempts (0.125 or 2.0); with the rules spent the search stops."""
+    history = [
+        final_only(1, 0.5, 0.795),
+        final_only(2, 1.0, 0.823, derived_from="run1"),
+        final_only(3, 0.25, 0.80, derived_from="run1"),
+    ]
+    decision = decide(history, WINE_SPACE, RMSE, BUDGET)
+    assert decision.action is Action.STOP, decision

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
+import yaml
+
 from ct_service import registry
 from ct_service.cli.arguments import overrides, whole
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_MISSED, EXIT_OK
@@ -16,6 +18,7 @@ from ct_service.cli.progress import Follower
 from ct_service.exceptions import CtError
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.queue import enqueue, make_celery
+from ct_service.project import load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.target import Budget, Direction, Target
@@ -29,6 +32,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--follow", action="store_true", help="keep showing progress until it ends")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
+
+    space = commands.add_parser(
+        "space",
+        help="print the search space the policy uses for a project (declared or inferred)",
+        description="Print the project's search space as ct.yaml declares it: from its "
+        "ct.yaml, or inferred from its MLproject's parameters when it has none (copy it "
+        "into ct.yaml to edit it).",
+    )
+    space.add_argument("project", help="folder of an MLflow project")
+    space.add_argument("--json", action="store_true")
+    space.set_defaults(handler=_space)
 
     rollback = commands.add_parser("rollback", help="give @production back to @previous-production")
     rollback.add_argument("model", help="registered model name, e.g. lenet")
@@ -218,6 +232,18 @@ def _exit_code(outcome: str) -> int:
     if outcome == Outcome.FAILED.value:
         return EXIT_FAILED
     return EXIT_MISSED
+
+
+def _space(args: argparse.Namespace, settings: Settings) -> int:
+    project = load_project(args.project)
+    spec = {"search_space": project.space.to_spec()}
+    if args.json:
+        print(json.dumps({**spec, "inferred": project.space_inferred}, indent=2))
+        return EXIT_OK
+    where = "inferred from its MLproject (no ct.yaml)" if project.space_inferred else "its ct.yaml"
+    print(f"# search space of {project.name}: {where}")
+    print(yaml.safe_dump(spec, sort_keys=False, default_flow_style=None).rstrip())
+    return EXIT_OK
 
 
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -270,6 +270,12 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         prior=tracker.prior_attempts(pipeline),
         elapsed_seconds=pipeline.elapsed_seconds,
     )
+    if decision.action is policy.Action.TRAIN and project.space_inferred:
+        decision = replace(
+            decision,
+            reason=decision.reason + " (search space inferred from the MLproject; see "
+            "`ct-service space`)",
+        )
     log.info("pipeline %s: %s (%s)", pipeline_id, decision.action.value, decision.reason)
     next_step: Step
     if decision.action is policy.Action.TRAIN:
