@@ -200,3 +200,47 @@ def test_a_required_parameter_without_a_value_is_refused_before_anything_runs(
     assert main(["run", str(folder)]) == 2
     assert "required parameter(s) without a value: alpha" in capsys.readouterr().err
     assert not (tmp_path / "ct" / "mlflow.db").exists()
+
+
+@pytest.mark.integration
+def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow's wine example has no ct.yaml: `ct-service space` shows what the policy
+    infers, and a pipeline searches it (it used to stop after attempt 1)."""
+    folder = tmp_path / "wine"
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: wine\nentry_points:\n  main:\n"
+        "    parameters: {alpha: {type: float, default: 0.5}, l1_ratio: {type: float, default: 0.1}}\n"
+        "    command: python train.py {alpha}\n"
+    )
+    (folder / "train.py").write_text(
+        "import sys, mlflow\nalpha = float(sys.argv[1])\n"
+        "mlflow.log_metric('rmse', 0.7 + abs(alpha - 0.25))\n"  # best at alpha 0.25
+    )
+    assert main(["space", str(folder)]) == 0
+    shown = capsys.readouterr().out
+    assert "inferred from its MLproject" in shown
+    assert "alpha: {role: regularization, type: float, low: 0.005, high: 50.0}" in shown
+    result = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
+        env=ct_env(
+            CT_HOME=str(tmp_path / "ct"),
+            CT_MAX_ATTEMPTS="3",
+            CT_TARGET_METRIC="rmse",
+            CT_TARGET_DIRECTION="minimize",
+            CT_TARGET_THRESHOLD="0.65",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = json.loads(result.stdout)
+    attempts = summary["attempts"]
+    assert len(attempts) == 3, summary["reason"]
+    assert "search space inferred from the MLproject" in attempts[1]["reason"]
+    configs = [a["config"] for a in attempts]  # as the summary shows them
+    assert "alpha=0.5" in configs[0] and "alpha=1.0" in configs[1]
+    assert "alpha=0.25" in configs[2]  # raising it made rmse worse: the other way
