@@ -244,3 +244,23 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
     configs = [a["config"] for a in attempts]  # as the summary shows them
     assert "alpha=0.5" in configs[0] and "alpha=1.0" in configs[1]
     assert "alpha=0.25" in configs[2]  # raising it made rmse worse: the other way
+
+
+@pytest.mark.integration
+def test_a_target_metric_the_run_never_logs_fails_the_attempt_naming_what_it_logged(
+    tmp_path: Path,
+) -> None:
+    folder = quick_project(tmp_path / "quick", accuracy=0.9)  # logs test_accuracy only
+    result = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
+        env=ct_env(CT_HOME=str(tmp_path / "ct"), CT_TARGET_METRIC="f1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (attempt,) = json.loads(result.stdout)["attempts"]
+    assert attempt["failure"] == (
+        "the run finished without logging the target metric f1; it logged: test_accuracy"
+    )
+    assert result.returncode == 1  # no attempt finished

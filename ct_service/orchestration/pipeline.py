@@ -239,8 +239,10 @@ def _record_result(
         return Step(Task.RESUME, (pipeline.id, attempt_id))
     failure = result.failure
     if result.succeeded and pipeline.spec.target.metric not in run.data.metrics:
+        logged = ", ".join(sorted(run.data.metrics)) or "none"
         failure = (
-            f"the run finished without logging the target metric {pipeline.spec.target.metric}"
+            f"the run finished without logging the target metric "
+            f"{pipeline.spec.target.metric}; it logged: {logged}"
         )
     if run.info.status == "RUNNING":  # killed before MLflow could end it
         tracker.client.set_terminated(attempt_id, "FAILED" if failure else "FINISHED")
