@@ -22,6 +22,18 @@ from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
 
+def run_embedded(folder: Path, home: Path, **env: str) -> subprocess.CompletedProcess:
+    """`ct-service run FOLDER --json`, embedded, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
+        env=ct_env(CT_HOME=str(home), **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def queued_attempt(settings: Settings) -> tuple[str, str]:
     pipeline_id = pipeline.create(settings, str(LENET), {"epochs": 1})
     step = pipeline.start(settings, pipeline_id)
@@ -81,14 +93,7 @@ def test_a_project_that_cannot_import_its_dependency_fails_with_that_reason(
     )
     (folder / "train.py").write_text("import lightgbm_is_not_installed_here  # noqa\n")
     home = tmp_path / "ct"
-    result = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
-        env=ct_env(CT_HOME=str(home)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_embedded(folder, home)
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
     assert summary["outcome"] == "failed"
@@ -172,14 +177,7 @@ def test_a_project_that_logs_its_own_float_parameter_is_not_contradicted(
         "mlflow.log_param('alpha', float(sys.argv[1]))\n"
         "mlflow.log_metric('test_accuracy', 0.5)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
-        env=ct_env(CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="1"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_embedded(folder, tmp_path / "ct", CT_MAX_ATTEMPTS="1")
     summary = json.loads(result.stdout)
     (attempt,) = summary["attempts"]
     assert attempt["status"] == "finished", attempt.get("failure")
@@ -223,19 +221,13 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
     shown = capsys.readouterr().out
     assert "inferred from its MLproject" in shown
     assert "alpha: {role: regularization, type: float, low: 0.005, high: 50.0}" in shown
-    result = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
-        env=ct_env(
-            CT_HOME=str(tmp_path / "ct"),
-            CT_MAX_ATTEMPTS="3",
-            CT_TARGET_METRIC="rmse",
-            CT_TARGET_DIRECTION="minimize",
-            CT_TARGET_THRESHOLD="0.65",
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_embedded(
+        folder,
+        tmp_path / "ct",
+        CT_MAX_ATTEMPTS="3",
+        CT_TARGET_METRIC="rmse",
+        CT_TARGET_DIRECTION="minimize",
+        CT_TARGET_THRESHOLD="0.65",
     )
     summary = json.loads(result.stdout)
     attempts = summary["attempts"]
@@ -251,14 +243,7 @@ def test_a_target_metric_the_run_never_logs_fails_the_attempt_naming_what_it_log
     tmp_path: Path,
 ) -> None:
     folder = quick_project(tmp_path / "quick", accuracy=0.9)  # logs test_accuracy only
-    result = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"],
-        env=ct_env(CT_HOME=str(tmp_path / "ct"), CT_TARGET_METRIC="f1"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_embedded(folder, tmp_path / "ct", CT_TARGET_METRIC="f1")
     (attempt,) = json.loads(result.stdout)["attempts"]
     assert attempt["failure"] == (
         "the run finished without logging the target metric f1; it logged: test_accuracy"
