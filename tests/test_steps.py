@@ -22,6 +22,15 @@ from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
 
+def write_project(folder: Path, mlproject: str, train_py: str = "") -> Path:
+    """An MLflow project folder with this MLproject (and train.py, when given)."""
+    folder.mkdir()
+    (folder / "MLproject").write_text(mlproject)
+    if train_py:
+        (folder / "train.py").write_text(train_py)
+    return folder
+
+
 def run_embedded(folder: Path, home: Path, **env: str) -> subprocess.CompletedProcess:
     """`ct-service run FOLDER --json`, embedded, as a user runs it."""
     return subprocess.run(
@@ -84,14 +93,13 @@ def test_a_project_that_cannot_import_its_dependency_fails_with_that_reason(
     tmp_path: Path,
 ) -> None:
     """No attempt ever finished: the pipeline failed (exit 1), not "stopped" (exit 3)."""
-    folder = tmp_path / "needs-lightgbm"
-    folder.mkdir()
-    (folder / "MLproject").write_text(
+    folder = write_project(
+        tmp_path / "needs-lightgbm",
         "name: needs-lightgbm\nentry_points:\n  main:\n"
         "    parameters: {alpha: {type: float, default: 0.5}}\n"
-        "    command: python train.py {alpha}\n"
+        "    command: python train.py {alpha}\n",
+        "import lightgbm_is_not_installed_here  # noqa\n",
     )
-    (folder / "train.py").write_text("import lightgbm_is_not_installed_here  # noqa\n")
     home = tmp_path / "ct"
     result = run_embedded(folder, home)
     assert result.returncode == 1, result.stderr
@@ -108,11 +116,10 @@ def test_local_execution_refuses_a_docker_env_project_before_anything_runs(
 ) -> None:
     """MLflow ignores env_manager for a docker_env project: CT_EXECUTION=local would
     run it in its image after all (and fail on an image it cannot pull)."""
-    folder = tmp_path / "boxed"
-    folder.mkdir()
-    (folder / "MLproject").write_text(
+    folder = write_project(
+        tmp_path / "boxed",
         "name: boxed\ndocker_env:\n  image: acme/trainer:3\n"
-        "entry_points:\n  main:\n    command: python train.py\n"
+        "entry_points:\n  main:\n    command: python train.py\n",
     )
     monkeypatch.setenv("CT_HOME", str(tmp_path / "ct"))
     monkeypatch.setenv("CT_EXECUTION", "local")
@@ -124,14 +131,11 @@ def test_local_execution_refuses_a_docker_env_project_before_anything_runs(
 
 def quick_project(folder: Path, accuracy: float) -> Path:
     """A project that trains nothing: it logs its test accuracy and ends."""
-    folder.mkdir()
-    (folder / "MLproject").write_text(
-        "name: quick\nentry_points:\n  main:\n    command: python train.py\n"
+    return write_project(
+        folder,
+        "name: quick\nentry_points:\n  main:\n    command: python train.py\n",
+        f"import mlflow\nmlflow.log_metric('test_accuracy', {accuracy})\n",
     )
-    (folder / "train.py").write_text(
-        f"import mlflow\nmlflow.log_metric('test_accuracy', {accuracy})\n"
-    )
-    return folder
 
 
 @pytest.mark.integration
@@ -165,17 +169,16 @@ def test_a_project_that_logs_its_own_float_parameter_is_not_contradicted(
 ) -> None:
     """MLflow's wine example logs float(alpha) itself: the value the service logged
     and passed must be the same text ("1.0", not "1")."""
-    folder = tmp_path / "wine"
-    folder.mkdir()
-    (folder / "MLproject").write_text(
+    folder = write_project(
+        tmp_path / "wine",
         "name: wine\nentry_points:\n  main:\n"
         "    parameters: {alpha: {type: float, default: 1.0}}\n"
-        "    command: python train.py {alpha}\n"
-    )
-    (folder / "train.py").write_text(
-        "import sys, mlflow\n"
-        "mlflow.log_param('alpha', float(sys.argv[1]))\n"
-        "mlflow.log_metric('test_accuracy', 0.5)\n"
+        "    command: python train.py {alpha}\n",
+        (
+            "import sys, mlflow\n"
+            "mlflow.log_param('alpha', float(sys.argv[1]))\n"
+            "mlflow.log_metric('test_accuracy', 0.5)\n"
+        ),
     )
     result = run_embedded(folder, tmp_path / "ct", CT_MAX_ATTEMPTS="1")
     summary = json.loads(result.stdout)
@@ -188,11 +191,10 @@ def test_a_project_that_logs_its_own_float_parameter_is_not_contradicted(
 def test_a_required_parameter_without_a_value_is_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "wine"
-    folder.mkdir()
-    (folder / "MLproject").write_text(
+    folder = write_project(
+        tmp_path / "wine",
         "name: wine\nentry_points:\n  main:\n    parameters:\n      alpha: float\n"
-        "    command: python train.py {alpha}\n"
+        "    command: python train.py {alpha}\n",
     )
     monkeypatch.setenv("CT_HOME", str(tmp_path / "ct"))
     assert main(["run", str(folder)]) == 2
@@ -206,16 +208,15 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
 ) -> None:
     """MLflow's wine example has no ct.yaml: `ct-service space` shows what the policy
     infers, and a pipeline searches it (it used to stop after attempt 1)."""
-    folder = tmp_path / "wine"
-    folder.mkdir()
-    (folder / "MLproject").write_text(
+    folder = write_project(
+        tmp_path / "wine",
         "name: wine\nentry_points:\n  main:\n"
         "    parameters: {alpha: {type: float, default: 0.5}, l1_ratio: {type: float, default: 0.1}}\n"
-        "    command: python train.py {alpha}\n"
-    )
-    (folder / "train.py").write_text(
-        "import sys, mlflow\nalpha = float(sys.argv[1])\n"
-        "mlflow.log_metric('rmse', 0.7 + abs(alpha - 0.25))\n"  # best at alpha 0.25
+        "    command: python train.py {alpha}\n",
+        (
+            "import sys, mlflow\nalpha = float(sys.argv[1])\n"
+            "mlflow.log_metric('rmse', 0.7 + abs(alpha - 0.25))\n"  # best at alpha 0.25
+        ),
     )
     assert main(["space", str(folder)]) == 0
     shown = capsys.readouterr().out
