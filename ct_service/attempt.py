@@ -31,7 +31,14 @@ class Attempt:
     resumes: int = 0  # how many times a dead run of it was resumed
     checkpoint_epoch: int = 0  # the last epoch with a logged checkpoint (0: none)
     derived_from: str = ""  # the run of the attempt whose configuration it changed
+    stopped_early: str = ""  # "<target met|hopeless>: <reason>" when stopped from outside
+    stop_margin: float | None = None  # the validation margin its target-met stop used
+    validation: tuple[float, ...] = ()  # the per-epoch validation metric (its curve)
 
     @property
     def finished(self) -> bool:
         return self.status is AttemptStatus.FINISHED
+
+    def stopped_as(self, kind: str) -> bool:
+        """Stopped early for this reason ("target met" or "hopeless")."""
+        return self.stopped_early.startswith(f"{kind}:")

@@ -16,6 +16,7 @@ from ct_service.attempt import Attempt
 from ct_service.curves import Finding, diagnose
 from ct_service.run_tags import RESUME_FROM_PARAM as RESUME_FROM
 from ct_service.space import Config, ConfigKey, Role, SearchSpace
+from ct_service.stop_early import StopKind, StopRule
 from ct_service.target import Budget, Target
 
 
@@ -33,6 +34,7 @@ class Decision:
     derived_from: str = ""  # run id of the attempt the config was derived from, or to promote
     continues: str = ""  # for TRAIN: the run whose last checkpoint it trains on from
     budget_spent: bool = False  # for STOP: the budget ran out (else nothing was left to try)
+    stop_margin: float | None = None  # for TRAIN: the validation margin its early stop needs
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,17 @@ REMEDIES: dict[Finding, tuple[Moves, ...]] = {
         (Move(Role.LEARNING_RATE, True, 3.0),),
     ),
 }
+# After an attempt stopped as hopeless (its curve cannot reach the target in any
+# number of epochs the space allows): more capacity or a faster learning rate, never
+# more epochs of the same model.
+HOPELESS_REMEDIES: tuple[Moves, ...] = (
+    (Move(Role.DEPTH, True), Move(Role.WIDTH, True)),
+    (Move(Role.WIDTH, True),),
+    (Move(Role.DEPTH, True),),
+    (Move(Role.LEARNING_RATE, True, 3.0),),
+    (Move(Role.REGULARIZATION, True),),
+    (Move(Role.LEARNING_RATE, False, 3.0),),
+)
 # Tried after the remedies, so a search never stalls while the space has room.
 FALLBACK: tuple[Moves, ...] = (
     (Move(Role.EPOCHS, True),),
@@ -97,14 +110,20 @@ def decide(
     budget: Budget,
     prior: Sequence[Attempt] = (),
     elapsed_seconds: float = 0.0,
+    stop_rule: StopRule | None = None,
 ) -> Decision:
     """Decide what follows the last attempt of `history` (this pipeline's attempts, in
     order). `prior` holds attempts of earlier pipelines of the same project.
+    `stop_rule`: how attempts are stopped early (None: they are not); with it, a new
+    configuration is given the most epochs the space allows, since its training
+    stops as soon as its curve meets the target or shows it cannot.
 
     1. promote if the last attempt met the target; 2. stop if the budget is spent;
-    3. try a configuration that met the target in an earlier pipeline; 4. change the
-    best finished attempt as its learning curves suggest; 5. with no finished
-    attempt, retry the crashed one clamped into the search space; else stop."""
+    3. continue an attempt stopped for meeting the target on validation whose test
+    metric fell short, with a larger margin; 4. try a configuration that met the
+    target in an earlier pipeline; 5. change the best finished attempt as its
+    learning curves (or its hopeless stop) suggest; 6. with no finished attempt,
+    retry the crashed one clamped into the search space; else stop."""
     if not history:
         raise ValueError("the policy needs at least one attempt")
     last = history[-1]
@@ -121,8 +140,9 @@ def decide(
     finished = sorted((a for a in history if a.finished), key=_rank(target))
     worse = _worsening_changes(history, space, target)
     proposal = (
-        _known_good_again(last, prior, tried, space, target)
-        or _curve_remedy(finished, tried, space, worse)
+        _continue_short_stop(last, target, space, stop_rule)
+        or _known_good_again(last, prior, tried, space, target)
+        or _curve_remedy(finished, tried, space, worse, stop_rule is not None)
         or (None if finished else _clamped_retry(last, tried, space))
     )
     if proposal is not None:
@@ -202,23 +222,61 @@ def _known_good_again(
     )
 
 
+def _continue_short_stop(
+    last: Attempt, target: Target, space: SearchSpace, stop_rule: StopRule | None
+) -> Decision | None:
+    """The last attempt was stopped because its validation curve met the target, yet
+    its test metric falls short: train it on from its checkpoint, and stop it only
+    once validation clears the target by that shortfall more."""
+    if stop_rule is None or not (last.finished and last.stopped_as(StopKind.TARGET_MET.value)):
+        return None
+    if last.metric is None or not last.validation or RESUME_FROM not in last.config:
+        return None
+    epochs = space.with_role(Role.EPOCHS)
+    if len(epochs) != 1 or last.checkpoint_epoch >= float(last.config[epochs[0].name]):
+        return None
+    shortfall = abs(last.validation[-1] - last.metric)
+    margin = (last.stop_margin or stop_rule.margin) + max(shortfall, stop_rule.margin)
+    return Decision(
+        Action.TRAIN,
+        f"attempt {last.number} was stopped at epoch {last.checkpoint_epoch} with "
+        f"{stop_rule.validation_metric(target)} {last.validation[-1]:.4g}, but "
+        f"{target.metric} {last.metric:.4g} misses {target.describe()}: continuing it from "
+        f"its checkpoint, to stop with a validation margin of {margin:.3g}",
+        dict(last.config),
+        last.run_id,
+        continues=last.run_id,
+        stop_margin=margin,
+    )
+
+
 def _curve_remedy(
     finished: Sequence[Attempt],
     tried: set[ConfigKey],
     space: SearchSpace,
     worse: set[tuple[str, bool]],
+    stops_early: bool,
 ) -> Decision | None:
     """The first untried change the curves of a finished attempt point to, best first;
-    never a change in a direction that made the metric worse before."""
+    never a change in a direction that made the metric worse before. When attempts
+    stop early, every proposal gets the most epochs the space allows."""
     for base in finished:
         diagnosis = diagnose(base)
-        for moves in REMEDIES.get(diagnosis.finding, ()) + FALLBACK:
+        remedies = REMEDIES.get(diagnosis.finding, ())
+        evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
+        if base.stopped_as(StopKind.HOPELESS.value):
+            remedies = HOPELESS_REMEDIES
+            evidence = f"attempt {base.number} stopped early, {base.stopped_early}"
+        for moves in remedies + FALLBACK:
             proposal = _apply(moves, base.config, space)
+            if proposal is not None and stops_early:
+                proposal = _longest(proposal, space)
             if proposal is None or space.key(proposal) in tried:
+                continue
+            if base.stopped_as(StopKind.HOPELESS.value) and _only_epochs(base, proposal, space):
                 continue
             if _directions(base.config, proposal, space) & worse:
                 continue
-            evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
             continues = _continuation(base, proposal, space)
             how = (
                 f", continuing attempt {base.number} from its checkpoint at epoch "
@@ -236,6 +294,17 @@ def _curve_remedy(
     return None
 
 
+def _longest(config: Config, space: SearchSpace) -> Config:
+    """The configuration trained for the most epochs its space allows."""
+    return {**config, **{d.name: d.cast(d.high) for d in space.with_role(Role.EPOCHS)}}
+
+
+def _only_epochs(base: Attempt, proposal: Mapping[str, Any], space: SearchSpace) -> bool:
+    return {name for name, _ in _directions(base.config, proposal, space)} <= {
+        d.name for d in space.with_role(Role.EPOCHS)
+    }
+
+
 def _worsening_changes(
     history: Sequence[Attempt], space: SearchSpace, target: Target
 ) -> set[tuple[str, bool]]:
@@ -246,6 +315,8 @@ def _worsening_changes(
     for attempt in history:
         base = by_run.get(attempt.derived_from)
         if base is None or not (attempt.finished and base.finished):
+            continue
+        if attempt.stopped_early or base.stopped_early:  # compared at other epochs
             continue
         if attempt.metric is None or base.metric is None:
             continue
@@ -276,7 +347,9 @@ def _continuation(base: Attempt, proposal: Mapping[str, Any], space: SearchSpace
         return ""
     name = epochs[0].name
     changed = {k for k in proposal if proposal[k] != base.config.get(k)} - {RESUME_FROM}
-    if changed != {name} or float(proposal[name]) <= float(base.config[name]):
+    if changed - {name} or float(proposal[name]) <= base.checkpoint_epoch:
+        return ""
+    if base.stopped_early:  # stopped on purpose: more of the same is not the remedy
         return ""
     if base.checkpoint_epoch != int(float(base.config[name])):
         return ""

@@ -15,6 +15,7 @@ import yaml
 from ct_service.exceptions import ProjectError
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
+from ct_service.stop_early import StopRule
 
 ENTRY_POINT = "main"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow projects declare
@@ -59,6 +60,7 @@ class Project:
     space: SearchSpace
     command: str = ""  # the entry point's command template
     space_inferred: bool = False  # no ct.yaml: the space was read off the parameters
+    stop_rule: StopRule = StopRule()  # ct.yaml's stop_early: when to stop an attempt early
 
     def command_line(self, values: Mapping[str, str]) -> str:
         """The entry point's command with these parameter values, as MLflow builds it:
@@ -133,11 +135,14 @@ def load_project(location: str | Path) -> Project:
     }
     ct_yaml = path / "ct.yaml"
     inferred = not ct_yaml.is_file()
+    stop_rule = StopRule()
     if inferred:
         space = infer_space({n: (p.type, p.default) for n, p in parameters.items()})
     else:
         try:
-            space = SearchSpace.from_spec(_read_yaml(ct_yaml).get("search_space"))
+            ct_spec = _read_yaml(ct_yaml)
+            space = SearchSpace.from_spec(ct_spec.get("search_space"))
+            stop_rule = StopRule.from_spec(ct_spec.get("stop_early"))
         except (ValueError, TypeError) as error:
             raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
@@ -154,7 +159,9 @@ def load_project(location: str | Path) -> Project:
     if not isinstance(command, str) or not command.strip():
         raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
     name = str(spec.get("name") or path.name)
-    return Project(path, name, parameters, space, command, space_inferred=inferred)
+    return Project(
+        path, name, parameters, space, command, space_inferred=inferred, stop_rule=stop_rule
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

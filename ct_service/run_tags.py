@@ -59,6 +59,12 @@ REPLACES_RUN = "ct.replaces_run"  # on the new run: the dead run it takes over f
 REPLACED_BY = "ct.replaced_by"  # on the dead run: the run that took it over
 # -- continuation: an attempt that only trains an earlier one longer starts from it --
 CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's run it extends
+# Set by the worker while the attempt trains, read by the project (LeNet's epoch
+# callback): please stop after the current batch, keep the last complete epoch, then
+# log the test metrics and the model as usual. Its value is the reason.
+STOP_REQUESTED = "ct.stop_requested"
+STOPPED_EARLY = "ct.stopped_early"  # "<target met|hopeless>: <reason>": why it was stopped
+STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
 CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose checkpoint it loads
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
 

@@ -28,6 +28,7 @@ from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.exceptions import PipelineNotFound
 from ct_service.settings import Settings
 from ct_service.space import Config, param_text
+from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
@@ -250,6 +251,7 @@ class Tracker:
         reason: str,
         derived_from: str = "",
         continues: str = "",
+        stop_margin: float | None = None,
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
         existing = self._attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
@@ -276,6 +278,7 @@ class Tracker:
                     if continues
                     else {}
                 ),
+                **({run_tags.STOP_MARGIN: f"{stop_margin:g}"} if stop_margin is not None else {}),
             },
         )
         self.client.log_batch(
@@ -349,15 +352,22 @@ class Tracker:
         )
         return [self.pipeline(run.info.run_id) for run in runs]
 
-    def attempts(self, pipeline: Pipeline, curves: bool = True) -> list[Attempt]:
+    def attempts(
+        self, pipeline: Pipeline, curves: bool = True, validation_metric: str = ""
+    ) -> list[Attempt]:
         """One Attempt per attempt number: its latest run, with the metric history of
-        the runs it resumed from."""
+        the runs it resumed from. `validation_metric`: the per-epoch metric read as
+        each attempt's validation curve (default: val_<target metric without test_>)."""
+        validation = validation_metric or StopRule().validation_metric(pipeline.spec.target)
         runs = self._attempt_runs(pipeline)
         current = [
             r for r in runs if r.data.tags.get(run_tags.STATUS) != AttemptStatus.RESUMED.value
         ]
         by_id = {run.info.run_id: run for run in runs}
-        found = [self._to_attempt(run, pipeline.spec.target, curves, by_id) for run in current]
+        found = [
+            self._to_attempt(run, pipeline.spec.target, curves, by_id, validation)
+            for run in current
+        ]
         return sorted(found, key=lambda a: a.number)
 
     def prior_attempts(self, pipeline: Pipeline, limit: int = 200) -> list[Attempt]:
@@ -380,13 +390,18 @@ class Tracker:
         )
 
     def _to_attempt(
-        self, run: Run, target: Target, curves: bool, chain_runs: dict[str, Run] | None = None
+        self,
+        run: Run,
+        target: Target,
+        curves: bool,
+        chain_runs: dict[str, Run] | None = None,
+        validation_metric: str = "",
     ) -> Attempt:
         tags = run.data.tags
         histories: dict[str, tuple[float, ...]] = {}
         if curves:
             chain = _chain(run, chain_runs or {})
-            for key in CURVES:
+            for key in dict.fromkeys((*CURVES, validation_metric) if validation_metric else CURVES):
                 by_step: dict[int, float] = {}
                 for link in chain:  # oldest first: a resumed epoch's later value wins
                     points = self.client.get_metric_history(link, key)
@@ -407,7 +422,29 @@ class Tracker:
             resumes=int(tags.get(run_tags.RESUMES, "0")),
             checkpoint_epoch=_whole(tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "")),
             derived_from=tags.get(run_tags.DERIVED_FROM, ""),
+            stopped_early=tags.get(run_tags.STOPPED_EARLY, ""),
+            stop_margin=_number(tags.get(run_tags.STOP_MARGIN, "")),
+            validation=histories.get(validation_metric, ()),
         )
+
+    def earlier_values(self, run_id: str, metric: str) -> tuple[float, ...]:
+        """The per-epoch values of `metric` in the runs the attempt run `run_id`
+        carries on (the runs it resumed, the attempt it continues), oldest first."""
+        by_id: dict[str, Run] = {}
+        current = self.client.get_run(run_id)
+        while True:
+            tags = current.data.tags
+            previous = tags.get(run_tags.REPLACES_RUN) or tags.get(run_tags.CONTINUES, "")
+            if not previous or previous in by_id or previous == run_id:
+                break
+            current = by_id[previous] = self.client.get_run(previous)
+        by_step: dict[int, float] = {}
+        for link in reversed(list(by_id)):  # oldest first: a later value wins
+            for m in sorted(
+                self.client.get_metric_history(link, metric), key=lambda m: (m.step, m.timestamp)
+            ):
+                by_step[m.step] = m.value
+        return tuple(by_step[step] for step in sorted(by_step))
 
 
 def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
@@ -441,6 +478,13 @@ def _source_tags(pipeline: Pipeline) -> dict[str, str]:
 
 def _whole(text: str) -> int:
     return int(text) if text.isdigit() else 0
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _tag(name: str, value: str, comparison: str = "=") -> str:

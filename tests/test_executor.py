@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from ct_service.execution.executor import AttemptRequest
+from ct_service.execution.executor import AttemptRequest, Halt, Heartbeat
 from ct_service.execution.local import LocalExecutor
 from ct_service.settings import Settings
 
@@ -31,7 +30,7 @@ def run(
     settings: Settings,
     project: Path,
     timeout: float = 120.0,
-    heartbeat: Callable[[], bool] = lambda: True,
+    heartbeat: Heartbeat = lambda: None,
 ):
     client = mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
     experiment = client.create_experiment("executor")
@@ -116,7 +115,10 @@ def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_pat
         time.sleep(120)
     """,
     )
-    result, _, _ = run(settings, project, heartbeat=lambda: not pid_file.exists())
+    taken_over = Halt("stopped: another run took the attempt over", interrupted=True)
+    result, _, _ = run(
+        settings, project, heartbeat=lambda: taken_over if pid_file.exists() else None
+    )
     assert result.interrupted
     assert result.failure == "stopped: another run took the attempt over"
     assert not running(int(pid_file.read_text()))

@@ -130,11 +130,16 @@ def test_a_weak_start_misses_the_policy_adapts_and_a_later_attempt_is_promoted(f
     for attempt in continued:
         base_id = tracker.client.get_run(attempt.run_id).data.tags["ct.continues"]
         base = next(a for a in attempts if a.run_id == base_id)
-        epochs = int(attempt.config["epochs"])
+        trained = attempt.checkpoint_epoch  # its last epoch: it may have been stopped early
         assert epochs_logged(tracker, attempt.run_id) == list(
-            range(int(base.config["epochs"]) + 1, epochs + 1)
+            range(base.checkpoint_epoch + 1, trained + 1)
         )
-        assert len(attempt.curves["val_accuracy"]) == epochs  # the base's epochs, then its own
+        assert len(attempt.curves["val_accuracy"]) == trained  # the base's epochs, then its own
+    # The winner was stopped as soon as its validation curve cleared the target (the
+    # policy gives a continuation the most epochs the space allows), then evaluated.
+    assert last.stopped_as("target met"), last.stopped_early
+    assert last.checkpoint_epoch < int(last.config["epochs"])
+    assert epochs_logged(tracker, last.run_id)[-1] == last.checkpoint_epoch
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.curves import Finding, diagnose
 from ct_service.policy import Action, decide
 from ct_service.space import SearchSpace
+from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
 
 SPACE = SearchSpace.from_spec(
@@ -360,3 +361,73 @@ def test_without_curves_no_change_repeats_a_direction_that_made_it_worse() -> No
     ]
     decision = decide(history, WINE_SPACE, RMSE, BUDGET)
     assert decision.action is Action.STOP, decision
+
+
+# Early stops (ct.yaml stop_early, on by default): a new configuration gets the most
+# epochs the space allows, since its training stops when its curve meets the target
+# or shows it cannot.
+def stopped(kind, number=1, metric=0.7, checkpoint_epoch=3, validation=(), **config):
+    base = resumable(number, checkpoint_epoch=checkpoint_epoch, **config)
+    return Attempt(
+        **{
+            **base.__dict__,
+            "metric": metric,
+            "stopped_early": f"{kind}: val_accuracy ... at epoch {checkpoint_epoch}",
+            "validation": validation,
+        }
+    )
+
+
+@pytest.mark.unit
+def test_after_a_hopeless_stop_capacity_grows_and_the_epochs_go_to_their_bound():
+    hopeless = stopped("hopeless", epochs=8, metric=0.72)
+    decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    assert decision.config["conv_blocks"] == 2 and decision.config["filters"] == 8
+    assert decision.config["epochs"] == 8  # the space's high: the stops bound it
+    assert decision.continues == ""  # a new architecture starts from scratch
+    assert decision.reason.startswith("attempt 1 stopped early, hopeless:")
+
+
+@pytest.mark.unit
+def test_a_hopeless_attempt_is_never_only_trained_longer():
+    # depth and width at their bounds: what is left must not be "the same, more epochs"
+    hopeless = stopped("hopeless", conv_blocks=4, filters=16, epochs=2, metric=0.72)
+    decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    changed = {k for k in decision.config if decision.config[k] != hopeless.config[k]}
+    assert changed - {"epochs"}, decision.reason
+
+
+@pytest.mark.unit
+def test_without_stops_the_epochs_grow_as_before_and_with_them_go_to_the_bound():
+    short = resumable(epochs=2)  # healthy but short: more epochs, continued
+    assert decide([short], SPACE, TARGET, BUDGET).config["epochs"] == 4
+    with_stops = decide([short], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert with_stops.config["epochs"] == 8 and with_stops.continues == "run1"
+
+
+@pytest.mark.unit
+def test_a_target_met_stop_whose_test_metric_falls_short_is_continued_with_a_wider_margin():
+    short = stopped("target met", epochs=8, metric=0.795, validation=(0.78, 0.806, 0.808))
+    decision = decide([short], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN and decision.continues == "run1"
+    assert decision.config == {**short.config, "resume_from": "run1"}  # same, trained on
+    assert decision.stop_margin == pytest.approx(0.005 + 0.013)  # + the val/test gap
+    assert "misses test_accuracy >= 0.8" in decision.reason
+    # one already at its epoch bound cannot be continued: the search moves on
+    at_bound = stopped("target met", epochs=3, metric=0.795, validation=(0.78, 0.806, 0.808))
+    moved_on = decide([at_bound], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert moved_on.continues == "" or moved_on.config["epochs"] > 3
+
+
+@pytest.mark.unit
+def test_attempts_stopped_at_other_epochs_do_not_count_as_changes_that_made_it_worse():
+    first = stopped("hopeless", metric=0.76, epochs=8)
+    second = stopped("hopeless", 2, metric=0.74, epochs=8, conv_blocks=2, filters=8)
+    second = Attempt(**{**second.__dict__, "derived_from": "run1"})
+    decision = decide([first, second], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    # growing capacity is not ruled out (else the learning rate would be next)
+    assert decision.config["filters"] > 4 or decision.config["conv_blocks"] > 1
+    assert decision.config["learning_rate"] == first.config["learning_rate"]

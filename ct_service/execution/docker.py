@@ -164,7 +164,7 @@ class DockerExecutor:
         }
         return replace(request, project_uri=str(copy)), tags
 
-    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: None) -> AttemptResult:
         prepared = self._prepared[request.run_id]
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "ab") as log:
@@ -180,7 +180,7 @@ class DockerExecutor:
                 ended = self._wait(container, request, heartbeat)
             finally:
                 _running.pop(container.id, None)
-            if ended is not None:  # stopped from here: timed out or taken over
+            if ended is not None:  # stopped from here: timed out, taken over, hopeless
                 self.stop(request)
                 copier.join(timeout=10)
                 return ended
@@ -256,10 +256,9 @@ class DockerExecutor:
                 return AttemptResult(
                     False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
                 )
-            if not heartbeat():
-                return AttemptResult(
-                    False, "stopped: another run took the attempt over", interrupted=True
-                )
+            halt = heartbeat()
+            if halt is not None:
+                return AttemptResult(False, halt.reason, interrupted=halt.interrupted)
             time.sleep(self.poll_seconds)
 
     def _build_run_image(self, copy: Path, base: str, run_id: str) -> None:

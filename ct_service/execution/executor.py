@@ -41,7 +41,15 @@ class AttemptResult:
     interrupted: bool = False
 
 
-Heartbeat = Callable[[], bool]  # called while the run goes on; False: stop it
+@dataclass(frozen=True)
+class Halt:
+    """Why a running attempt is stopped from here."""
+
+    reason: str
+    interrupted: bool  # taken over by another run (resumed elsewhere), not an outcome
+
+
+Heartbeat = Callable[[], "Halt | None"]  # called while the run goes on; a Halt stops it
 
 
 class Executor(Protocol):

@@ -60,7 +60,7 @@ class LocalExecutor:
     def stop(self, request: AttemptRequest) -> None:
         """Stop what the launcher started beyond its own process group."""
 
-    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: True) -> AttemptResult:
+    def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: None) -> AttemptResult:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "wb") as log:
             process = subprocess.Popen(
@@ -86,12 +86,11 @@ class LocalExecutor:
                         return AttemptResult(
                             False, f"timed out after {request.timeout_seconds:.0f} s and was killed"
                         )
-                    if not heartbeat():
+                    halt = heartbeat()
+                    if halt is not None:
                         _kill_group(process)
                         self.stop(request)
-                        return AttemptResult(
-                            False, "stopped: another run took the attempt over", interrupted=True
-                        )
+                        return AttemptResult(False, halt.reason, interrupted=halt.interrupted)
                     time.sleep(self.poll_seconds)
             finally:
                 _running.discard(process)

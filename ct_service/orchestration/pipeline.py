@@ -22,16 +22,18 @@ from ct_service.checkout import (
     remove,
 )
 from ct_service.exceptions import PipelineNotFound, ProjectError
-from ct_service.execution.executor import AttemptRequest, AttemptResult
+from ct_service.execution.executor import AttemptRequest, AttemptResult, Halt, Heartbeat
 from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
+from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import git_source
 from ct_service.orchestration.git_source import GitSource
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
+from ct_service.space import Role
 from ct_service.target import Budget, Target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
@@ -168,11 +170,44 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         keys.delete(claim)
         raise
     lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
+    watch = _stop_watch(settings, tracker, pipeline, attempt_id, tags)
     try:
-        result = executor.run(request, lease.refresh)
+        result = executor.run(request, _heartbeat(lease, watch))
     finally:
         lease.release()
     return _record_result(tracker, pipeline, attempt_id, result, request.log_path)
+
+
+def _stop_watch(
+    settings: Settings, tracker: Tracker, pipeline: Pipeline, attempt_id: str, tags: dict[str, str]
+) -> StopWatch:
+    """What watches the attempt's validation curve to stop it early: the project's
+    rule, judged up to the most epochs its search space allows."""
+    project = load_project(git_source.project_folder(settings, pipeline))
+    rule = project.stop_rule
+    epochs = project.space.with_role(Role.EPOCHS)
+    horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
+    margin = tags.get(run_tags.STOP_MARGIN)
+    return StopWatch(
+        tracker.client,
+        attempt_id,
+        pipeline.spec.target,
+        rule,
+        horizon,
+        earlier=tracker.earlier_values(attempt_id, rule.validation_metric(pipeline.spec.target))
+        if rule.enabled
+        else (),
+        margin=float(margin) if margin else None,
+    )
+
+
+def _heartbeat(lease: Lease, watch: StopWatch) -> Heartbeat:
+    def beat() -> Halt | None:
+        if not lease.refresh():
+            return Halt("stopped: another run took the attempt over", interrupted=True)
+        return watch.check()
+
+    return beat
 
 
 def _refuse_pushed_code_outside_a_container(
@@ -238,7 +273,10 @@ def _record_result(
         )
         return Step(Task.RESUME, (pipeline.id, attempt_id))
     failure = result.failure
-    if result.succeeded and pipeline.spec.target.metric not in run.data.metrics:
+    stopped_early = run.data.tags.get(run_tags.STOPPED_EARLY, "")
+    if stopped_early and not result.succeeded and failure.startswith("stopped early"):
+        failure = ""  # a hopeless run that ignored the request: ended here, on purpose
+    elif result.succeeded and pipeline.spec.target.metric not in run.data.metrics:
         logged = ", ".join(sorted(run.data.metrics)) or "none"
         failure = (
             f"the run finished without logging the target metric "
@@ -256,14 +294,16 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.RUNNING:
         return None
-    attempts = tracker.attempts(pipeline)
+    project = load_project(git_source.project_folder(settings, pipeline))
+    attempts = tracker.attempts(
+        pipeline, validation_metric=project.stop_rule.validation_metric(pipeline.spec.target)
+    )
     if not attempts or attempts[-1].run_id != attempt_id:
         return None  # not the latest attempt: decided already
     if attempts[-1].status not in (AttemptStatus.FINISHED, AttemptStatus.FAILED):
         return None
     if tracker.client.get_run(attempt_id).data.tags.get(run_tags.DECISION):
         return None
-    project = load_project(git_source.project_folder(settings, pipeline))
     decision = policy.decide(
         attempts,
         project.space,
@@ -271,6 +311,7 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
         pipeline.spec.budget,
         prior=tracker.prior_attempts(pipeline),
         elapsed_seconds=pipeline.elapsed_seconds,
+        stop_rule=project.stop_rule if project.stop_rule.enabled else None,
     )
     if decision.action is policy.Action.TRAIN and project.space_inferred:
         decision = replace(
@@ -289,6 +330,7 @@ def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None
             decision.reason,
             decision.derived_from,
             continues=decision.continues,
+            stop_margin=decision.stop_margin,
         )
         next_step = Step(Task.RUN_ATTEMPT, (pipeline_id, new_id))
         verdict = f"train attempt {number}"

@@ -12,12 +12,19 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 
 import checkpoints
 import mnist
 from network import Architecture, max_conv_blocks
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# ct-service asks a running attempt to stop by setting this tag on its run (the
+# target is met on validation, or out of reach): training stops within about a
+# second, the last complete epoch is kept, then the test metrics and the model are
+# logged as usual.
+STOP_REQUESTED_TAG = "ct.stop_requested"
+STOP_POLL_SECONDS = 1.0
 
 
 class ParameterError(ValueError):
@@ -159,6 +166,10 @@ def train(args: argparse.Namespace) -> float:
             mlflow.data.from_numpy(x_test, targets=y_test, source=data.source, name="mnist-test"),
             context="testing",
         )
+        logger = make_epoch_logger(
+            args.epochs, checkpoint_dir, run.info.run_id, len(x_train), args.batch_size
+        )
+        cpu_start = time.process_time()
         model.fit(
             x_train,
             y_train,
@@ -167,8 +178,9 @@ def train(args: argparse.Namespace) -> float:
             epochs=args.epochs,
             batch_size=args.batch_size,
             verbose=0,
-            callbacks=[make_epoch_logger(args.epochs, checkpoint_dir)],
+            callbacks=[logger],
         )
+        logger.finish(time.process_time() - cpu_start)
         test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
         mlflow.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy})
         example = x_test[:5]
@@ -201,14 +213,33 @@ def log_keras_model(model, signature, example) -> None:
     )
 
 
-def make_epoch_logger(epochs: int, checkpoint_dir: str):
+def make_epoch_logger(
+    epochs: int, checkpoint_dir: str, run_id: str, train_samples: int, batch_size: int
+):
     """A Keras callback logging each epoch's metrics and a full checkpoint
-    (weights and optimizer state) to the active MLflow run."""
+    (weights and optimizer state) to the active MLflow run, and stopping training
+    when ct-service asks for it (STOP_REQUESTED_TAG)."""
     import keras
     import mlflow
 
     class EpochLogger(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stop = StopRequest(run_id)
+            self.samples_seen = 0  # training images, partial epochs included
+            self.kept_weights: list | None = None  # the last complete epoch's
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.samples_seen += min(batch_size, train_samples - batch * batch_size)
+            if self.stop.requested():
+                self.model.stop_training = True
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if self.stop.requested() and self.kept_weights is not None:
+                # cut short: keep the last complete epoch, log nothing for this one
+                self.model.set_weights(self.kept_weights)
+                print(f"stopped during epoch {epoch + 1}: {self.stop.reason}", flush=True)
+                return
             number = epoch + 1
             metrics = {name: float(logs[name]) for name in EPOCH_METRICS if logs and name in logs}
             mlflow.log_metrics(metrics, step=number)
@@ -218,8 +249,55 @@ def make_epoch_logger(epochs: int, checkpoint_dir: str):
             mlflow.set_tag(checkpoints.LAST_EPOCH_TAG, str(number))
             shown = " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
             print(f"epoch {number}/{epochs} {shown}", flush=True)
+            if self.stop.requested():
+                print(f"stopped after epoch {number}: {self.stop.reason}", flush=True)
+                self.model.stop_training = True
+            else:
+                self.kept_weights = self.model.get_weights()
+
+        def finish(self, cpu_seconds: float) -> None:
+            """What training cost: images seen (a cut-short epoch's too) and CPU time."""
+            self.stop.close()
+            mlflow.log_metrics(
+                {"train_samples_seen": self.samples_seen, "train_cpu_seconds": cpu_seconds}
+            )
 
     return EpochLogger()
+
+
+class StopRequest:
+    """Whether ct-service asked this run to stop: its tag, read in the background at
+    most every STOP_POLL_SECONDS (only for runs ct-service started)."""
+
+    def __init__(self, run_id: str):
+        import threading
+
+        self.run_id = run_id
+        self.reason = ""
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="stop-request", daemon=True)
+        self._thread.start()
+
+    def requested(self) -> bool:
+        return bool(self.reason)
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _poll(self) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        while not self._done.wait(STOP_POLL_SECONDS):
+            try:
+                tags = client.get_run(self.run_id).data.tags
+            except Exception:  # the tracking server is away for a moment
+                continue
+            if "ct.pipeline_id" not in tags:
+                return  # not run by ct-service: nobody will ask
+            if tags.get(STOP_REQUESTED_TAG):
+                self.reason = tags[STOP_REQUESTED_TAG]
+                return
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,92 @@
+"""Stops a running attempt early from outside: reads the validation curve the run
+logs to MLflow while it trains, judges it (stop_early.judge) and, when it should
+stop, asks the project to (tag ct.stop_requested) and records why
+(ct.stopped_early). A project that honours the request ends by itself with its test
+metrics logged; a hopeless run that ignores it is killed after a grace period."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from mlflow import MlflowClient
+
+from ct_service import run_tags
+from ct_service.execution.executor import Halt
+from ct_service.stop_early import Stop, StopKind, StopRule, judge
+from ct_service.target import Target
+
+log = logging.getLogger(__name__)
+
+
+class StopWatch:
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        target: Target,
+        rule: StopRule,
+        horizon: int,
+        earlier: Sequence[float] = (),
+        margin: float | None = None,
+        poll_seconds: float = 1.0,
+        grace_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self.run_id = run_id
+        self.target = target
+        self.rule = rule
+        self.horizon = horizon
+        self.earlier = tuple(earlier)  # the curve of the runs this one continues
+        self.margin = margin
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self.clock = clock
+        self.stop: Stop | None = None
+        self._asked_at = 0.0
+        self._last = float("-inf")
+        self._reader: threading.Thread | None = None
+
+    def check(self) -> Halt | None:
+        """Called while the attempt runs: a Halt once a hopeless run has ignored the
+        request to stop for the grace period; else None (reads happen beside it)."""
+        if not self.rule.enabled:
+            return None
+        now = self.clock()
+        if self.stop is not None:
+            ignored = now - self._asked_at > self.grace_seconds
+            if self.stop.kind is StopKind.HOPELESS and ignored:
+                return Halt(f"stopped early: {self.stop.reason}", interrupted=False)
+            return None
+        if now - self._last >= self.poll_seconds and not self._reading():
+            self._last = now
+            self._reader = threading.Thread(target=self._read, name="ct-stop-watch", daemon=True)
+            self._reader.start()
+        return None
+
+    def _reading(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+    def _read(self) -> None:
+        metric = self.rule.validation_metric(self.target)
+        try:
+            points = self.client.get_metric_history(self.run_id, metric)
+            values = self.earlier + tuple(
+                m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))
+            )
+            stop = judge(values, self.target, self.rule, self.horizon, self.margin)
+            if stop is None:
+                return
+            self.client.set_tag(
+                self.run_id, run_tags.STOPPED_EARLY, f"{stop.kind.value}: {stop.reason}"
+            )
+            self.client.set_tag(self.run_id, run_tags.STOP_REQUESTED, stop.reason)
+        except Exception as error:  # MLflow away for a moment: read again next poll
+            log.warning("stop watch of %s: %s", self.run_id, error)
+            return
+        log.info("attempt run %s: stopping early: %s", self.run_id, stop.reason)
+        self._asked_at = self.clock()
+        self.stop = stop

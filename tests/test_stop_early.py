@@ -1,0 +1,197 @@
+"""Stopping an attempt early, judged on its validation curve: table cases of the
+pure rule, and the watch that applies it to a real MLflow run while it trains."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from ct_service import run_tags
+from ct_service.execution.stop_watch import StopWatch
+from ct_service.settings import Settings
+from ct_service.stop_early import StopKind, StopRule, judge
+from ct_service.target import Direction, Target
+
+TARGET = Target("test_accuracy", 0.90)
+RULE = StopRule()
+# Measured here: Fashion-MNIST, 1 conv block of 4 filters (flattens near 0.88), and
+# 2 blocks of 16 filters at learning rate 0.003, 18,000 training images.
+WEAK_CURVE = (0.791, 0.822, 0.846, 0.854, 0.859, 0.865)
+STRONG_START = (0.848, 0.873, 0.881, 0.889, 0.892)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("curve", "kind", "why"),
+    [
+        ((0.86, 0.89, 0.906, 0.908), StopKind.TARGET_MET, "two epochs above target + margin"),
+        ((0.911,), StopKind.TARGET_MET, "a first epoch twice the margin above"),
+        ((0.88, 0.913), None, "one lucky epoch: the mean of the last two is short"),
+        ((0.88, 0.903), None, "above the target, not by the margin"),
+        (WEAK_CURVE[:3], StopKind.HOPELESS, "flattening far below the target"),
+        (STRONG_START, None, "still rising towards the target"),
+        ((0.5, 0.8), None, "too few epochs to call it hopeless"),
+        ((0.85, 0.88, 0.87, 0.89, 0.885), None, "noisy, but on its way: not hopeless"),
+        ((0.7, 0.8, float("nan")), None, "a non-finite value: no judgement"),
+    ],
+)
+def test_judge(curve, kind, why):
+    stop = judge(curve, TARGET, RULE, horizon=20)
+    assert (stop.kind if stop else None) is kind, why
+    if stop:
+        assert stop.epoch == len(curve) and "val_accuracy" in stop.reason
+
+
+@pytest.mark.unit
+def test_a_curve_at_its_horizon_is_not_called_hopeless_and_a_minimised_target_mirrors():
+    assert judge(WEAK_CURVE[:3], TARGET, RULE, horizon=3) is None  # nothing left to cut
+    rmse = Target("test_rmse", 0.5, Direction.MINIMIZE)
+    stop = judge((0.9, 0.62, 0.49, 0.488), rmse, RULE, horizon=20)
+    assert stop is not None and stop.kind is StopKind.TARGET_MET
+    assert "val_rmse" in stop.reason
+    stop = judge((0.9, 0.85, 0.84, 0.838), rmse, RULE, horizon=20)
+    assert stop is not None and stop.kind is StopKind.HOPELESS
+
+
+@pytest.mark.unit
+def test_a_larger_margin_waits_longer_and_a_disabled_rule_never_stops():
+    curve = (0.86, 0.905, 0.907)
+    assert judge(curve, TARGET, RULE, 20) is not None
+    assert judge(curve, TARGET, RULE, 20, margin=0.02) is None
+    assert judge(curve, TARGET, StopRule.from_spec(False), 20) is None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("often", "stop_early must be true, false or a mapping"),
+        ({"margn": 0.01}, "stop_early: unknown key 'margn'"),
+        ({"margin": "wide"}, "stop_early.margin must be a number"),
+        ({"margin": -0.1}, "stop_early.margin must be at least 0"),
+        ({"min_epochs": 1}, "stop_early.min_epochs must be at least 2"),
+        ({"enabled": "yes"}, "stop_early.enabled must be true or false"),
+    ],
+)
+def test_a_bad_stop_early_section_names_its_key(spec, message):
+    with pytest.raises(ValueError, match=message):
+        StopRule.from_spec(spec)
+
+
+@pytest.mark.unit
+def test_the_validation_metric_follows_the_target_unless_named():
+    assert StopRule().validation_metric(TARGET) == "val_accuracy"
+    assert StopRule().validation_metric(Target("rmse", 1.0, Direction.MINIMIZE)) == "val_rmse"
+    assert StopRule(metric="holdout_f1").validation_metric(TARGET) == "holdout_f1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _poll(watch: StopWatch, clock: Clock, rounds: int = 400):
+    """Check like an executor does, until the background read asked for a stop."""
+    import threading
+
+    done = threading.Event()
+    for _ in range(rounds):
+        clock.now += 1.0
+        halt = watch.check()
+        if watch.stop is not None or halt is not None:
+            return halt
+        done.wait(0.01)  # let the reader thread run; the condition is polled above
+    raise AssertionError("the watch never asked the run to stop")
+
+
+@pytest.mark.integration
+def test_the_watch_asks_a_hopeless_run_to_stop_and_halts_it_after_the_grace(settings: Settings):
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run_id = client.create_run(client.create_experiment("watch")).info.run_id
+    for epoch, value in enumerate(WEAK_CURVE[1:3], start=2):
+        client.log_metric(run_id, "val_accuracy", value, step=epoch)
+    clock = Clock()
+    watch = StopWatch(client, run_id, TARGET, RULE, horizon=20, earlier=WEAK_CURVE[:1], clock=clock)
+    assert _poll(watch, clock) is None  # asked, not yet halted
+    tags = client.get_run(run_id).data.tags
+    assert tags[run_tags.STOPPED_EARLY].startswith("hopeless: val_accuracy 0.846 at epoch 3")
+    assert tags[run_tags.STOP_REQUESTED] == watch.stop.reason
+    clock.now += watch.grace_seconds - 5
+    assert watch.check() is None  # the project may still be finishing its epoch
+    clock.now += 10
+    halt = watch.check()
+    assert halt is not None and not halt.interrupted
+    assert halt.reason.startswith("stopped early: val_accuracy 0.846")
+
+
+@pytest.mark.integration
+def test_the_watch_never_halts_a_run_stopped_for_meeting_the_target(settings: Settings):
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run_id = client.create_run(client.create_experiment("watch")).info.run_id
+    for epoch, value in enumerate((0.88, 0.906, 0.909), start=1):
+        client.log_metric(run_id, "val_accuracy", value, step=epoch)
+    clock = Clock()
+    watch = StopWatch(client, run_id, TARGET, RULE, horizon=20, clock=clock)
+    _poll(watch, clock)
+    assert watch.stop is not None and watch.stop.kind is StopKind.TARGET_MET
+    clock.now += 10 * watch.grace_seconds
+    assert watch.check() is None  # it finishes its evaluation however long that takes
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.slow
+def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_path):
+    """LeNet's weakest network on a Fashion-MNIST subset against a target it cannot
+    reach: the worker stops it after a few of its 12 epochs (LeNet honours the
+    request: test metric and model logged), and attempt 2 grows the network."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import LENET, ROOT, ct_env
+    from helpers import epochs_logged, only_pipeline
+
+    from ct_service.tracking import Tracker
+
+    if not Path(FASHION, "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Fashion-MNIST not found at {FASHION}; `make fashion-mnist` installs it")
+    home = tmp_path / "ct"
+    weak = {
+        "conv_blocks": 1,
+        "filters": 4,
+        "dense_units": 16,
+        "epochs": 12,
+        "max_train_samples": 2000,
+        "data": FASHION,
+    }
+    params = [arg for k, v in weak.items() for arg in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), *params]
+        + ["--threshold", "0.97", "--max-attempts", "2", "--json"],
+        env=ct_env(CT_HOME=str(home)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0, done.stdout  # the target is out of reach: not promoted
+    settings = Settings.from_env({"CT_HOME": str(home)})
+    tracker = Tracker(settings)
+    pipeline_id = only_pipeline(tracker)
+    first, second = tracker.attempts(tracker.pipeline(pipeline_id))
+    assert first.stopped_as("hopeless"), (first.stopped_early, done.stderr[-2000:])
+    trained = epochs_logged(tracker, first.run_id)
+    assert trained == list(range(1, first.checkpoint_epoch + 1)) and len(trained) < 12
+    assert first.finished and first.metric is not None  # evaluated, as a finished run
+    run = tracker.client.get_run(first.run_id)
+    assert run.data.metrics["train_samples_seen"] >= len(trained) * 1800
+    assert "ct.stop_requested" in run.data.tags
+    assert second.reason.startswith("attempt 1 stopped early, hopeless:")
+    assert (second.config["conv_blocks"], second.config["filters"]) == (2, 6)
+    assert json.loads(done.stdout)["outcome"] == "budget-exhausted"
