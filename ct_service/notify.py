@@ -4,6 +4,7 @@ and no secret (password, webhook URL) ever reaches a log line or a result."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import smtplib
@@ -13,8 +14,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Protocol
 
+from ct_service import search_picture
 from ct_service.report import Summary
 from ct_service.settings import Settings, SmtpSettings
 
@@ -39,6 +42,18 @@ class EmailTransport:
         message["From"] = self.smtp.sender
         message["To"] = ", ".join(self.smtp.recipients)
         message.set_content(summary.text())
+        if summary.picture:  # shown inline: an HTML alternative with the picture related
+            cid = make_msgid(domain="ct-service")
+            message.add_alternative(
+                f"<pre>{html.escape(summary.text())}</pre>"
+                f'<img src="cid:{cid[1:-1]}" alt="the search: validation curves">',
+                subtype="html",
+            )
+            html_part = message.get_body(preferencelist=("html",))
+            if isinstance(html_part, EmailMessage):
+                html_part.add_related(
+                    summary.picture, "image", "png", cid=cid, filename=search_picture.FILE_NAME
+                )
         smtp = self.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file or None)
         if smtp.security == "ssl":

@@ -3,10 +3,10 @@ table for the terminal and e-mail, and as JSON for scripts and chat webhooks."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ct_service import run_tags
+from ct_service import run_tags, search_picture
 from ct_service.attempt import Attempt
 from ct_service.settings import Settings
 from ct_service.tracking import Pipeline
@@ -40,9 +40,13 @@ class Summary:
     model_version: str
     url: str
     attempts: list[AttemptLine]
+    picture_url: str = ""  # the search picture (search.png on the pipeline run)
+    picture: bytes = field(default=b"", repr=False)  # its PNG, for the e-mail
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        found = asdict(self)
+        del found["picture"]
+        return found
 
     def headline(self) -> str:
         outcome = self.outcome or self.status
@@ -70,10 +74,13 @@ class Summary:
             f"project: {self.project}{commit}\ntarget: {self.target}; budget: {self.budget}\n"
             f"outcome: {self.outcome or self.status}: {self.reason}{version}\n\n"
             f"{self.table()}\n\nMLflow: {self.url}\n"
+            + (f"search picture: {self.picture_url}\n" if self.picture_url else "")
         )
 
 
-def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -> Summary:
+def summarize(
+    settings: Settings, pipeline: Pipeline, attempts: list[Attempt], picture: bytes = b""
+) -> Summary:
     shown = _shown_parameters(attempts)
     return Summary(
         pipeline_id=pipeline.id,
@@ -102,11 +109,20 @@ def summarize(settings: Settings, pipeline: Pipeline, attempts: list[Attempt]) -
             )
             for a in attempts
         ],
+        picture_url=artifact_url(settings, pipeline.id, search_picture.FILE_NAME)
+        if picture
+        else "",
+        picture=picture,
     )
 
 
 def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
     return f"{settings.ui_base()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def artifact_url(settings: Settings, run_id: str, path: str) -> str:
+    """The file itself, as the MLflow server serves it (chats show an image link)."""
+    return f"{settings.ui_base()}/get-artifact?path={path}&run_uuid={run_id}"
 
 
 def _shown_parameters(attempts: list[Attempt]) -> set[str]:

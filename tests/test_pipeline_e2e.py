@@ -188,13 +188,32 @@ def test_exactly_one_notification_lists_the_attempts(finished):
     tracker, pipeline_id = finished["tracker"], finished["id"]
     attempts = tracker.attempts(tracker.pipeline(pipeline_id))
     [message] = finished["mailbox"].messages
-    body = message.get_content().replace("\r\n", "\n")
+    body = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
     assert message["To"] == "ml-team@example.com"
     assert pipeline_id[:8] in message["Subject"] and "promoted" in message["Subject"]
     for attempt in attempts:
         assert re.search(rf"^{attempt.number}\s+finished\s+{attempt.metric:.4f}", body, re.M), body
     assert f"#/experiments/{tracker.pipeline(pipeline_id).experiment_id}/runs/{pipeline_id}" in body
     assert tracker.pipeline(pipeline_id).tags["ct.notify.email"] == "sent"
+
+
+@pytest.mark.slow
+def test_the_search_picture_is_logged_and_shown_inline_in_the_email(finished, tmp_path):
+    import io
+
+    from matplotlib import image
+
+    tracker, pipeline_id = finished["tracker"], finished["id"]
+    stored = tracker.client.download_artifacts(pipeline_id, "search.png", str(tmp_path))
+    picture = open(stored, "rb").read()
+    assert image.imread(io.BytesIO(picture), format="png").shape[:2] == (450, 800)
+    [message] = finished["mailbox"].messages
+    html = message.get_body(preferencelist=("html",)).get_content()
+    [inline] = [part for part in message.walk() if part.get_content_type() == "image/png"]
+    assert f'src="cid:{inline["Content-ID"][1:-1]}"' in html
+    assert inline.get_content() == picture
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    assert f"get-artifact?path=search.png&run_uuid={pipeline_id}" in plain  # what chats link
 
 
 @pytest.mark.slow

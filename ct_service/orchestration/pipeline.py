@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -16,7 +17,7 @@ from typing import Any
 from mlflow.entities import Run
 
 from ct_service import keys as names
-from ct_service import notify, policy, registry, run_tags
+from ct_service import notify, policy, registry, run_tags, search_picture
 from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.checkout import (
     remove,
@@ -34,6 +35,7 @@ from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import Role
+from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
@@ -418,7 +420,11 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.NOTIFYING:
         return None
-    summary = summarize(settings, pipeline, tracker.attempts(pipeline))
+    metric = _validation_metric(settings, pipeline)
+    attempts = tracker.attempts(pipeline, validation_metric=metric)
+    summary = summarize(
+        settings, pipeline, attempts, _log_picture(tracker, pipeline, attempts, metric)
+    )
     results = notify.send_all(summary, notify.transports(settings))
     tags = {run_tags.NOTIFY_PREFIX + name: result for name, result in results.items()}
     if not results:
@@ -429,6 +435,36 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     tracker.client.set_terminated(pipeline_id, run_status)
     remove(settings.home / "work" / pipeline_id)
     return None
+
+
+def _validation_metric(settings: Settings, pipeline: Pipeline) -> str:
+    """The per-epoch validation metric the project's stop rule watches."""
+    try:
+        rule = load_project(git_source.project_folder(settings, pipeline)).stop_rule
+    except Exception:  # the project never became readable: the default name
+        rule = StopRule()
+    return rule.validation_metric(pipeline.spec.target)
+
+
+def _log_picture(
+    tracker: Tracker, pipeline: Pipeline, attempts: list[Attempt], metric: str
+) -> bytes:
+    """Draw the search and log it on the pipeline run; b"" when there is nothing
+    to draw or it could not be stored (the picture must not cost the notification)."""
+    try:
+        picture = search_picture.draw(
+            attempts, pipeline.spec.target, metric, pipeline.spec.project_name
+        )
+        if picture is None:
+            return b""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / search_picture.FILE_NAME
+            path.write_bytes(picture)
+            tracker.client.log_artifact(pipeline.id, str(path))
+        return picture
+    except Exception as error:
+        log.warning("pipeline %s: no search picture: %s", pipeline.id, error)
+        return b""
 
 
 def fail(settings: Settings, pipeline_id: str, reason: str) -> Step | None:
