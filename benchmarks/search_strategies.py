@@ -8,6 +8,9 @@ Trainer, stopped by the target or by the same two budgets (attempts, sample-epoc
 
 All start from the same weak configuration (enqueued as the first trial). Optuna is
 used as its users use it, through ask-and-tell; nothing here is tuned to the tasks.
+The space is ct_service.sampler's reading of ct.yaml, and TPE samples at random for
+its first STARTUP_TRIALS trials (Optuna's default, 10, would make it random search
+within an 8-attempt budget), exactly as ct's own policy uses TPE.
 """
 
 from __future__ import annotations
@@ -18,20 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import TrialState
 from search_training import Charge, Trainer
 
+from ct_service.sampler import STARTUP_TRIALS
+from ct_service.sampler import distributions as optuna_space
 from ct_service.space import Role, SearchSpace
-
-# TPE samples at random until it has this many trials (Optuna's default, 10, would
-# make it random search within an 8-attempt budget); the weak start is one of them.
-STARTUP_TRIALS = 3
 
 
 @dataclass(frozen=True)
@@ -183,20 +178,6 @@ def tpe_hyperband(search: Search, weak: Mapping[str, Any], space: SearchSpace) -
         search.outcome.reached = charge.test_accuracy >= search.task.threshold
         study.tell(trial, charge.test_accuracy)
     return search.outcome
-
-
-def optuna_space(space: SearchSpace) -> dict[str, BaseDistribution]:
-    """The ct.yaml space as Optuna distributions: listed values are categorical,
-    learning rates log-uniform, the rest uniform."""
-    found: dict[str, BaseDistribution] = {}
-    for d in space.dimensions:
-        if d.values:
-            found[d.name] = CategoricalDistribution([d.cast(v) for v in d.values])
-        elif d.kind == "int":
-            found[d.name] = IntDistribution(int(d.low), int(d.high))
-        else:
-            found[d.name] = FloatDistribution(d.low, d.high, log=d.role is Role.LEARNING_RATE)
-    return found
 
 
 def _short(value: Any) -> str:

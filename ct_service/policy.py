@@ -7,16 +7,18 @@ best attempt so far, changing what that attempt's learning curves point to.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from ct_service import sampler
 from ct_service.attempt import Attempt
 from ct_service.curves import Finding, diagnose
 from ct_service.run_tags import RESUME_FROM_PARAM as RESUME_FROM
 from ct_service.space import Config, ConfigKey, Role, SearchSpace
-from ct_service.stop_early import StopKind, StopRule
+from ct_service.stop_early import StopKind, StopRule, projected
 from ct_service.target import Budget, Target
 
 
@@ -88,6 +90,7 @@ HOPELESS_REMEDIES: tuple[Moves, ...] = (
     (Move(Role.REGULARIZATION, True),),
     (Move(Role.LEARNING_RATE, False, 3.0),),
 )
+SAMPLES_PER_DECISION = 20  # TPE samples drawn before giving up on finding an untried one
 # Tried after the remedies, so a search never stalls while the space has room.
 FALLBACK: tuple[Moves, ...] = (
     (Move(Role.EPOCHS, True),),
@@ -139,10 +142,13 @@ def decide(
     )
     finished = sorted((a for a in history if a.finished), key=_rank(target))
     worse = _worsening_changes(history, space, target)
+    hopeless = bool(finished) and finished[0].stopped_as(StopKind.HOPELESS.value)
     proposal = (
         _continue_short_stop(last, target, space, stop_rule)
         or _known_good_again(last, prior, tried, space, target)
+        or (_sampled(history, finished, tried, space, target) if hopeless else None)
         or _curve_remedy(finished, tried, space, worse, stop_rule is not None)
+        or (_sampled(history, finished, tried, space, target) if stop_rule else None)
         or (None if finished else _clamped_retry(last, tried, space))
     )
     if proposal is not None:
@@ -158,6 +164,43 @@ def decide(
         Action.STOP,
         prefix
         + f"search space exhausted around every finished attempt; {_best_text(best, target)}",
+    )
+
+
+def warm_start(
+    config: Mapping[str, Any],
+    given: set[str],
+    prior: Sequence[Attempt],
+    space: SearchSpace,
+    target: Target,
+) -> tuple[Config, str] | None:
+    """A new pipeline's first configuration from the project's history: the best
+    configuration that met the target in an earlier pipeline, else the earlier
+    attempt that came closest. Only searched parameters not given explicitly are
+    taken from it. None when there is no history or it changes nothing."""
+    finished = [
+        a for a in prior if a.finished and a.metric is not None and not space.outside(a.config)
+    ]
+    if not finished:
+        return None
+    best = min(finished, key=_rank(target))
+    assert best.metric is not None
+    taken = {
+        d.name: best.config[d.name]
+        for d in space.dimensions
+        if d.name in best.config and d.name not in given
+    }
+    warm = space.normalise({**config, **taken})
+    if space.key(warm) == space.key(config):
+        return None
+    what = (
+        "the configuration that reached"
+        if target.is_met(best.metric)
+        else "the closest earlier attempt, at"
+    )
+    return warm, (
+        f"warm start: {what} {target.metric} {best.metric:.4g} in an earlier pipeline "
+        f"(run {best.run_id[:8]}): {_changes(config, warm, space)}"
     )
 
 
@@ -248,6 +291,59 @@ def _continue_short_stop(
         continues=last.run_id,
         stop_margin=margin,
     )
+
+
+def _sampled(
+    history: Sequence[Attempt],
+    finished: Sequence[Attempt],
+    tried: set[ConfigKey],
+    space: SearchSpace,
+    target: Target,
+) -> Decision | None:
+    """When the best attempt's curve shows its configuration cannot reach the target
+    (or the curves point nowhere new), a new one from Optuna's TPE fed with every
+    finished attempt, trained for the most epochs the space allows (its early stops
+    decide how many). Seeded by the pipeline's first run: a replay decides the same."""
+    if not finished:
+        return None
+    best = finished[0]
+    seed = int(hashlib.sha256(history[0].run_id.encode()).hexdigest()[:8], 16)
+    told = [(a.config, _score(a, space, target)) for a in finished if a.metric is not None]
+    for offset in range(SAMPLES_PER_DECISION):
+        params = sampler.propose(told, space, target, seed + offset)
+        if params is None:
+            return None
+        proposal = _longest(space.normalise({**best.config, **params}), space)
+        if RESUME_FROM in proposal:
+            proposal[RESUME_FROM] = ""
+        if space.key(proposal) in tried:
+            continue
+        why = (
+            f"attempt {best.number} stopped early, {best.stopped_early}"
+            if best.stopped_early
+            else f"no untried change around attempt {best.number}'s curves"
+        )
+        return Decision(
+            Action.TRAIN,
+            f"{why}; TPE over {len(told)} finished attempts proposes "
+            f"{_changes(best.config, proposal, space)}",
+            proposal,
+            best.run_id,
+        )
+    return None
+
+
+def _score(attempt: Attempt, space: SearchSpace, target: Target) -> float:
+    """What an attempt tells the sampler: its metric, or for one stopped as hopeless
+    where its validation curve was headed by the most epochs the space allows (its
+    metric at the stop would compare an early epoch with others' last)."""
+    assert attempt.metric is not None
+    epochs = space.with_role(Role.EPOCHS)
+    if attempt.stopped_as(StopKind.HOPELESS.value) and len(epochs) == 1:
+        headed = projected(attempt.validation, target, int(epochs[0].high))
+        if headed is not None:
+            return headed
+    return attempt.metric
 
 
 def _curve_remedy(

@@ -108,12 +108,30 @@ def judge(
     return None
 
 
+def projected(values: Sequence[float], target: Target, horizon: int) -> float | None:
+    """Where the curve is headed by `horizon` (the fit below, taken at face value),
+    in the metric's own units; None with fewer than two finite values."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return None
+    sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
+    intercept, slope, _ = _fit([sign * v for v in values])
+    return sign * max(sign * values[-1], intercept + slope / max(horizon, len(values)))
+
+
 def _optimistic_reach(gains: Sequence[float], horizon: int, optimism: float) -> float:
     """The best the curve may reach by `horizon`: a fit of v(e) = a - b/e (learning
     curves flatten like a power law) over its last epochs, its projected gain taken
     `optimism` times over, plus the fit's largest residual for noise."""
-    epochs = list(range(len(gains) - FIT_POINTS + 1, len(gains) + 1))
-    epochs = [e for e in epochs if e >= 1]
+    intercept, slope, residual = _fit(gains)
+    now = max(gains[-1], intercept + slope / len(gains))
+    projected = intercept + slope / horizon
+    return now + optimism * max(0.0, projected - now) + residual
+
+
+def _fit(gains: Sequence[float]) -> tuple[float, float, float]:
+    """Least squares of v(e) = a + s/e over the last FIT_POINTS epochs: (a, s, the
+    largest residual)."""
+    epochs = [e for e in range(len(gains) - FIT_POINTS + 1, len(gains) + 1) if e >= 1]
     xs = [1.0 / e for e in epochs]
     ys = [gains[e - 1] for e in epochs]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -121,9 +139,7 @@ def _optimistic_reach(gains: Sequence[float], horizon: int, optimism: float) -> 
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
     intercept = mean_y - slope * mean_x
     residual = max(abs(y - (intercept + slope * x)) for x, y in zip(xs, ys, strict=True))
-    now = max(ys[-1], intercept + slope * xs[-1])
-    projected = intercept + slope / horizon
-    return now + optimism * max(0.0, projected - now) + residual
+    return intercept, slope, residual
 
 
 def _flag(value: Any, key: str) -> bool:

@@ -6,7 +6,7 @@ import pytest
 
 from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.curves import Finding, diagnose
-from ct_service.policy import Action, decide
+from ct_service.policy import Action, decide, warm_start
 from ct_service.space import SearchSpace
 from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
@@ -379,24 +379,30 @@ def stopped(kind, number=1, metric=0.7, checkpoint_epoch=3, validation=(), **con
 
 
 @pytest.mark.unit
-def test_after_a_hopeless_stop_capacity_grows_and_the_epochs_go_to_their_bound():
+def test_after_a_hopeless_stop_tpe_proposes_a_new_configuration_given_the_most_epochs():
     hopeless = stopped("hopeless", epochs=8, metric=0.72)
     decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
     assert decision.action is Action.TRAIN
-    assert decision.config["conv_blocks"] == 2 and decision.config["filters"] == 8
     assert decision.config["epochs"] == 8  # the space's high: the stops bound it
-    assert decision.continues == ""  # a new architecture starts from scratch
+    changed = {k for k in decision.config if decision.config[k] != hopeless.config[k]}
+    assert changed - {"epochs"}, "a hopeless configuration is never just trained longer"
+    assert all(not d.outside(decision.config) for d in [SPACE])  # inside the space
+    assert decision.continues == "" and decision.config["resume_from"] == ""
     assert decision.reason.startswith("attempt 1 stopped early, hopeless:")
+    assert "TPE over 1 finished attempts proposes" in decision.reason
+    # a replayed decision step proposes the same configuration
+    assert decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule()) == decision
 
 
 @pytest.mark.unit
-def test_a_hopeless_attempt_is_never_only_trained_longer():
-    # depth and width at their bounds: what is left must not be "the same, more epochs"
-    hopeless = stopped("hopeless", conv_blocks=4, filters=16, epochs=2, metric=0.72)
-    decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
-    assert decision.action is Action.TRAIN
-    changed = {k for k in decision.config if decision.config[k] != hopeless.config[k]}
-    assert changed - {"epochs"}, decision.reason
+def test_a_sampled_configuration_already_tried_is_not_proposed_again():
+    hopeless = stopped("hopeless", epochs=8, metric=0.72)
+    first = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    config = {k: v for k, v in first.config.items() if k != "resume_from"}
+    again = stopped("hopeless", 2, metric=0.71, **config)
+    second = decide([hopeless, again], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert second.action is Action.TRAIN
+    assert SPACE.key(second.config) not in {SPACE.key(hopeless.config), SPACE.key(first.config)}
 
 
 @pytest.mark.unit
@@ -423,11 +429,41 @@ def test_a_target_met_stop_whose_test_metric_falls_short_is_continued_with_a_wid
 
 @pytest.mark.unit
 def test_attempts_stopped_at_other_epochs_do_not_count_as_changes_that_made_it_worse():
-    first = stopped("hopeless", metric=0.76, epochs=8)
+    """Attempt 2 (bigger) was stopped earlier than attempt 1 and scored lower there:
+    no evidence against growing, so an under-fitting base may still grow."""
+    first = resumable(metric=0.76, curves=PLATEAU, epochs=3, checkpoint_epoch=3)
+    first = Attempt(**{**first.__dict__, "metric": 0.76})
     second = stopped("hopeless", 2, metric=0.74, epochs=8, conv_blocks=2, filters=8)
     second = Attempt(**{**second.__dict__, "derived_from": "run1"})
     decision = decide([first, second], SPACE, TARGET, BUDGET, stop_rule=StopRule())
     assert decision.action is Action.TRAIN
-    # growing capacity is not ruled out (else the learning rate would be next)
-    assert decision.config["filters"] > 4 or decision.config["conv_blocks"] > 1
-    assert decision.config["learning_rate"] == first.config["learning_rate"]
+    assert decision.config["conv_blocks"] == 2 and decision.config["filters"] == 4
+    assert decision.reason.startswith("attempt 1 under-fitting")
+
+
+# Warm start: a new pipeline (a new push) starts from the project's history.
+@pytest.mark.unit
+def test_warm_start_takes_the_configuration_that_met_the_target_before():
+    met = attempt(1, metric=0.85, conv_blocks=3, filters=16, learning_rate=0.003)
+    close = attempt(2, metric=0.79, conv_blocks=2)
+    warm = warm_start(BASE, set(), [close, met], SPACE, TARGET)
+    assert warm is not None
+    config, reason = warm
+    assert (config["conv_blocks"], config["filters"], config["learning_rate"]) == (3, 16, 0.003)
+    assert reason.startswith("warm start: the configuration that reached test_accuracy 0.85")
+
+
+@pytest.mark.unit
+def test_warm_start_falls_back_to_the_closest_miss_and_keeps_what_was_asked_for():
+    close = attempt(1, metric=0.79, conv_blocks=2, filters=8)
+    config, reason = warm_start(BASE, {"filters"}, [close], SPACE, TARGET) or ({}, "")
+    assert config["conv_blocks"] == 2 and config["filters"] == BASE["filters"]  # given: kept
+    assert reason.startswith("warm start: the closest earlier attempt, at test_accuracy 0.79")
+
+
+@pytest.mark.unit
+def test_no_warm_start_without_history_or_when_it_changes_nothing():
+    assert warm_start(BASE, set(), [], SPACE, TARGET) is None
+    assert warm_start(BASE, set(), [attempt(1, metric=0.9)], SPACE, TARGET) is None
+    crashed = attempt(1, metric=None, status=AttemptStatus.FAILED, conv_blocks=4)
+    assert warm_start(BASE, set(), [crashed], SPACE, TARGET) is None

@@ -250,3 +250,44 @@ def test_a_target_metric_the_run_never_logs_fails_the_attempt_naming_what_it_log
         "the run finished without logging the target metric f1; it logged: test_accuracy"
     )
     assert result.returncode == 1  # no attempt finished
+
+
+@pytest.mark.integration
+def test_a_new_pipeline_warm_starts_from_the_configuration_that_met_the_target(
+    tmp_path: Path,
+) -> None:
+    """Pipeline 1 is asked for width=8 and meets the target; pipeline 2, asked for
+    nothing, starts from width=8 (not the MLproject's default of 2) and says why."""
+    project = write_project(
+        tmp_path / "wide",
+        "name: wide\nentry_points:\n  main:\n    parameters:\n"
+        "      width: {type: float, default: 2}\n    command: python train.py {width}\n",
+        "import sys, mlflow\nwidth = float(sys.argv[1])\n"
+        "mlflow.log_metric('test_accuracy', 0.5 + width / 20)\n"
+        "class Same(mlflow.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input):\n        return model_input\n"
+        "mlflow.pyfunc.log_model(name='model', python_model=Same())\n",
+    )
+    (project / "ct.yaml").write_text(
+        "search_space:\n  width: {role: width, type: int, values: [2, 4, 8]}\n"
+    )
+    home = tmp_path / "ct"
+    first = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), "-P", "width=8"]
+        + ["--threshold", "0.9", "--json"],
+        env=ct_env(CT_HOME=str(home)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_embedded(project, home)
+    assert second.returncode == 0, second.stderr[-2000:]
+    tracker = Tracker(Settings(home=home))
+    attempts = tracker.attempts(tracker.pipeline(json.loads(second.stdout)["pipeline_id"]))
+    assert attempts[0].config["width"] == 8
+    assert attempts[0].reason.startswith(
+        "warm start: the configuration that reached test_accuracy 0.9 in an earlier pipeline"
+    )
+    assert len(attempts) == 1  # met at once: no search

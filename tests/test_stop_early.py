@@ -193,5 +193,19 @@ def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_pa
     assert run.data.metrics["train_samples_seen"] >= len(trained) * 1800
     assert "ct.stop_requested" in run.data.tags
     assert second.reason.startswith("attempt 1 stopped early, hopeless:")
-    assert (second.config["conv_blocks"], second.config["filters"]) == (2, 6)
+    assert "TPE over 1 finished attempts proposes" in second.reason
+    searched = ("conv_blocks", "filters", "dense_units", "dropout", "learning_rate")
+    assert any(second.config[k] != first.config[k] for k in searched)  # not just longer
+    assert second.config["epochs"] == 12  # the space's most: its stops decide
     assert json.loads(done.stdout)["outcome"] == "budget-exhausted"
+
+
+@pytest.mark.unit
+def test_projected_is_where_the_curve_is_headed_at_face_value():
+    from ct_service.stop_early import projected
+
+    headed = projected(WEAK_CURVE[:3], TARGET, horizon=12)
+    assert headed is not None and WEAK_CURVE[2] < headed < 0.9
+    assert projected((0.8,), TARGET, 12) is None  # one point says nothing of a trend
+    falling = projected((0.9, 0.7, 0.6), Target("test_rmse", 0.5, Direction.MINIMIZE), 12)
+    assert falling is not None and falling < 0.6

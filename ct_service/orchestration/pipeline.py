@@ -82,11 +82,12 @@ def create(
     project = load_project(location)
     if settings.execution == "local":
         refuse_docker_only(project.path)  # before anything is recorded
+    checked = project.initial_config(overrides)  # bad parameters are refused here
     spec = PipelineSpec(
         project_path=str(project.path),
         project_name=project.name,
         model_name=settings.model_name or project.name,
-        initial_config=project.initial_config(overrides),
+        initial_config={name: checked[name] for name in overrides or {}},
         target=target or settings.target,
         budget=budget or settings.budget,
         commit=project.commit() if commit is None else commit,
@@ -130,9 +131,15 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     # Read the project at the pipeline's commit: a git source's overrides are checked
     # against its MLproject only now.
     project = load_project(git_source.project_folder(settings, pipeline))
-    config = project.initial_config(pipeline.spec.initial_config)
+    given = pipeline.spec.initial_config  # the parameters asked for; the rest are defaults
+    config, reason = project.initial_config(given), "initial configuration"
+    warm = policy.warm_start(
+        config, set(given), tracker.prior_attempts(pipeline), project.space, pipeline.spec.target
+    )
+    if warm is not None:
+        config, reason = warm
     tracker.set_tags(pipeline_id, {run_tags.INITIAL_CONFIG: json.dumps(config, sort_keys=True)})
-    attempt_id = tracker.create_attempt(pipeline, 1, config, "initial configuration")
+    attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
     tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
 
