@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fashion-samples", type=int, default=30000)
     parser.add_argument("--mnist-samples", type=int, default=12000)
+    parser.add_argument("--fashion-threshold", type=float, default=0.90)
+    parser.add_argument("--mnist-threshold", type=float, default=0.99)
     parser.add_argument("--tasks", default="fashion,mnist")
     parser.add_argument("--strategies", default=",".join(ORDER))
     parser.add_argument("--smoke", action="store_true", help="one seed, tiny: completes?")
@@ -113,9 +115,11 @@ def _tasks(args: argparse.Namespace) -> list[Task]:
     found = []
     for name in args.tasks.split(","):
         if name == "fashion":
-            found.append(Task("fashion", args.fashion, args.fashion_samples, 0.90))
+            found.append(
+                Task("fashion", args.fashion, args.fashion_samples, args.fashion_threshold)
+            )
         elif name == "mnist":
-            found.append(Task("mnist", args.mnist, args.mnist_samples, 0.99))
+            found.append(Task("mnist", args.mnist, args.mnist_samples, args.mnist_threshold))
         else:
             sys.exit(f"unknown task {name!r}; choose from fashion, mnist")
         if not Path(found[-1].data, "t10k-images-idx3-ubyte.gz").is_file():

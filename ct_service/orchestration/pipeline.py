@@ -165,6 +165,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
                 _attempt_request(settings, pipeline, attempt_id, tags)
             )
         _refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
+        watch = _stop_watch(settings, tracker, pipeline, attempt_id, tags)
         tracker.set_tags(
             attempt_id,
             {
@@ -179,7 +180,6 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         keys.delete(claim)
         raise
     lease = Lease(tracker.client, keys, attempt_id, settings.recovery)
-    watch = _stop_watch(settings, tracker, pipeline, attempt_id, tags)
     try:
         result = executor.run(request, _heartbeat(lease, watch))
     finally:
@@ -196,7 +196,10 @@ def _stop_watch(
     rule = project.stop_rule
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
-    margin = tags.get(run_tags.STOP_MARGIN)
+    try:
+        margin: float | None = float(tags.get(run_tags.STOP_MARGIN, ""))
+    except ValueError:
+        margin = None  # none asked for (or unreadable): the rule's own
     return StopWatch(
         tracker.client,
         attempt_id,
@@ -206,7 +209,7 @@ def _stop_watch(
         earlier=tracker.earlier_values(attempt_id, rule.validation_metric(pipeline.spec.target))
         if rule.enabled
         else (),
-        margin=float(margin) if margin else None,
+        margin=margin,
     )
 
 
