@@ -3,6 +3,7 @@ defaults, the search space from its ct.yaml, and the git commit it is at."""
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -102,6 +103,15 @@ class Project:
                 f"(give {given})"
             )
         return self.space.normalise({**self.defaults, **overrides})
+
+    def declared(self) -> str:
+        """A digest of what the project declares (its MLproject and ct.yaml): an
+        earlier pipeline's configurations carry over only while it is the same."""
+        digest = hashlib.sha256()
+        for name in ("MLproject", "ct.yaml"):
+            file = self.path / name
+            digest.update(name.encode() + b"\0" + (file.read_bytes() if file.is_file() else b""))
+        return digest.hexdigest()[:16]
 
     def commit(self) -> str:
         """The git commit the project folder is at, or "" outside a repository."""

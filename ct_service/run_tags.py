@@ -23,6 +23,7 @@ BUDGET = "ct.budget"  # the budget, for people ("5 attempts")
 BUDGET_MAX_ATTEMPTS = "ct.budget.max_attempts"
 BUDGET_MAX_WALL_SECONDS = "ct.budget.max_wall_seconds"  # 0.0 when unlimited
 INITIAL_CONFIG = "ct.initial_config"  # JSON: the first attempt's parameters
+DECLARED = "ct.declared"  # digest of the project's MLproject and ct.yaml (warm starts match it)
 OUTCOME = "ct.outcome"  # how it ended: promoted, kept-champion, budget-exhausted, ...
 CANDIDATE = "ct.candidate"  # the attempt run that met the target
 MODEL_VERSION = "ct.model_version"  # the registry version it promoted (or kept)

@@ -370,14 +370,31 @@ class Tracker:
         ]
         return sorted(found, key=lambda a: a.number)
 
-    def prior_attempts(self, pipeline: Pipeline, limit: int = 200) -> list[Attempt]:
-        """Attempts of earlier pipelines of the same project (same experiment)."""
-        runs = self.client.search_runs(
-            [pipeline.experiment_id],
-            f"{_tag(run_tags.KIND, 'attempt')} and {_tag(run_tags.PIPELINE_ID, pipeline.id, '!=')}",
-            order_by=["attributes.start_time DESC"],
-            max_results=limit,
+    def prior_attempts(
+        self, pipeline: Pipeline, limit: int = 200, declared: str = ""
+    ) -> list[Attempt]:
+        """Attempts of earlier pipelines of the same project (same experiment); with
+        `declared`, only those of pipelines whose project declared the same
+        parameters and space (tag ct.declared)."""
+        runs = list(
+            self.client.search_runs(
+                [pipeline.experiment_id],
+                f"{_tag(run_tags.KIND, 'attempt')} and "
+                f"{_tag(run_tags.PIPELINE_ID, pipeline.id, '!=')}",
+                order_by=["attributes.start_time DESC"],
+                max_results=limit,
+            )
         )
+        if declared:
+            alike = {
+                run.info.run_id
+                for run in self.client.search_runs(
+                    [pipeline.experiment_id],
+                    f"{_tag(run_tags.KIND, 'pipeline')} and {_tag(run_tags.DECLARED, declared)}",
+                    max_results=1000,
+                )
+            }
+            runs = [run for run in runs if run.data.tags.get(run_tags.PIPELINE_ID) in alike]
         return [self._to_attempt(run, pipeline.spec.target, curves=False) for run in runs]
 
     def _attempt_runs(self, pipeline: Pipeline, extra: str = "") -> list:

@@ -4,8 +4,10 @@ an embedded `ct-service run`, and reading attempts back from MLflow."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,9 +49,11 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, log: Path | None
 def start_embedded_run(
     env: dict[str, str], params: dict[str, str], log: IO[bytes]
 ) -> subprocess.Popen:
-    """`ct-service run projects/lenet -P ...` with no broker (embedded), in the background."""
+    """`ct-service run` of LeNet (trained to its last epoch) `-P ...` with no broker
+    (embedded), in the background."""
+    project = lenet_trained_to_the_end(Path(env["CT_HOME"]).parent)
     return subprocess.Popen(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET)]
+        [sys.executable, "-m", "ct_service.cli", "run", str(project)]
         + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
         env=env,
         cwd=ROOT,
@@ -86,11 +90,23 @@ def only_pipeline(tracker: Tracker) -> str:
     return pipelines[0].id if pipelines else ""
 
 
+def lenet_trained_to_the_end(folder: Path) -> Path:
+    """A copy of LeNet that trains every epoch asked for (ct.yaml `stop_early:
+    false`): for tests that count epochs across a crash, not early stops."""
+    copy = Path(tempfile.mkdtemp(prefix="lenet-", dir=folder))
+    shutil.copytree(LENET, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "ct.yaml", "a") as declared:
+        declared.write("stop_early: false\n")
+    return copy
+
+
 def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
+    """A LeNet pipeline (trained to its last epoch) queued for the workers."""
     params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
     dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
+    project = lenet_trained_to_the_end(Path(env["CT_HOME"]).parent)
     done = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), *dash_p, "--json"],
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), *dash_p, "--json"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -133,12 +133,18 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     project = load_project(git_source.project_folder(settings, pipeline))
     given = pipeline.spec.initial_config  # the parameters asked for; the rest are defaults
     config, reason = project.initial_config(given), "initial configuration"
-    warm = policy.warm_start(
-        config, set(given), tracker.prior_attempts(pipeline), project.space, pipeline.spec.target
-    )
+    declared = project.declared()
+    prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters and space
+    warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
     if warm is not None:
         config, reason = warm
-    tracker.set_tags(pipeline_id, {run_tags.INITIAL_CONFIG: json.dumps(config, sort_keys=True)})
+    tracker.set_tags(
+        pipeline_id,
+        {
+            run_tags.INITIAL_CONFIG: json.dumps(config, sort_keys=True),
+            run_tags.DECLARED: declared,
+        },
+    )
     attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
     tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
