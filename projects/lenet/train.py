@@ -228,15 +228,17 @@ def make_epoch_logger(
             self.stop = StopRequest(run_id)
             self.samples_seen = 0  # training images, partial epochs included
             self.kept_weights: list | None = None  # the last complete epoch's
+            self.cut_short = False  # stopped before the epoch's last batch
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self.samples_seen += min(batch_size, train_samples - batch * batch_size)
-            if self.stop.requested():
-                self.model.stop_training = True
+            if self.stop.requested() and not self.model.stop_training:
+                self.model.stop_training = True  # Keras ends the epoch after this batch
+                self.cut_short = batch + 1 < -(-train_samples // batch_size)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if self.stop.requested() and self.kept_weights is not None:
-                # cut short: keep the last complete epoch, log nothing for this one
+            if self.cut_short and self.kept_weights is not None:
+                # keep the last complete epoch, log nothing for this partial one
                 self.model.set_weights(self.kept_weights)
                 print(f"stopped during epoch {epoch + 1}: {self.stop.reason}", flush=True)
                 return
