@@ -156,22 +156,23 @@ def tpe_hyperband(search: Search, weak: Mapping[str, Any], space: SearchSpace) -
         trial = study.ask(distributions)
         config = {**weak, **trial.params}
         search.outcome.attempts += 1
-        trained, charge = 0, None
+        trained, charge, cut = 0, None, ""
         for epoch in range(1, most + 1):
             if search.epochs_left() < 1:
+                cut = " (out of budget)"
                 break
             charge = search.trainer.charge(config, search.seed, epoch, start=epoch - 1)
             search.outcome.pay(charge)
             trained = epoch
             trial.report(charge.val_accuracy[-1], epoch)
             if trial.should_prune():
+                cut = " (pruned)"
                 break
         if charge is None:
             study.tell(trial, state=TrialState.FAIL)
             break
         pruned = trained < most
-        note = "" if not pruned else " (pruned)" if trial.should_prune() else " (out of budget)"
-        search.outcome.record(config, trained, charge.test_accuracy, note)
+        search.outcome.record(config, trained, charge.test_accuracy, cut)
         if pruned:
             study.tell(trial, state=TrialState.PRUNED)
             continue
