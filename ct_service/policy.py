@@ -2,7 +2,8 @@
 
 After each attempt it decides to promote (target met), to stop (budget spent or
 nothing new left to try) or to train again with a configuration derived from the
-best attempt so far, changing what that attempt's learning curves point to.
+best attempt so far, changing what that attempt's learning curves point to, or,
+once the best one was stopped as hopeless, one that Optuna's TPE proposes.
 """
 
 from __future__ import annotations
@@ -124,9 +125,10 @@ def decide(
     1. promote if the last attempt met the target; 2. stop if the budget is spent;
     3. continue an attempt stopped for meeting the target on validation whose test
     metric fell short, with a larger margin; 4. try a configuration that met the
-    target in an earlier pipeline; 5. change the best finished attempt as its
-    learning curves (or its hopeless stop) suggest; 6. with no finished attempt,
-    retry the crashed one clamped into the search space; else stop."""
+    target in an earlier pipeline; 5. when the best attempt was stopped as hopeless,
+    a configuration from TPE; 6. change the best finished attempt as its learning
+    curves suggest (TPE again when nothing untried is left around them); 7. with no
+    finished attempt, retry the crashed one clamped into the search space; else stop."""
     if not history:
         raise ValueError("the policy needs at least one attempt")
     last = history[-1]
