@@ -57,7 +57,6 @@ class Trainer:
         self._split = train.split
         self._curves: dict[tuple, Curve] = {}
         self._models: dict[tuple, Any] = {}
-        self.trained_epochs = 0  # epochs really trained (cache misses), for the log
 
     def charge(self, config: Mapping[str, Any], seed: int, epochs: int, start: int = 0) -> Charge:
         """Train `config` with `seed` for `epochs` (from the cache where it can); the
@@ -119,7 +118,6 @@ class Trainer:
         curve.val_accuracy.append(float(history.history["val_accuracy"][-1]))
         _, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
         curve.test_accuracy.append(float(test_accuracy))
-        self.trained_epochs += 1
 
     def _splits(self, seed: int):
         cached = getattr(self, "_split_cache", None)
@@ -129,7 +127,3 @@ class Trainer:
                 self._split(self._data, self.train_samples, self.val_fraction, seed),
             )
         return self._split_cache[1]
-
-    def forget_models(self) -> None:
-        """Drop the kept models (their curves stay cached)."""
-        self._models.clear()

@@ -39,14 +39,13 @@ class StopRule:
         unknown = set(spec) - {"enabled", "metric", "margin", "min_epochs", "optimism"}
         if unknown:
             raise ValueError(f"stop_early: unknown key {sorted(unknown)[0]!r}")
-        rule = cls(
+        return cls(
             enabled=_flag(spec.get("enabled", True), "enabled"),
             metric=str(spec.get("metric", "")),
             margin=_number(spec.get("margin", cls.margin), "margin", 0.0),
             min_epochs=int(_number(spec.get("min_epochs", cls.min_epochs), "min_epochs", 2.0)),
             optimism=_number(spec.get("optimism", cls.optimism), "optimism", 1.0),
         )
-        return rule
 
     def validation_metric(self, target: Target) -> str:
         if self.metric:
