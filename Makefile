@@ -48,11 +48,11 @@ fashion-mnist:  ## Fashion-MNIST for the search benchmark (Debian's dataset-fash
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }
 	@ls $(FASHION_MNIST)/*-ubyte.gz >/dev/null
 
-docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io, docker-compose, debootstrap; starts dockerd)
+docker-engine:  ## make sure a Docker engine answers (Debian, root: installs docker.io, docker-compose, debootstrap; starts dockerd, with iptables so that internal networks are isolated)
 	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \
 		command -v docker-compose >/dev/null 2>&1 || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io docker-compose debootstrap)
-	@docker info >/dev/null 2>&1 || (setsid dockerd --iptables=false </dev/null >/var/log/dockerd.log 2>&1 &)
+	@docker info >/dev/null 2>&1 || (setsid dockerd </dev/null >/var/log/dockerd.log 2>&1 &)
 	@for i in $$(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
 		echo "the Docker engine does not answer; see /var/log/dockerd.log" >&2; exit 1
 

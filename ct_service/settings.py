@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 from ct_service.exceptions import SettingsError
 from ct_service.target import Budget, Direction, Target
@@ -56,6 +57,15 @@ class DockerSettings:
     # The operator's data roots: a parameter naming a path under one of them is mounted
     # read-only; no other host path is ever mounted (CT_DATA_DIRS, ':'-separated).
     data_dirs: tuple[str, ...] = ()
+    # The tracking server account training containers log with (CT_TRAINING_TRACKING_*):
+    # the worker lets it edit the runs of the experiments it trains, nothing else. Empty:
+    # containers get the worker's own credentials (then training can change the registry).
+    training_username: str = ""
+    training_password: str = field(default="", repr=False)
+
+    @property
+    def training_account(self) -> bool:
+        return bool(self.training_username and self.training_password)
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,11 @@ class Settings:
     tracking_uri: str = ""
     registry_uri: str = ""
     artifact_root: str = ""
-    broker_url: str = ""  # empty = embedded in-memory broker
+    # The service's own tracking server account (CT_TRACKING_USERNAME/_PASSWORD[_FILE]),
+    # handed to MLflow's client as MLFLOW_TRACKING_USERNAME/_PASSWORD (tracking.py).
+    tracking_username: str = ""
+    tracking_password: str = field(default="", repr=False)
+    broker_url: str = field(default="", repr=False)  # empty = embedded; may hold a password
     execution: str = "local"
     target: Target = Target()
     budget: Budget = Budget()
@@ -149,7 +163,9 @@ class Settings:
             tracking_uri=env.text("CT_TRACKING_URI", ""),
             registry_uri=env.text("CT_REGISTRY_URI", ""),
             artifact_root=env.text("CT_ARTIFACT_ROOT", ""),
-            broker_url=env.url("CT_BROKER_URL", ("redis://", "rediss://", "memory://")),
+            tracking_username=env.text("CT_TRACKING_USERNAME", ""),
+            tracking_password=env.secret("CT_TRACKING_PASSWORD"),
+            broker_url=_broker_url(env),
             execution=env.choice("CT_EXECUTION", "local", EXECUTIONS),
             target=_target(env),
             budget=Budget(
@@ -308,7 +324,24 @@ def _docker(env: _Env) -> DockerSettings:
         environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
         tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
         data_dirs=env.directories("CT_DATA_DIRS"),
+        training_username=env.text("CT_TRAINING_TRACKING_USERNAME", ""),
+        training_password=env.secret("CT_TRAINING_TRACKING_PASSWORD"),
     )
+
+
+def _broker_url(env: _Env) -> str:
+    """CT_BROKER_URL, with CT_BROKER_PASSWORD[_FILE] (a Docker secret) put in as its
+    password, so that the password is written in neither the compose file nor a URL."""
+    url = env.url("CT_BROKER_URL", ("redis://", "rediss://", "memory://"))
+    password = env.secret("CT_BROKER_PASSWORD")
+    if not password:
+        return url
+    scheme, _, rest = url.partition("://")
+    if not url or scheme == "memory" or "@" in rest.split("/", 1)[0]:
+        raise SettingsError(
+            "CT_BROKER_PASSWORD needs a redis:// or rediss:// CT_BROKER_URL without credentials"
+        )
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def _recovery(env: _Env) -> RecoverySettings:

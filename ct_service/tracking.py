@@ -4,6 +4,7 @@ nested run, and their state lives in `ct.*` tags that every step re-reads."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,15 @@ class Pipeline:
         return max(0.0, time.time() - self.started_ms / 1000)
 
 
+def use_account(settings: Settings) -> None:
+    """Log in to the tracking server with the service's account (CT_TRACKING_USERNAME,
+    CT_TRACKING_PASSWORD[_FILE]): MLflow's client reads it from this process's
+    environment, never from a command line."""
+    if settings.tracking_username and settings.tracking_password:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.tracking_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.tracking_password
+
+
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -93,6 +103,7 @@ class Tracker:
         # is registered) read the process-wide URIs, not the client's: keep them equal.
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.registry_uri)
+        use_account(settings)
 
     # -- experiments and pipelines -------------------------------------------------
     def experiment_id(self, project_name: str) -> str:

@@ -3,16 +3,13 @@ as the README says, and every image it builds builds, on a real Docker engine.""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from compose_stack import BASE_IMAGE, build_compose_images
 from conftest import ROOT
-
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BASE_IMAGE = "ct-base:bookworm"  # built offline by `make docker-base`
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +45,15 @@ def test_the_service_is_all_there_and_wired(config: dict) -> None:
     assert environment["CT_TRACKING_URI"] == "http://mlflow:5000"
     assert environment["CT_BROKER_URL"] == "redis://redis:6379/0"
     assert environment["CT_EXECUTION"] == "docker"
-    assert environment["CT_DOCKER_NETWORK"] == config["networks"]["ct"]["name"]
+    # training containers join the network the MLflow server shares with them, no other
+    training_network = config["networks"]["training"]
+    assert environment["CT_DOCKER_NETWORK"] == training_network["name"]
+    assert training_network.get("internal") is True
+    assert set(services["mlflow"]["networks"]) == {"ct", "training"}
+    assert all(
+        "training" not in s.get("networks", {}) for n, s in services.items() if n != "mlflow"
+    )
+    assert "--app-name basic-auth" in " ".join(services["mlflow"]["command"])
     mlflow_command = " ".join(services["mlflow"]["command"])
     assert "--allowed-hosts" in mlflow_command and "mlflow:5000" in mlflow_command
     assert services["webhook"]["command"][0] == "gunicorn"
@@ -67,6 +72,10 @@ def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
             }, name
     assert set(config["secrets"]) == {
         "postgres_password",
+        "redis_password",
+        "mlflow_admin_password",
+        "mlflow_training_password",
+        "flower_password",
         "smtp_password",
         "chat_webhook_url",
         "api_token",
@@ -79,29 +88,8 @@ def test_every_image_compose_builds_builds(config: dict, tmp_path: Path) -> None
     import docker
 
     client = docker.from_env(timeout=900)
-    builds = {s["image"]: s["build"] for s in config["services"].values() if "build" in s}
-    assert set(builds) == {"ct-service:latest", "ct-train-tensorflow:latest"}
-    images = {}
-    for tag, spec in builds.items():
-        context = tmp_path / tag.replace(":", "-")
-        shutil.copytree(
-            spec["context"],
-            context,
-            ignore=shutil.ignore_patterns(
-                ".git", "tests", "benchmarks", "build", "*.egg-info", "mlruns", "__pycache__"
-            ),
-        )
-        if CA_BUNDLE.is_file():  # this machine reaches the package index through its CA
-            shutil.copy(CA_BUNDLE, context / "ca.crt")
-        images[tag], _ = client.images.build(
-            path=str(context),
-            dockerfile=spec.get("dockerfile", "Dockerfile"),
-            tag=tag,
-            buildargs=spec.get("args", {}),
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-        )
+    images = build_compose_images(client, config, tmp_path)
+    assert set(images) == {"ct-service:latest", "ct-train-tensorflow:latest"}
     service = images["ct-service:latest"].id
     for command in (["ct-service", "--help"], ["celery", "--version"], ["docker", "--version"]):
         assert client.containers.run(service, command, remove=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -280,6 +281,178 @@ def test_a_tag_deletion_is_not_called_a_branch_deletion(hook) -> None:
     deleted_tag = {**GITHUB_PUSH, "ref": "refs/tags/v1", "after": "0" * 40, "deleted": True}
     answer = send(json.dumps(deleted_tag).encode())
     assert answer.json == {"status": "ignored", "reason": "refs/tags/v1 is not a branch"}
+
+
+# -- 4. isolation: the training account edits its runs, never the registry -----------
+# (the network half, with the services brought up for real: tests/test_compose_stack.py)
+
+
+@pytest.fixture
+def server_with_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real `mlflow server --app-name basic-auth`, its admin's password from the
+    environment as compose.yaml gives it; this process logged in as that admin."""
+    import subprocess
+    import sys
+
+    from conftest import free_port
+    from helpers import wait_for
+
+    port = free_port()
+    (tmp_path / "auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{tmp_path / 'users.db'}\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth.ini"),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-secret-1",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32,
+    }
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--artifacts-destination", (tmp_path / "artifacts").as_uri(),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 90, "the MLflow server", tmp_path / "server.log")
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "admin-secret-1")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _as(credentials: dict[str, str], action: Callable[[], object]) -> str:
+    """Run `action` logged in with `credentials`: "allowed" or MLflow's error code."""
+    from mlflow.exceptions import MlflowException
+
+    saved = {name: os.environ[name] for name in credentials}
+    os.environ.update(credentials)
+    try:
+        action()
+        return "allowed"
+    except MlflowException as error:
+        return error.error_code
+    finally:
+        os.environ.update(saved)
+
+
+@pytest.mark.integration
+def test_the_training_account_edits_its_experiments_runs_and_nothing_else(
+    server_with_accounts: str,
+) -> None:
+    from mlflow import MlflowClient
+    from mlflow.server.auth.client import AuthServiceClient
+
+    from ct_service.execution.training_account import TrainingAccount
+
+    url = server_with_accounts
+    client = MlflowClient(url)
+    trained, other = client.create_experiment("trained"), client.create_experiment("other")
+    own_run = client.create_run(trained).info.run_id
+    other_run = client.create_run(other).info.run_id
+    client.create_registered_model("lenet")
+    version = client.create_model_version("lenet", f"runs:/{own_run}/model", run_id=own_run)
+    client.set_registered_model_alias("lenet", "production", version.version)
+
+    account = TrainingAccount(url, "ct-training", "training-secret-1")
+    account.allow(trained)
+    training = account.credentials()
+    assert training == {
+        "MLFLOW_TRACKING_USERNAME": "ct-training",
+        "MLFLOW_TRACKING_PASSWORD": "training-secret-1",
+    }
+    assert _as(training, lambda: client.log_metric(own_run, "val_accuracy", 0.9)) == "allowed"
+    assert _as(training, lambda: client.set_tag(own_run, "ct.note", "x")) == "allowed"
+    assert _as(training, lambda: client.get_run(other_run)) == "allowed"  # READ, by default
+    denied = {
+        "log to another experiment": lambda: client.log_metric(other_run, "val_accuracy", 1.0),
+        "delete its run": lambda: client.delete_run(own_run),
+        "move the alias": lambda: client.set_registered_model_alias("lenet", "production", "1"),
+        "drop the alias": lambda: client.delete_registered_model_alias("lenet", "production"),
+        "add a version": lambda: client.create_model_version(
+            "lenet", f"runs:/{own_run}/model", run_id=own_run
+        ),
+        "make itself admin": lambda: AuthServiceClient(url).update_user_admin("ct-training", True),
+    }
+    outcomes = {what: _as(training, action) for what, action in denied.items()}
+    assert outcomes == dict.fromkeys(denied, "PERMISSION_DENIED")
+    assert client.get_model_version_by_alias("lenet", "production").version == version.version
+
+    # Someone lowered the grant; the next worker (its secret rotated) restores both.
+    AuthServiceClient(url).revoke_user_permission("ct-training", "experiment", trained)
+    AuthServiceClient(url).grant_user_permission("ct-training", "experiment", trained, "READ")
+    TrainingAccount(url, "ct-training", "training-secret-2").allow(trained)
+    rotated = {**training, "MLFLOW_TRACKING_PASSWORD": "training-secret-2"}
+    assert _as(rotated, lambda: client.log_metric(own_run, "val_accuracy", 0.95)) == "allowed"
+    assert _as(training, lambda: client.log_metric(own_run, "val_accuracy", 0.1)) != "allowed"
+
+
+@pytest.mark.unit
+def test_containers_get_the_training_account_not_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ct_service.execution import docker as docker_execution
+    from ct_service.execution.training_account import TrainingAccount
+    from ct_service.settings import Settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "admin-secret")
+    settings = Settings.from_env(
+        {
+            "CT_TRACKING_URI": "http://mlflow:5000",
+            "CT_TRAINING_TRACKING_USERNAME": "ct-training",
+            "CT_TRAINING_TRACKING_PASSWORD": "training-secret",
+        }
+    )
+    account = docker_execution._training_account(settings)
+    assert isinstance(account, TrainingAccount)
+    assert account.credentials()["MLFLOW_TRACKING_PASSWORD"] == "training-secret"
+    assert "training-secret" not in repr(settings)
+    from ct_service.exceptions import SettingsError
+
+    with pytest.raises(SettingsError, match="needs a tracking server"):
+        docker_execution._training_account(
+            Settings.from_env(
+                {"CT_TRAINING_TRACKING_USERNAME": "t", "CT_TRAINING_TRACKING_PASSWORD": "p"}
+            )
+        )
+
+
+@pytest.mark.unit
+def test_the_broker_password_comes_from_its_secret_file(tmp_path: Path) -> None:
+    from ct_service.exceptions import SettingsError
+    from ct_service.settings import Settings
+
+    (tmp_path / "redis_password").write_text("s3cr/t@x\n")
+    settings = Settings.from_env(
+        {
+            "CT_BROKER_URL": "redis://redis:6379/0",
+            "CT_BROKER_PASSWORD_FILE": str(tmp_path / "redis_password"),
+        }
+    )
+    assert settings.broker_url == "redis://:s3cr%2Ft%40x@redis:6379/0"
+    assert "s3cr" not in repr(settings)
+    with pytest.raises(SettingsError, match="CT_BROKER_PASSWORD needs"):
+        Settings.from_env(
+            {"CT_BROKER_URL": "redis://:other@redis:6379/0", "CT_BROKER_PASSWORD": "p"}
+        )
 
 
 # -- 5. what runs is never taken from MLflow tags ------------------------------------

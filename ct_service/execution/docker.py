@@ -33,7 +33,7 @@ from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import run_tags
-from ct_service.exceptions import InfrastructureError, ProjectError
+from ct_service.exceptions import InfrastructureError, ProjectError, SettingsError
 from ct_service.execution import images, tracking_server
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import (
@@ -44,6 +44,7 @@ from ct_service.execution.executor import (
 )
 from ct_service.execution.exit_status import outside_signal
 from ct_service.execution.pushed_files import copy_project
+from ct_service.execution.training_account import TrainingAccount
 from ct_service.project import load_project
 from ct_service.settings import Settings
 
@@ -115,6 +116,21 @@ def for_settings(settings: Settings) -> DockerExecutor:
     return DockerExecutor(settings, tracking_uri)
 
 
+def _training_account(settings: Settings) -> TrainingAccount | None:
+    """The account containers log with, on a tracking server that checks accounts."""
+    docker_settings = settings.docker
+    if not docker_settings.training_account:
+        return None
+    if not settings.tracking_uri.startswith(("http://", "https://")):
+        raise SettingsError(
+            "CT_TRAINING_TRACKING_USERNAME: a training account needs a tracking server "
+            "(CT_TRACKING_URI=http://...) that checks accounts"
+        )
+    return TrainingAccount(
+        settings.tracking_uri, docker_settings.training_username, docker_settings.training_password
+    )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What prepare() readied for run(): the per-run image and how to start it."""
@@ -140,11 +156,14 @@ class DockerExecutor:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._prepared: dict[str, Prepared] = {}
+        self.training_account = _training_account(settings)
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
         folder = Path(request.project_uri)
         environment = choose(folder, load_images(self.settings.docker.environments_file))
         project = load_project(folder)
+        if self.training_account:
+            self.training_account.allow(request.experiment_id)
         image = images.ensure(self.client, environment, project.name, self.settings.docker)
         volumes = data_volumes(request, self.settings.docker.data_dirs)
         volumes += self._artifact_volumes(request)
@@ -206,7 +225,7 @@ class DockerExecutor:
             "MLFLOW_EXPERIMENT_ID": request.experiment_id,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "PYTHONUNBUFFERED": "1",
-            **{name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)},
+            **self._credentials(),
             **{n: os.environ[n] for n in self.settings.training_env if n in os.environ},
         }
         options: dict[str, Any] = {
@@ -229,6 +248,12 @@ class DockerExecutor:
             count = -1 if settings.gpus == "all" else int(settings.gpus)
             options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
         return options
+
+    def _credentials(self) -> dict[str, str]:
+        """The training account's, when one is set; else the worker's own."""
+        if self.training_account:
+            return self.training_account.credentials()
+        return {name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)}
 
     def stop(self, request: AttemptRequest) -> None:
         """Remove the attempt's container (stopping it if it runs), its per-run image
