@@ -15,10 +15,17 @@ KEYSTORE_PREFIX = "ct:"  # before every KeyStore key in Redis
 DELIVERY_PREFIX = "ct:push:"  # before every delivery key in Redis
 
 RUN_CLAIM_SECONDS = 60.0  # a worker that died while starting an attempt frees it
+DECIDE_CLAIM_SECONDS = 600.0  # past a decide step's life; ct.decided_through outlives it
 SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running this long is dead
 FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 DELIVERY_CLAIM_SECONDS = 60.0  # a delivery claim whose webhook process died frees itself
+
+
+def decide_claim(pipeline_id: str, round_: str) -> str:
+    """The step deciding a round of a pipeline's attempts (TTL DECIDE_CLAIM_SECONDS):
+    when several attempts end at once, one of them decides."""
+    return f"claim:decide:{pipeline_id}:{round_}"
 
 
 def run_claim(attempt_id: str) -> str:

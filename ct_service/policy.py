@@ -169,6 +169,60 @@ def decide(
     )
 
 
+def decide_several(
+    history: Sequence[Attempt],
+    space: SearchSpace,
+    target: Target,
+    budget: Budget,
+    slots: int,
+    prior: Sequence[Attempt] = (),
+    elapsed_seconds: float = 0.0,
+    stop_rule: StopRule | None = None,
+) -> list[Decision]:
+    """Up to `slots` attempts to train at once (CT_PARALLEL_ATTEMPTS), every one
+    counted against the attempt budget. The first is decide()'s; when it trains, each
+    further one is a configuration TPE proposes from the finished attempts (its
+    random start when there are few), different from everything tried or proposed,
+    with the first one's epochs (the most the space allows under early stops): the
+    remedy the curves point to, plus independent samples of the space beside it.
+    A promotion or a stop is always alone."""
+    first = decide(history, space, target, budget, prior, elapsed_seconds, stop_rule)
+    free = min(slots, budget.max_attempts - len(history))
+    if first.action is not Action.TRAIN or free <= 1:
+        return [first]
+    chosen = [first]
+    taken = {space.key(a.config) for a in history} | {space.key(first.config)}
+    finished = [a for a in history if a.finished and a.metric is not None]
+    told = [(a.config, _score(a, space, target)) for a in finished]
+    epochs = {
+        d.name: first.config[d.name] for d in space.with_role(Role.EPOCHS) if d.name in first.config
+    }
+    seed = int(hashlib.sha256(history[0].run_id.encode()).hexdigest()[:8], 16) + len(history)
+    base = history[-1].config
+    for offset in range(SAMPLES_PER_DECISION * free):
+        if len(chosen) >= free:
+            break
+        params = sampler.propose(told, space, target, seed + offset)
+        if params is None:
+            break
+        config = space.normalise({**base, **params, **epochs})
+        if RESUME_FROM in config:
+            config[RESUME_FROM] = ""
+        if space.key(config) in taken:
+            continue
+        taken.add(space.key(config))
+        chosen.append(
+            Decision(
+                Action.TRAIN,
+                f"trained alongside attempt {history[-1].number + 1}: TPE over {len(told)} "
+                f"finished attempts proposes {_changes(base, config, space)}",
+                config,
+                history[-1].run_id,
+            )
+        )
+    return chosen
+
+
 def warm_start(
     config: Mapping[str, Any],
     given: set[str],
@@ -213,14 +267,17 @@ def _promote_or_spent(
     elapsed_seconds: float,
     best: Attempt | None,
 ) -> Decision | None:
-    """Promote when the last attempt met the target; stop when the budget is spent."""
-    last = history[-1]
-    if last.finished and target.is_met(last.metric):
+    """Promote when an attempt met the target (the last one, when attempts train one
+    at a time; the best of those that did, when several trained at once); stop when
+    the budget is spent."""
+    met = sorted((a for a in history if a.finished and target.is_met(a.metric)), key=_rank(target))
+    if met:
+        winner = met[0]
         return Decision(
             Action.PROMOTE,
-            f"attempt {last.number} reached {target.metric} {last.metric:.4g} "
+            f"attempt {winner.number} reached {target.metric} {winner.metric:.4g} "
             f"(target {target.describe()})",
-            derived_from=last.run_id,
+            derived_from=winner.run_id,
         )
     if len(history) >= budget.max_attempts:
         return Decision(

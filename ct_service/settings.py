@@ -103,6 +103,7 @@ class Settings:
     target: Target = Target()
     budget: Budget = Budget()
     attempt_timeout_seconds: float = 7200.0
+    parallel_attempts: int = 1  # attempts of one pipeline trained at once (policy.decide_several)
     model_name: str = ""  # empty = the project's name
     ui_url: str = ""
     smtp: SmtpSettings = SmtpSettings()
@@ -173,6 +174,7 @@ class Settings:
                 env.number("CT_MAX_WALL_SECONDS", 0.0, float, low=0),
             ),
             attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
+            parallel_attempts=env.number("CT_PARALLEL_ATTEMPTS", 1, int, low=1, high=64),
             model_name=env.text("CT_MODEL_NAME", ""),
             smtp=_smtp(env),
             ui_url=env.url("CT_UI_URL", ("http://", "https://")),

@@ -37,6 +37,7 @@ def test_the_service_is_all_there_and_wired(config: dict) -> None:
         "worker",
         "beat",
         "flower",
+        "s3",
         "training-image",
     }
     worker = services["worker"]
@@ -69,6 +70,7 @@ def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
                 "CT_BROKER_URL",
                 "CT_TRACKING_URI",
                 "CT_UI_URL",
+                "MLFLOW_S3_ENDPOINT_URL",  # the artifact store's address; its keys are secrets
             }, name
     assert set(config["secrets"]) == {
         "postgres_password",
@@ -76,10 +78,18 @@ def test_no_secret_is_written_into_the_compose_file(config: dict) -> None:
         "mlflow_admin_password",
         "mlflow_training_password",
         "flower_password",
+        "s3_access_key",
+        "s3_secret_key",
         "smtp_password",
         "chat_webhook_url",
         "api_token",
     }
+    holding_s3_keys = {
+        name
+        for name, service in config["services"].items()
+        if any("s3_" in str(secret) for secret in service.get("secrets", []))
+    }
+    assert holding_s3_keys == {"s3", "mlflow"}  # workers and training go through MLflow
 
 
 @pytest.mark.slow

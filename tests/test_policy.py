@@ -6,7 +6,7 @@ import pytest
 
 from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.curves import Finding, diagnose
-from ct_service.policy import Action, decide, warm_start
+from ct_service.policy import Action, decide, decide_several, warm_start
 from ct_service.space import SearchSpace
 from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
@@ -467,3 +467,56 @@ def test_no_warm_start_without_history_or_when_it_changes_nothing():
     assert warm_start(BASE, set(), [attempt(1, metric=0.9)], SPACE, TARGET) is None
     crashed = attempt(1, metric=None, status=AttemptStatus.FAILED, conv_blocks=4)
     assert warm_start(BASE, set(), [crashed], SPACE, TARGET) is None
+
+
+# -- several attempts at once (CT_PARALLEL_ATTEMPTS) ---------------------------------
+
+
+@pytest.mark.unit
+def test_one_slot_decides_exactly_as_one_attempt_at_a_time():
+    history = [attempt(1, 0.7, HEALTHY_BUT_SHORT)]
+    assert decide_several(history, SPACE, TARGET, BUDGET, slots=1) == [
+        decide(history, SPACE, TARGET, BUDGET)
+    ]
+
+
+@pytest.mark.unit
+def test_several_slots_add_distinct_tpe_samples_beside_the_policys_own_proposal():
+    history = [attempt(1, 0.7, HEALTHY_BUT_SHORT)]
+    first, *beside = decide_several(history, SPACE, TARGET, BUDGET, slots=3)
+    assert first == decide(history, SPACE, TARGET, BUDGET)
+    assert len(beside) == 2
+    keys = {SPACE.key(d.config) for d in (first, *beside)} | {SPACE.key(BASE)}
+    assert len(keys) == 4  # nothing tried or proposed twice
+    for decision in beside:
+        assert decision.action is Action.TRAIN
+        assert decision.config["epochs"] == first.config["epochs"]
+        assert not SPACE.outside(decision.config)
+        assert decision.config["data"] == "/d"  # parameters outside the space kept
+        assert decision.reason.startswith("trained alongside attempt 2: TPE over 1 finished")
+    # pure: the same history proposes the same round
+    assert decide_several(history, SPACE, TARGET, BUDGET, slots=3)[1:] == beside
+
+
+@pytest.mark.unit
+def test_a_round_never_exceeds_the_attempt_budget():
+    history = [attempt(n, 0.6 + n / 100, HEALTHY_BUT_SHORT, epochs=n) for n in (1, 2, 3)]
+    assert len(decide_several(history, SPACE, TARGET, Budget(max_attempts=5), slots=4)) == 2
+    spent = [*history, attempt(4, 0.65, HEALTHY_BUT_SHORT, epochs=4)]
+    [stop] = decide_several(spent, SPACE, TARGET, Budget(max_attempts=4), slots=4)
+    assert stop.action is Action.STOP and stop.budget_spent
+
+
+@pytest.mark.unit
+def test_the_best_attempt_of_a_round_that_met_the_target_is_promoted_alone():
+    """Attempts of one round end in any order: the one that met the target is promoted
+    even when a later-numbered one ended after it and missed."""
+    round_ = [
+        attempt(1, 0.7, HEALTHY_BUT_SHORT),
+        attempt(2, 0.83, HEALTHY_BUT_SHORT, epochs=4),
+        attempt(3, 0.91, HEALTHY_BUT_SHORT, epochs=8),
+        attempt(4, 0.75, HEALTHY_BUT_SHORT, filters=8),
+    ]
+    [promote] = decide_several(round_, SPACE, TARGET, BUDGET, slots=3)
+    assert promote.action is Action.PROMOTE
+    assert promote.derived_from == "run3"

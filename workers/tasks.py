@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 8
 
 
-def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None]) -> None:
+def _run_step(
+    task: CeleryTask, pipeline_id: str, step: Callable[[], Step | tuple[Step, ...] | None]
+) -> None:
     settings = task.app.settings
     marker = _marker(task)
     try:
@@ -42,8 +44,8 @@ def _run_step(task: CeleryTask, pipeline_id: str, step: Callable[[], Step | None
         next_step = pipeline.fail(
             settings, pipeline_id, f"{task.name} failed: {type(error).__name__}: {error}"
         )
-    if next_step is not None:
-        enqueue(task.app, next_step.task, *next_step.args)
+    for following in (next_step,) if isinstance(next_step, Step) else next_step or ():
+        enqueue(task.app, following.task, *following.args)
     _forget(settings, marker)
 
 

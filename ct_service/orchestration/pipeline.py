@@ -307,67 +307,133 @@ def _record_result(
     return Step(Task.DECIDE, (pipeline.id, attempt_id))
 
 
-def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | None:
+def decide(settings: Settings, pipeline_id: str, attempt_id: str) -> Step | tuple[Step, ...] | None:
+    """The policy's verdict once an attempt has ended. With several attempts training
+    at once (CT_PARALLEL_ATTEMPTS), the one that ends last decides from all of them;
+    one that ends while others still train waits, unless it met the target: then it
+    is promoted at once and the others are asked to stop. Each round is decided
+    exactly once (a claim, and the pipeline's ct.decided_through)."""
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.RUNNING:
         return None
     project = load_project(git_source.project_folder(settings, pipeline))
+    target = pipeline.spec.target
     attempts = tracker.attempts(
-        pipeline, validation_metric=project.stop_rule.validation_metric(pipeline.spec.target)
+        pipeline, validation_metric=project.stop_rule.validation_metric(target)
     )
-    if not attempts or attempts[-1].run_id != attempt_id:
-        return None  # not the latest attempt: decided already
-    if attempts[-1].status not in (AttemptStatus.FINISHED, AttemptStatus.FAILED):
+    ended = next((a for a in attempts if a.run_id == attempt_id), None)
+    if ended is None or ended.status not in (AttemptStatus.FINISHED, AttemptStatus.FAILED):
         return None
-    if tracker.client.get_run(attempt_id).data.tags.get(run_tags.DECISION):
+    if ended.decision and not ended.decision.startswith(run_tags.WAITING):
+        return None  # decided already
+    training = [a for a in attempts if a.status in IN_FLIGHT]
+    if training and not (ended.finished and target.is_met(ended.metric)):
+        waiting = f"{run_tags.WAITING}{len(training)} attempt(s) of this round still train"
+        tracker.set_tags(attempt_id, {run_tags.DECISION: waiting})
         return None
-    decision = policy.decide(
-        attempts,
-        project.space,
-        pipeline.spec.target,
-        pipeline.spec.budget,
-        prior=tracker.prior_attempts(pipeline),
-        elapsed_seconds=pipeline.elapsed_seconds,
-        stop_rule=project.stop_rule if project.stop_rule.enabled else None,
-    )
-    if decision.action is policy.Action.TRAIN and project.space_inferred:
-        decision = replace(
-            decision,
-            reason=decision.reason + " (search space inferred from the MLproject; see "
-            "`ct-service space`)",
+    latest = attempts[-1].number
+    if int(pipeline.tags.get(run_tags.DECIDED_THROUGH, "0")) >= latest:
+        return None
+    keys = keystore_for(settings)
+    claim = names.decide_claim(pipeline_id, "promote" if training else str(latest))
+    if not keys.claim(claim, holder(), names.DECIDE_CLAIM_SECONDS):
+        return None  # another attempt of the round is deciding it right now
+    try:
+        decisions = policy.decide_several(
+            [a for a in attempts if a.status not in IN_FLIGHT],
+            project.space,
+            target,
+            pipeline.spec.budget,
+            slots=settings.parallel_attempts,
+            prior=tracker.prior_attempts(pipeline),
+            elapsed_seconds=pipeline.elapsed_seconds,
+            stop_rule=project.stop_rule if project.stop_rule.enabled else None,
         )
-    log.info("pipeline %s: %s (%s)", pipeline_id, decision.action.value, decision.reason)
-    next_step: Step
-    if decision.action is policy.Action.TRAIN:
-        number = attempts[-1].number + 1
-        new_id = tracker.create_attempt(
-            pipeline,
-            number,
-            decision.config,
-            decision.reason,
-            decision.derived_from,
-            continues=decision.continues,
-            stop_margin=decision.stop_margin,
+        step = _act(tracker, pipeline, attempts, decisions, project.space_inferred)
+        tracker.set_tags(attempt_id, {run_tags.DECISION: step.verdict})
+        tracker.set_tags(pipeline_id, {run_tags.DECIDED_THROUGH: str(latest)})
+    except BaseException:
+        keys.delete(claim)
+        raise
+    if training:
+        _stop_the_rest(tracker, training, f"attempt {ended.number} met the target")
+    return step.next
+
+
+IN_FLIGHT = (AttemptStatus.QUEUED, AttemptStatus.RUNNING, AttemptStatus.INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class _Acted:
+    next: Step | tuple[Step, ...]
+    verdict: str  # the decision tag: "<verb>: <reason>"
+
+
+def _act(
+    tracker: Tracker,
+    pipeline: Pipeline,
+    attempts: list[Attempt],
+    decisions: list[policy.Decision],
+    space_inferred: bool,
+) -> _Acted:
+    """Carry out the policy's decisions: create the attempts to train, or mark the
+    pipeline for promotion, or finish it."""
+    first = decisions[0]
+    if first.action is policy.Action.TRAIN and space_inferred:
+        note = " (search space inferred from the MLproject; see `ct-service space`)"
+        decisions = [replace(d, reason=d.reason + note) for d in decisions]
+        first = decisions[0]
+    for decision in decisions:
+        log.info("pipeline %s: %s (%s)", pipeline.id, decision.action.value, decision.reason)
+    if first.action is policy.Action.TRAIN:
+        numbers = range(attempts[-1].number + 1, attempts[-1].number + 1 + len(decisions))
+        steps = tuple(
+            Step(Task.RUN_ATTEMPT, (pipeline.id, _create(tracker, pipeline, number, decision)))
+            for number, decision in zip(numbers, decisions, strict=True)
         )
-        next_step = Step(Task.RUN_ATTEMPT, (pipeline_id, new_id))
-        verdict = f"train attempt {number}"
-    elif decision.action is policy.Action.PROMOTE:
+        which = ("attempts " if len(steps) > 1 else "attempt ") + " and ".join(map(str, numbers))
+        return _Acted(steps[0] if len(steps) == 1 else steps, f"train {which}: {first.reason}")
+    if first.action is policy.Action.PROMOTE:
         tracker.set_tags(
-            pipeline_id,
+            pipeline.id,
             {
                 run_tags.STATUS: PipelineStatus.PROMOTING.value,
-                run_tags.CANDIDATE: attempt_id,
-                run_tags.REASON: decision.reason,
+                run_tags.CANDIDATE: first.derived_from,
+                run_tags.REASON: first.reason,
             },
         )
-        next_step, verdict = Step(Task.PROMOTE, (pipeline_id,)), "promote"
-    else:
-        outcome, reason = _stop_outcome(attempts, decision)
-        _finish(tracker, pipeline_id, outcome, reason)
-        next_step, verdict = Step(Task.NOTIFY, (pipeline_id,)), "stop"
-    tracker.set_tags(attempt_id, {run_tags.DECISION: f"{verdict}: {decision.reason}"})
-    return next_step
+        return _Acted(Step(Task.PROMOTE, (pipeline.id,)), f"promote: {first.reason}")
+    outcome, reason = _stop_outcome(attempts, first)
+    _finish(tracker, pipeline.id, outcome, reason)
+    return _Acted(Step(Task.NOTIFY, (pipeline.id,)), f"stop: {first.reason}")
+
+
+def _create(tracker: Tracker, pipeline: Pipeline, number: int, decision: policy.Decision) -> str:
+    return tracker.create_attempt(
+        pipeline,
+        number,
+        decision.config,
+        decision.reason,
+        decision.derived_from,
+        continues=decision.continues,
+        stop_margin=decision.stop_margin,
+    )
+
+
+def _stop_the_rest(tracker: Tracker, training: list[Attempt], why: str) -> None:
+    """Once a round's winner is promoted: queued attempts never start (run_attempt
+    trains only for a running pipeline) and are marked so; running ones are asked to
+    stop (projects that honour ct.stop_requested stop after their current batch)."""
+    for attempt in training:
+        if attempt.status is AttemptStatus.RUNNING:
+            tracker.set_tags(attempt.run_id, {run_tags.STOP_REQUESTED: why})
+        else:
+            tracker.set_tags(
+                attempt.run_id,
+                {run_tags.STATUS: AttemptStatus.FAILED.value, run_tags.FAILURE: f"not run: {why}"},
+            )
+            tracker.client.set_terminated(attempt.run_id, "KILLED")
 
 
 def _stop_outcome(attempts: list[Attempt], decision: policy.Decision) -> tuple[Outcome, str]:

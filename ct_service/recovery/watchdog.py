@@ -32,7 +32,7 @@ from ct_service.checkout import remove
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.execution import lease
 from ct_service.keystore import KeyStore
-from ct_service.orchestration.pipeline import Step, Task
+from ct_service.orchestration.pipeline import IN_FLIGHT, Step, Task
 from ct_service.recovery.resume import resume
 from ct_service.tracking import Pipeline, PipelineStatus, Tracker
 
@@ -166,12 +166,20 @@ class Watchdog:
         attempts = self.tracker.attempts(pipeline, curves=False)
         if not attempts:
             return None
-        latest = attempts[-1]
-        if latest.status is AttemptStatus.QUEUED:
-            return Step(Task.RUN_ATTEMPT, (pipeline.id, latest.run_id))
-        if latest.status in (AttemptStatus.FINISHED, AttemptStatus.FAILED) and not latest.decision:
-            return Step(Task.DECIDE, (pipeline.id, latest.run_id))
-        return None
+        queued = [a for a in attempts if a.status is AttemptStatus.QUEUED]
+        if queued:
+            return Step(Task.RUN_ATTEMPT, (pipeline.id, queued[0].run_id))
+        if any(a.status in IN_FLIGHT for a in attempts):
+            return None
+        # Nothing trains, yet the pipeline runs: its round waits to be decided (an
+        # attempt that ended while others trained waited for them; see decide()).
+        undecided = [
+            a
+            for a in attempts
+            if a.status in (AttemptStatus.FINISHED, AttemptStatus.FAILED)
+            and (not a.decision or a.decision.startswith(run_tags.WAITING))
+        ]
+        return Step(Task.DECIDE, (pipeline.id, undecided[-1].run_id)) if undecided else None
 
     def _guarded(self, record: str, report: ScanReport, check: Callable[[], None]) -> None:
         """Run one record's check; a record that breaks it waits, doubling each time."""

@@ -1,0 +1,127 @@
+"""Several attempts of one pipeline at once (CT_PARALLEL_ATTEMPTS), on real Redis with
+two `ct-service worker` processes and a project whose attempts take seconds: a round
+of two attempts trains at once, one on each worker; the round is decided once; the
+attempt that meets the target is promoted exactly once, at once, while the other is
+asked to stop; the budget counts every attempt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, WorkerProcess, ct_env
+from helpers import wait_finished, wait_for
+
+from ct_service.attempt import AttemptStatus
+from ct_service.settings import Settings
+from ct_service.tracking import Tracker
+
+# test_accuracy = width / 20: only width 16 meets the target 0.79; width 2 sleeps long
+# enough that width 16, trained beside it, ends first.
+TRAIN = """\
+import sys, time, mlflow
+width, epochs = int(float(sys.argv[1])), int(float(sys.argv[2]))
+with mlflow.start_run() as run:
+    mlflow.set_tag("t.start", f"{time.time():.3f}")
+    for epoch in range(epochs):
+        time.sleep(6.0 if width == 2 else 0.5)
+        mlflow.log_metric("val_accuracy", width / 20 * (epoch + 1) / epochs, step=epoch + 1)
+    mlflow.log_metric("test_accuracy", width / 20)
+
+    class Same(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.pyfunc.log_model(name="model", python_model=Same())
+    mlflow.set_tag("t.end", f"{time.time():.3f}")
+"""
+
+
+def _project(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: rounds\nentry_points:\n  main:\n    parameters:\n"
+        "      width: {type: float, default: 2}\n      epochs: {type: float, default: 1}\n"
+        "    command: python train.py {width} {epochs}\n"
+    )
+    (folder / "ct.yaml").write_text(
+        "stop_early: false\nsearch_space:\n"
+        "  width: {role: width, type: int, values: [2, 16]}\n"
+        "  epochs: {role: epochs, type: int, low: 1, high: 2}\n"
+    )
+    (folder / "train.py").write_text(TRAIN)
+    return folder
+
+
+@pytest.mark.integration
+def test_a_round_trains_at_once_on_two_workers_and_its_winner_is_promoted_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    home = tmp_path / "ct"
+    env = ct_env(
+        CT_HOME=str(home),
+        CT_BROKER_URL=redis_url,
+        CT_PARALLEL_ATTEMPTS="2",
+        CT_MAX_ATTEMPTS="4",
+        CT_TARGET_THRESHOLD="0.79",
+    )
+    workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ct_service.cli",
+                "run",
+                str(_project(tmp_path / "p")),
+                "--json",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        pipeline_id = json.loads(done.stdout)["pipeline_id"]
+        tracker = Tracker(Settings(home=home))
+        wait_finished(tracker, pipeline_id, tmp_path / "worker-1.log", timeout=300)
+        # the attempt asked to stop ignores it (this project does not poll for it): it
+        # ends on its own, and nothing follows from it
+        wait_for(
+            lambda: all(
+                a.status in (AttemptStatus.FINISHED, AttemptStatus.FAILED)
+                for a in tracker.attempts(tracker.pipeline(pipeline_id), curves=False)
+            ),
+            120,
+            "every attempt to end",
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    pipeline = tracker.pipeline(pipeline_id)
+    attempts = tracker.attempts(pipeline)
+    runs = {a.number: tracker.client.get_run(a.run_id).data.tags for a in attempts}
+    assert [a.config["width"] for a in attempts] == [2, 2, 16]  # 1 alone, then a round of 2
+    assert runs[1]["ct.decision"].startswith("train attempts 2 and 3: ")
+    assert "trained alongside attempt 2: TPE" in runs[3]["ct.reason"]
+
+    # at once, one on each worker
+    assert runs[2]["ct.worker"] != runs[3]["ct.worker"]
+    start_2, end_2, start_3, end_3 = (
+        float(runs[n][t]) for n in (2, 3) for t in ("t.start", "t.end")
+    )
+    assert start_3 < end_2 and start_2 < end_3
+
+    # width 16 ended first and was promoted at once; width 2 was asked to stop
+    assert pipeline.outcome == "promoted"
+    assert runs[3]["ct.decision"].startswith("promote: attempt 3 reached test_accuracy 0.8")
+    assert runs[2]["ct.stop_requested"] == "attempt 3 met the target"
+    assert "ct.decision" not in runs[2]  # its decide step found the pipeline promoting
+    versions = tracker.client.search_model_versions("name = 'rounds'")
+    assert [v.run_id for v in versions] == [attempts[2].run_id]  # exactly once
+    assert len(attempts) <= 4
