@@ -56,17 +56,17 @@ def _project(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.integration
-def test_a_round_trains_at_once_on_two_workers_and_its_winner_is_promoted_once(
-    tmp_path: Path, redis_url: str
-) -> None:
+def _run_on_two_workers(
+    tmp_path: Path, redis_url: str, threshold: str, budget: str
+) -> tuple[Tracker, str]:
+    """The project's pipeline on two worker processes, to its end and its attempts'."""
     home = tmp_path / "ct"
     env = ct_env(
         CT_HOME=str(home),
         CT_BROKER_URL=redis_url,
         CT_PARALLEL_ATTEMPTS="2",
-        CT_MAX_ATTEMPTS="4",
-        CT_TARGET_THRESHOLD="0.79",
+        CT_MAX_ATTEMPTS=budget,
+        CT_TARGET_THRESHOLD=threshold,
     )
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     try:
@@ -102,7 +102,14 @@ def test_a_round_trains_at_once_on_two_workers_and_its_winner_is_promoted_once(
     finally:
         for worker in workers:
             worker.stop()
+    return tracker, pipeline_id
 
+
+@pytest.mark.integration
+def test_a_round_trains_at_once_on_two_workers_and_its_winner_is_promoted_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    tracker, pipeline_id = _run_on_two_workers(tmp_path, redis_url, threshold="0.79", budget="4")
     pipeline = tracker.pipeline(pipeline_id)
     attempts = tracker.attempts(pipeline)
     runs = {a.number: tracker.client.get_run(a.run_id).data.tags for a in attempts}
@@ -125,3 +132,21 @@ def test_a_round_trains_at_once_on_two_workers_and_its_winner_is_promoted_once(
     versions = tracker.client.search_model_versions("name = 'rounds'")
     assert [v.run_id for v in versions] == [attempts[2].run_id]  # exactly once
     assert len(attempts) <= 4
+
+
+@pytest.mark.integration
+def test_the_last_attempt_of_a_round_to_end_decides_for_the_round(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """No attempt meets the target: the one that ends first waits for the other,
+    which decides once from both (here: the budget of 3 is spent)."""
+    tracker, pipeline_id = _run_on_two_workers(tmp_path, redis_url, threshold="0.99", budget="3")
+    pipeline = tracker.pipeline(pipeline_id)
+    attempts = tracker.attempts(pipeline)
+    runs = {a.number: tracker.client.get_run(a.run_id).data.tags for a in attempts}
+    assert [a.config["width"] for a in attempts] == [2, 2, 16]
+    assert runs[3]["ct.decision"] == "wait: 1 attempt(s) of this round still train"
+    assert runs[2]["ct.decision"].startswith("stop: budget spent: 3 of 3 attempts")
+    assert pipeline.outcome == "budget-exhausted"
+    assert pipeline.tags["ct.decided_through"] == "3"
+    assert not tracker.client.search_model_versions("name = 'rounds'")
