@@ -127,6 +127,15 @@ class Stack:
     repositories: dict[str, Repository]
     commits: dict[str, str]
 
+    def client(self) -> Any:
+        """A client of the stack's MLflow server, for tracking and registry alike; this
+        process's MLflow URIs point there too (an earlier test may have set others)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.mlflow_url)
+        mlflow.set_registry_uri(self.mlflow_url)
+        return mlflow.MlflowClient(self.mlflow_url, registry_uri=self.mlflow_url)
+
     def admin(self) -> dict[str, str]:
         return {
             "MLFLOW_TRACKING_URI": self.mlflow_url,

@@ -40,12 +40,11 @@ def test_a_push_is_trained_in_a_container_and_the_model_loads_from_the_server(
 ) -> None:
     import mlflow
     import numpy as np
-    from mlflow import MlflowClient
 
     for name, value in stack.admin().items():
         monkeypatch.setenv(name, value)
     push(stack, "models")
-    client = MlflowClient(stack.mlflow_url)
+    client = stack.client()
 
     def promoted() -> object:
         try:
@@ -83,11 +82,10 @@ def test_down_and_up_keeps_registry_history_and_artifacts_and_the_image_is_reuse
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
-    from mlflow import MlflowClient
 
     for name, value in stack.admin().items():
         monkeypatch.setenv(name, value)
-    client = MlflowClient(stack.mlflow_url)
+    client = stack.client()
 
     def runs() -> set[str]:
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -120,11 +118,10 @@ def test_two_workers_share_nothing_train_two_pipelines_at_once_and_resume_each_o
     other removes its orphaned training container and resumes the attempt from its
     last checkpoint in MLflow."""
     import docker
-    from mlflow import MlflowClient
 
     for name, value in stack.admin().items():
         monkeypatch.setenv(name, value)
-    client = MlflowClient(stack.mlflow_url)
+    client = stack.client()
     compose(stack.env, stack.folder, "up", "-d", "--no-build", "--scale", "worker=2")
     workers = docker.from_env().containers.list(
         filters={"label": ["com.docker.compose.project=ctstack",

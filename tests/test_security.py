@@ -363,7 +363,7 @@ def test_the_training_account_edits_its_experiments_runs_and_nothing_else(
     from ct_service.execution.training_account import TrainingAccount
 
     url = server_with_accounts
-    client = MlflowClient(url)
+    client = MlflowClient(url, registry_uri=url)  # not a registry an earlier test set
     trained, other = client.create_experiment("trained"), client.create_experiment("other")
     own_run = client.create_run(trained).info.run_id
     other_run = client.create_run(other).info.run_id

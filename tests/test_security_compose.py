@@ -57,11 +57,10 @@ def test_redis_mlflow_and_flower_refuse_requests_without_their_passwords(stack: 
 def test_training_code_reaches_only_mlflow_and_cannot_change_the_registry(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlflow import MlflowClient
 
     for name, value in stack.admin().items():
         monkeypatch.setenv(name, value)
-    client = MlflowClient(stack.mlflow_url)
+    client = stack.client()
     # What the probe goes for: a production model, and the services' addresses (an
     # attacker may know them; the test leaves them where the probe can read them).
     experiment = client.create_experiment("stack")
