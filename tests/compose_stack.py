@@ -137,7 +137,10 @@ class Stack:
         return mlflow.MlflowClient(self.mlflow_url, registry_uri=self.mlflow_url)
 
     def admin(self) -> dict[str, str]:
+        """What a client on this host sets to use the stack's MLflow server as admin
+        (the S3 store is not published: artifacts come through the server)."""
         return {
+            "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "MLFLOW_TRACKING_USERNAME": "admin",
             "MLFLOW_TRACKING_PASSWORD": self.passwords["mlflow_admin_password"],

@@ -104,9 +104,13 @@ def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
     """A LeNet pipeline (trained to its last epoch) queued for the workers."""
     params = {**SMALL, "epochs": str(epochs), "data": str(mnist)}
     dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
-    project = lenet_trained_to_the_end(Path(env["CT_HOME"]).parent)
+    return enqueue(env, lenet_trained_to_the_end(Path(env["CT_HOME"]).parent), *dash_p)
+
+
+def enqueue(env: dict[str, str], project: Path, *arguments: str) -> str:
+    """`ct-service run PROJECT ARGUMENTS --json` with a broker: the pipeline's id."""
     done = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), *dash_p, "--json"],
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), *arguments, "--json"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -114,7 +118,7 @@ def enqueue_pipeline(env: dict[str, str], mnist: Path, epochs: int) -> str:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["pipeline_id"]
+    return str(json.loads(done.stdout)["pipeline_id"])
 
 
 def processes_with(text: str) -> list[int]:

@@ -136,7 +136,7 @@ def test_two_workers_share_nothing_train_two_pipelines_at_once_and_resume_each_o
     for worker in workers:
         wait_for(lambda w=worker: b" ready." in w.logs(), 120, f"worker {worker.name}")
 
-    longer = {"epochs": 8, "max_train_samples": 12000}
+    longer = {"epochs": 10, "max_train_samples": 30000}  # still training when a kill lands
     new_commit(stack, "models", **longer)
     new_commit(stack, "digits", **longer)
     pipelines = {name: push(stack, name) for name in ("models", "digits")}
@@ -165,7 +165,8 @@ def test_two_workers_share_nothing_train_two_pipelines_at_once_and_resume_each_o
                 return attempt
         return None
 
-    wait_for(resumed, 600, "the killed worker's attempt resumed on the other")
+    taken_over = wait_for(resumed, 600, "the killed worker's attempt resumed on the other")
+    assert taken_over.data.params.get("resume_from")  # from the dead run's last checkpoint
     for pipeline_id in pipelines.values():
         tags = wait_for(lambda p=pipeline_id: ended(client, p), 900, "both pipelines")
         assert tags["ct.outcome"] in ("promoted", "kept-champion"), tags  # the target met

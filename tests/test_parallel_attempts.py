@@ -6,14 +6,11 @@ asked to stop; the budget counts every attempt."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, WorkerProcess, ct_env
-from helpers import wait_finished, wait_for
+from conftest import WorkerProcess, ct_env
+from helpers import enqueue, wait_finished, wait_for
 
 from ct_service.attempt import AttemptStatus
 from ct_service.settings import Settings
@@ -70,23 +67,7 @@ def _run_on_two_workers(
     )
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ct_service.cli",
-                "run",
-                str(_project(tmp_path / "p")),
-                "--json",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        pipeline_id = json.loads(done.stdout)["pipeline_id"]
+        pipeline_id = enqueue(env, _project(tmp_path / "p"))
         tracker = Tracker(Settings(home=home))
         wait_finished(tracker, pipeline_id, tmp_path / "worker-1.log", timeout=300)
         # the attempt asked to stop ignores it (this project does not poll for it): it

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env
-from helpers import epochs_logged
+from helpers import enqueue, epochs_logged
 
 pytestmark = pytest.mark.e2e
 
@@ -59,26 +59,7 @@ def finished(tmp_path_factory, mnist_dir):
         params = [
             arg for k, v in {**WEAK, "data": str(mnist_dir)}.items() for arg in ("-P", f"{k}={v}")
         ]
-        enqueued = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ct_service.cli",
-                "run",
-                str(LENET),
-                *params,
-                "--commit",
-                COMMIT,
-                "--json",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert enqueued.returncode == 0, enqueued.stderr
-        pipeline_id = json.loads(enqueued.stdout)["pipeline_id"]
+        pipeline_id = enqueue(env, LENET, *params, "--commit", COMMIT)
         settings = Settings(home=home)
         tracker = Tracker(settings)
         deadline = time.monotonic() + 1200

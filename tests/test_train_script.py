@@ -151,11 +151,21 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri, uri)
     [original] = client.search_runs(["0"])
-    done = train_py(tmp_path, "--epochs", "2", "--resume-from", original.info.run_id, *common)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        f"error: resume_from: run {original.info.run_id} already trained 2 of the 2 epochs asked for"
+    fewer = train_py(tmp_path, "--epochs", "1", "--resume-from", original.info.run_id, *common)
+    assert fewer.returncode == 2
+    assert fewer.stderr.strip() == (
+        f"error: resume_from: run {original.info.run_id} already trained 2 epochs, "
+        "more than the 1 asked for"
     )
+    # all epochs trained (the run died before logging its model): nothing is trained
+    # again; the checkpoint's model is evaluated and logged
+    done = train_py(tmp_path, "--epochs", "2", "--resume-from", original.info.run_id, *common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [finished] = [r for r in client.search_runs(["0"]) if r.info.run_id != original.info.run_id]
+    assert finished.data.metrics["test_accuracy"] > 0
+    assert not client.get_metric_history(finished.info.run_id, "loss")  # no epoch again
+    assert client.list_artifacts(finished.info.run_id, "model")
+    client.delete_run(finished.info.run_id)
     missing = train_py(tmp_path, "--epochs", "4", "--resume-from", "f" * 32, *common)
     assert (missing.returncode, missing.stderr.strip()) == (
         2,

@@ -224,6 +224,9 @@ class DockerExecutor:
             "MLFLOW_RUN_ID": request.run_id,
             "MLFLOW_EXPERIMENT_ID": request.experiment_id,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
+            # artifacts through the tracking server, never presigned URLs of its store
+            "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+            "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
             "PYTHONUNBUFFERED": "1",
             **self._credentials(),
             **{n: os.environ[n] for n in self.settings.training_env if n in os.environ},

@@ -92,10 +92,12 @@ def validate(args: argparse.Namespace) -> None:
             args.resume_epoch = checkpoints.last_epoch(args.resume_from)
         except checkpoints.ResumeError as error:
             raise ParameterError(str(error)) from None
-        if args.resume_epoch >= args.epochs:
+        # == epochs: a run that died after its last checkpoint (or whose worker died
+        # while it finished): nothing left to train; its model is evaluated and logged.
+        if args.resume_epoch > args.epochs:
             raise ParameterError(
                 f"resume_from: run {args.resume_from} already trained {args.resume_epoch} "
-                f"of the {args.epochs} epochs asked for"
+                f"epochs, more than the {args.epochs} asked for"
             )
 
 
