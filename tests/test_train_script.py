@@ -164,7 +164,8 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     [finished] = [r for r in client.search_runs(["0"]) if r.info.run_id != original.info.run_id]
     assert finished.data.metrics["test_accuracy"] > 0
     assert not client.get_metric_history(finished.info.run_id, "loss")  # no epoch again
-    assert client.list_artifacts(finished.info.run_id, "model")
+    source = f"source_run_id = '{finished.info.run_id}'"
+    assert client.search_logged_models(experiment_ids=["0"], filter_string=source)
     client.delete_run(finished.info.run_id)
     missing = train_py(tmp_path, "--epochs", "4", "--resume-from", "f" * 32, *common)
     assert (missing.returncode, missing.stderr.strip()) == (
