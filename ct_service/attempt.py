@@ -34,6 +34,7 @@ class Attempt:
     stopped_early: str = ""  # "<target met|hopeless>: <reason>" when stopped from outside
     stop_margin: float | None = None  # the validation margin its target-met stop used
     validation: tuple[float, ...] = ()  # the per-epoch validation metric (its curve)
+    environment_build: str = ""  # local env manager: "building", "built in N s", "cached"
 
     @property
     def finished(self) -> bool:

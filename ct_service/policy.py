@@ -9,6 +9,7 @@ once the best one was stopped as hopeless, one that Optuna's TPE proposes.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -422,7 +423,10 @@ def _curve_remedy(
         if base.stopped_as(StopKind.HOPELESS.value):
             remedies = HOPELESS_REMEDIES
             evidence = f"attempt {base.number} stopped early, {base.stopped_early}"
-        for moves in remedies + FALLBACK:
+        fallback = FALLBACK
+        if diagnosis.finding is Finding.NO_CURVES:  # results only: spread the moves
+            fallback = tuple(_least_explored_first(FALLBACK, finished, space))
+        for moves in remedies + fallback:
             proposal = _apply(moves, base.config, space)
             if proposal is not None and stops_early:
                 proposal = _longest(proposal, space)
@@ -447,6 +451,25 @@ def _curve_remedy(
                 continues=continues,
             )
     return None
+
+
+def _least_explored_first(
+    moves: Sequence[Moves], finished: Sequence[Attempt], space: SearchSpace
+) -> list[Moves]:
+    """`moves` ordered by how often the pipeline has changed their dimensions already
+    (stable otherwise): without curves to point the way, one dimension is not climbed
+    step by step while the others were never tried."""
+    by_run = {a.run_id: a for a in finished}
+    changed: Counter[str] = Counter()
+    for attempt in finished:
+        base = by_run.get(attempt.derived_from)
+        if base is not None:
+            changed.update(name for name, _ in _directions(base.config, attempt.config, space))
+
+    def times(option: Moves) -> int:
+        return sum(changed[d.name] for move in option for d in space.with_role(move.role))
+
+    return sorted(moves, key=times)
 
 
 def _longest(config: Config, space: SearchSpace) -> Config:

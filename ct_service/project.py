@@ -17,12 +17,14 @@ from ct_service.exceptions import ProjectError
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
 from ct_service.stop_early import StopRule
+from ct_service.target import Target
 
 ENTRY_POINT = "main"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow projects declare
 # The MLproject types a searched parameter of each kind may have: a float sent to an
 # int parameter ("2.0") would not parse.
 NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
+CT_YAML_KEYS = ("search_space", "stop_early", "target")
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class Project:
     parameters: Mapping[str, Parameter]
     space: SearchSpace
     command: str = ""  # the entry point's command template
-    space_inferred: bool = False  # no ct.yaml: the space was read off the parameters
+    space_inferred: bool = False  # ct.yaml declares no search_space: read off the parameters
     stop_rule: StopRule = StopRule()  # ct.yaml's stop_early: when to stop an attempt early
+    target: Target | None = None  # ct.yaml's target, used unless the pipeline is given one
 
     def command_line(self, values: Mapping[str, str]) -> str:
         """The entry point's command with these parameter values, as MLflow builds it:
@@ -144,17 +147,22 @@ def load_project(location: str | Path) -> Project:
         for name, spec in declared.items()
     }
     ct_yaml = path / "ct.yaml"
-    inferred = not ct_yaml.is_file()
-    stop_rule = StopRule()
-    if inferred:
-        space = infer_space({n: (p.type, p.default) for n, p in parameters.items()})
-    else:
-        try:
-            ct_spec = _read_yaml(ct_yaml)
-            space = SearchSpace.from_spec(ct_spec.get("search_space"))
-            stop_rule = StopRule.from_spec(ct_spec.get("stop_early"))
-        except (ValueError, TypeError) as error:
-            raise ProjectError(f"{ct_yaml}: {error}") from None
+    ct_spec = _read_yaml(ct_yaml) if ct_yaml.is_file() else {}
+    unknown = sorted(str(key) for key in ct_spec if key not in CT_YAML_KEYS)
+    if unknown:
+        raise ProjectError(
+            f"{ct_yaml}: unknown key(s) {', '.join(unknown)}; known: {', '.join(CT_YAML_KEYS)}"
+        )
+    inferred = "search_space" not in ct_spec  # no ct.yaml, or one that declares no space
+    try:
+        if inferred:
+            space = infer_space({n: (p.type, p.default) for n, p in parameters.items()})
+        else:
+            space = SearchSpace.from_spec(ct_spec["search_space"])
+        stop_rule = StopRule.from_spec(ct_spec.get("stop_early"))
+        target = Target.from_spec(ct_spec["target"]) if "target" in ct_spec else None
+    except (ValueError, TypeError) as error:
+        raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
     if undeclared:
         raise ProjectError(f"{ct_yaml}: not parameters of the MLproject: {', '.join(undeclared)}")
@@ -170,7 +178,14 @@ def load_project(location: str | Path) -> Project:
         raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
     name = str(spec.get("name") or path.name)
     return Project(
-        path, name, parameters, space, command, space_inferred=inferred, stop_rule=stop_rule
+        path,
+        name,
+        parameters,
+        space,
+        command,
+        space_inferred=inferred,
+        stop_rule=stop_rule,
+        target=target,
     )
 
 

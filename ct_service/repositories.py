@@ -26,7 +26,7 @@ import yaml
 
 from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
-from ct_service.target import Direction, Target
+from ct_service.target import Target
 
 
 class Provider(str, Enum):
@@ -153,16 +153,10 @@ def _secret(entry: dict, where: str, environ: Mapping[str, str]) -> str:
 def _target(spec: Any, where: str) -> Target | None:
     if spec is None:
         return None
-    if not isinstance(spec, dict):
-        raise SettingsError(f"{where}.target must be a mapping of metric, threshold, direction")
     try:
-        return Target(
-            str(spec.get("metric", "test_accuracy")),
-            float(spec.get("threshold", 0.8)),
-            Direction(spec.get("direction", "maximize")),
-        )
-    except (TypeError, ValueError) as error:
-        raise SettingsError(f"{where}.target: {error}") from None
+        return Target.from_spec(spec)
+    except ValueError as error:
+        raise SettingsError(f"{where}.{error}") from None
 
 
 def _text(entry: dict, key: str, where: str, default: str | None = None) -> str:

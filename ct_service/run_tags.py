@@ -19,6 +19,9 @@ TARGET = "ct.target"  # the target, for people ("test_accuracy >= 0.8")
 TARGET_METRIC = "ct.target.metric"  # the metric to reach
 TARGET_THRESHOLD = "ct.target.threshold"  # the value to reach
 TARGET_DIRECTION = "ct.target.direction"  # maximize or minimize
+TARGET_FROM = (
+    "ct.target.from"  # given (command line, repositories.yaml), settings, ct.yaml, default
+)
 BUDGET = "ct.budget"  # the budget, for people ("5 attempts")
 BUDGET_MAX_ATTEMPTS = "ct.budget.max_attempts"
 BUDGET_MAX_WALL_SECONDS = "ct.budget.max_wall_seconds"  # 0.0 when unlimited
@@ -52,7 +55,8 @@ EXECUTOR = "ct.executor"  # local or docker
 WORKER = "ct.worker"  # host:pid of the worker that ran it
 HEARTBEAT = "ct.heartbeat"  # Unix seconds of its worker's last heartbeat (the lease)
 CONTAINER = "ct.container"  # the Docker container it trains in
-ENVIRONMENT = "ct.environment"  # why this environment image was chosen
+ENVIRONMENT = "ct.environment"  # why this environment (image, or local env manager) was chosen
+ENVIRONMENT_BUILD = "ct.environment.build"  # local: "building", "built in N s" or "cached"
 ENVIRONMENT_IMAGE = "ct.environment.image"  # the image's tag
 ENVIRONMENT_IMAGE_ID = "ct.environment.image_id"  # the image's content id
 ENVIRONMENT_BUILT = "ct.environment.built"  # "true" when this attempt built the image

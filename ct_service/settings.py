@@ -19,6 +19,7 @@ from ct_service.target import Budget, Direction, Target
 
 T = TypeVar("T")
 EXECUTIONS = ("local", "docker", "auto")
+ENV_MANAGERS = ("auto", "local", "virtualenv", "uv", "conda")
 SMTP_SECURITY = ("none", "starttls", "ssl")
 
 
@@ -100,7 +101,9 @@ class Settings:
     tracking_password: str = field(default="", repr=False)
     broker_url: str = field(default="", repr=False)  # empty = embedded; may hold a password
     execution: str = "local"
+    env_manager: str = "auto"  # local execution: the project's environment (env_manager.py)
     target: Target = Target()
+    target_set: bool = False  # a CT_TARGET_* variable is set: it wins over a ct.yaml target
     budget: Budget = Budget()
     attempt_timeout_seconds: float = 7200.0
     parallel_attempts: int = 1  # attempts of one pipeline trained at once (policy.decide_several)
@@ -168,7 +171,9 @@ class Settings:
             tracking_password=env.secret("CT_TRACKING_PASSWORD"),
             broker_url=_broker_url(env),
             execution=env.choice("CT_EXECUTION", "local", EXECUTIONS),
+            env_manager=env.choice("CT_ENV_MANAGER", "auto", ENV_MANAGERS),
             target=_target(env),
+            target_set=any(env.environ.get(name, "").strip() for name in TARGET_VARIABLES),
             budget=Budget(
                 env.number("CT_MAX_ATTEMPTS", 5, int, low=1),
                 env.number("CT_MAX_WALL_SECONDS", 0.0, float, low=0),
@@ -280,6 +285,9 @@ class _Env:
                     f"{name} must be comma-separated e-mail addresses; got {address!r}"
                 )
         return addresses
+
+
+TARGET_VARIABLES = ("CT_TARGET_METRIC", "CT_TARGET_THRESHOLD", "CT_TARGET_DIRECTION")
 
 
 def _target(env: _Env) -> Target:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ct_service.settings import Settings
+
+TARGET_KEYS = ("metric", "threshold", "direction")
 
 
 class Direction(str, Enum):
@@ -25,6 +31,32 @@ class Target:
             raise ValueError(f"target threshold must be a finite number, got {self.threshold}")
         object.__setattr__(self, "direction", Direction(self.direction))
 
+    @classmethod
+    def from_spec(cls, spec: Any) -> Target:
+        """A target as files declare it (ct.yaml, repositories.yaml): a mapping of
+        metric, threshold and direction, each defaulting as Target() does. Raises
+        ValueError naming the key at fault."""
+        if not isinstance(spec, dict):
+            raise ValueError("target: must be a mapping of metric, threshold, direction")
+        unknown = sorted(str(key) for key in spec if key not in TARGET_KEYS)
+        if unknown:
+            raise ValueError(
+                f"target: unknown key(s) {', '.join(unknown)}; known: {', '.join(TARGET_KEYS)}"
+            )
+        metric = spec.get("metric", cls.metric)
+        if not isinstance(metric, str):
+            raise ValueError(f"target: metric must be a metric name, got {metric!r}")
+        threshold = spec.get("threshold", cls.threshold)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"target: threshold must be a number, got {threshold!r}")
+        direction = spec.get("direction", cls.direction.value)
+        if direction not in {d.value for d in Direction}:
+            raise ValueError(f"target: direction must be maximize or minimize, got {direction!r}")
+        try:
+            return cls(metric, float(threshold), Direction(direction))
+        except ValueError as error:
+            raise ValueError(f"target: {error}") from None
+
     def is_met(self, value: float | None) -> bool:
         if value is None or not math.isfinite(value):
             return False
@@ -43,6 +75,20 @@ class Target:
     def describe(self) -> str:
         sign = ">=" if self.direction is Direction.MAXIMIZE else "<="
         return f"{self.metric} {sign} {self.threshold:g}"
+
+
+def choose_target(
+    given: Target | None, settings: Settings, declared: Target | None
+) -> tuple[Target, str]:
+    """A pipeline's target and who set it, strongest first: given (the command line,
+    repositories.yaml), CT_TARGET_*, the project's ct.yaml, the built-in default."""
+    if given is not None:
+        return given, "given"
+    if settings.target_set:
+        return settings.target, "settings"
+    if declared is not None:
+        return declared, "ct.yaml"
+    return settings.target, "default"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ class PipelineSpec:
     target: Target = Target()
     budget: Budget = Budget()
     commit: str = ""
+    # Who set the target: "given" (command line, repositories.yaml), "settings"
+    # (CT_TARGET_*), "ct.yaml", or "default" (the project's ct.yaml may still set it
+    # when the start step reads the project at its commit).
+    target_from: str = "default"
     # With a git source, project_path is the project's folder inside the repository
     # at `commit`, and workers fetch that commit; initial_config then holds only the
     # overrides until the project is read.
@@ -129,10 +133,7 @@ class Tracker:
             run_tags.PROJECT_NAME: spec.project_name,
             run_tags.MODEL_NAME: spec.model_name,
             run_tags.COMMIT: spec.commit,
-            run_tags.TARGET: spec.target.describe(),
-            run_tags.TARGET_METRIC: spec.target.metric,
-            run_tags.TARGET_THRESHOLD: repr(spec.target.threshold),
-            run_tags.TARGET_DIRECTION: spec.target.direction.value,
+            **_target_tags(spec.target, spec.target_from),
             run_tags.BUDGET: spec.budget.describe(),
             run_tags.BUDGET_MAX_ATTEMPTS: str(spec.budget.max_attempts),
             run_tags.BUDGET_MAX_WALL_SECONDS: repr(spec.budget.max_wall_seconds),
@@ -152,6 +153,10 @@ class Tracker:
             tags=tags,
         )
         return run.info.run_id
+
+    def retarget(self, pipeline_id: str, target: Target, source: str) -> None:
+        """Set a queued pipeline's target (its project's ct.yaml, read at start)."""
+        self.set_tags(pipeline_id, _target_tags(target, source))
 
     def pipeline(self, pipeline_id: str) -> Pipeline:
         try:
@@ -178,6 +183,7 @@ class Tracker:
                 float(tags[run_tags.BUDGET_MAX_WALL_SECONDS]),
             ),
             commit=tags.get(run_tags.COMMIT, ""),
+            target_from=tags.get(run_tags.TARGET_FROM, "default"),
             source_url=tags.get(run_tags.SOURCE_URL, ""),
             source_branch=tags.get(run_tags.SOURCE_BRANCH, ""),
             source_sequence=_whole(tags.get(run_tags.SOURCE_SEQUENCE, "")),
@@ -453,6 +459,7 @@ class Tracker:
             stopped_early=tags.get(run_tags.STOPPED_EARLY, ""),
             stop_margin=_number(tags.get(run_tags.STOP_MARGIN, "")),
             validation=histories.get(validation_metric, ()),
+            environment_build=tags.get(run_tags.ENVIRONMENT_BUILD, ""),
         )
 
     def earlier_values(self, run_id: str, metric: str) -> tuple[float, ...]:
@@ -526,3 +533,13 @@ def _quoted(value: str) -> str:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "project"
+
+
+def _target_tags(target: Target, source: str) -> dict[str, str]:
+    return {
+        run_tags.TARGET: target.describe(),
+        run_tags.TARGET_METRIC: target.metric,
+        run_tags.TARGET_THRESHOLD: repr(target.threshold),
+        run_tags.TARGET_DIRECTION: target.direction.value,
+        run_tags.TARGET_FROM: source,
+    }

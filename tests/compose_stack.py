@@ -151,7 +151,7 @@ def _lenet_for_the_stack(folder: Path, mnist: Path, name: str = "lenet", **defau
     """projects/lenet, trained quickly on the data the operator mounts."""
     shutil.copytree(LENET, folder, ignore=shutil.ignore_patterns("__pycache__"))
     _set_defaults(folder, name, {**LENET_QUICK, "data": str(mnist), **defaults})
-    (folder / "ct.yaml").write_text("stop_early: false\n")
+    (folder / "ct.yaml").write_text("stop_early: false\nsearch_space: {}\n")
 
 
 def _set_defaults(folder: Path, name: str, defaults: dict[str, object]) -> None:

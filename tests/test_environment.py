@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from conftest import LENET
 
 from ct_service.exceptions import ProjectError
-from ct_service.execution.environment import choose, frameworks, load_images
+from ct_service.execution.environment import (
+    choose,
+    declared_environment,
+    frameworks,
+    load_images,
+)
 
 MLPROJECT = "name: p\nentry_points:\n  main:\n    command: python train.py\n"
 
@@ -48,8 +54,9 @@ def test_a_pytorch_project_with_no_configured_image_fails_fast_and_says_what_to_
         choose(folder)
     assert str(raised.value) == (
         "p uses pytorch (imports in model/net.py: torch) and no environment is configured "
-        "for pytorch: add 'pytorch: IMAGE' to CT_ENVIRONMENTS_FILE, or give the project a "
-        "Dockerfile or a docker_env image"
+        "for pytorch: declare its dependencies (python_env.yaml or requirements.txt), add "
+        "'pytorch: IMAGE' to CT_ENVIRONMENTS_FILE, or give the project a Dockerfile or a "
+        "docker_env image"
     )
 
 
@@ -92,7 +99,7 @@ def test_frameworks_are_read_from_imports_and_requirements(
 
 @pytest.mark.unit
 def test_a_project_with_no_known_framework_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ProjectError, match="cannot tell which framework"):
+    with pytest.raises(ProjectError, match="declares no dependencies"):
         choose(project(tmp_path, {"train.py": "import json\n"}))
 
 
@@ -111,3 +118,105 @@ def test_a_bad_environments_file_names_itself(tmp_path: Path, text: str, message
     with pytest.raises(ProjectError, match="CT_ENVIRONMENTS_FILE") as raised:
         load_images(str(table))
     assert message in str(raised.value)
+
+
+# -- an image from what the project declares (no Dockerfile, no docker_env) -----------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("files", "source", "requirements"),
+    [
+        (
+            {
+                "python_env.yaml": "python: '3.11'\nbuild_dependencies: [pip]\n"
+                "dependencies: [scikit-learn==1.5.2, mlflow>=3.17]\n"
+            },
+            "python_env.yaml",
+            ("pip", "scikit-learn==1.5.2", "mlflow>=3.17"),
+        ),
+        (  # MLflow's examples list their requirements file in python_env.yaml
+            {
+                "python_env.yaml": "dependencies: ['-r requirements.txt']\n",
+                "requirements.txt": "# pinned\npandas==2.2.3  # frames\n\nnumpy\n",
+            },
+            "python_env.yaml",
+            ("pandas==2.2.3", "numpy"),
+        ),
+        (
+            {"conda.yaml": "dependencies:\n  - python=3.11\n  - pip\n  - pip: [xgboost]\n"},
+            "conda.yaml",
+            ("xgboost",),
+        ),
+        ({"requirements.txt": "lightgbm>=4\n"}, "requirements.txt", ("lightgbm>=4",)),
+    ],
+)
+def test_a_project_without_a_dockerfile_gets_an_image_from_its_declared_dependencies(
+    tmp_path: Path, files: dict[str, str], source: str, requirements: tuple[str, ...]
+) -> None:
+    environment = choose(project(tmp_path, {"train.py": "import sklearn\n", **files}))
+    assert environment.requirements == requirements
+    assert environment.image == "" and environment.dockerfile is None
+    assert environment.reason == (
+        f"no Dockerfile: an image built from its {source} ({len(requirements)} requirements)"
+    )
+
+
+@pytest.mark.unit
+def test_the_operators_table_overrides_what_the_project_declares(tmp_path: Path) -> None:
+    folder = project(tmp_path, {"train.py": "import torch\n", "requirements.txt": "torch\n"})
+    environment = choose(folder, {"pytorch": "registry.example/torch:2.13"})
+    assert environment.image == "registry.example/torch:2.13"
+    assert (
+        environment.reason
+        == "imports in train.py: torch: the pytorch image of CT_ENVIRONMENTS_FILE"
+    )
+    assert choose(folder).requirements == ("torch",)  # without the table: its own
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"conda.yaml": "dependencies:\n  - python=3.11\n  - cudatoolkit=11.8\n"},
+            "conda.yaml asks for conda packages (cudatoolkit=11.8)",
+        ),
+        (
+            {"requirements.txt": "--index-url https://evil.example/simple\ntorch\n"},
+            "pip option '--index-url' is not accepted",
+        ),
+        ({"requirements.txt": "-r ../../etc/passwd\n"}, "names no file of the project"),
+        ({"python_env.yaml": "- a list\n"}, "python_env.yaml must hold a mapping"),
+    ],
+)
+def test_declared_dependencies_an_image_cannot_be_built_from_are_refused(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ProjectError, match=re.escape(message)):
+        choose(project(tmp_path, files))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("mlproject_extra", "files", "expected"),
+    [
+        (
+            "python_env: env/python.yaml\n",
+            {"env/python.yaml": "{}", "conda.yaml": "{}"},
+            ("python_env", "env/python.yaml"),
+        ),
+        ("conda_env: my_env.yaml\n", {"my_env.yaml": "{}"}, ("conda", "my_env.yaml")),
+        ("", {"python_env.yaml": "{}", "conda.yaml": "{}"}, ("python_env", "python_env.yaml")),
+        ("", {"conda.yaml": "{}"}, ("conda", "conda.yaml")),
+        ("docker_env:\n  image: x\n", {"python_env.yaml": "{}"}, ("", "")),
+        ("", {"requirements.txt": "numpy\n"}, ("", "")),  # MLflow builds no env from it
+    ],
+)
+def test_the_declared_environment_is_read_as_mlflow_reads_it(
+    tmp_path: Path, mlproject_extra: str, files: dict[str, str], expected: tuple[str, str]
+) -> None:
+    folder = project(tmp_path, files)
+    (folder / "MLproject").write_text(MLPROJECT + mlproject_extra)
+    declared = declared_environment(folder)
+    assert (declared.kind, declared.file) == expected

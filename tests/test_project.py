@@ -11,6 +11,7 @@ import pytest
 from ct_service.exceptions import ProjectError
 from ct_service.project import Parameter, load_project
 from ct_service.space import param_text
+from ct_service.target import Direction, Target
 
 
 def project(tmp_path: Path, parameters: str, ct_yaml: str = "") -> Path:
@@ -105,3 +106,40 @@ def test_values_are_sent_losslessly(value: object, text: str) -> None:
     assert param_text(value) == text
     if isinstance(value, float):
         assert float(text) == value
+
+
+@pytest.mark.unit
+def test_ct_yaml_may_declare_the_target_and_still_have_its_space_inferred(
+    tmp_path: Path,
+) -> None:
+    loaded = load_project(
+        project(
+            tmp_path,
+            "alpha: {type: float, default: 0.5}\n",
+            "target: {metric: rmse, threshold: 0.7, direction: minimize}\n",
+        )
+    )
+    assert loaded.target == Target("rmse", 0.7, Direction.MINIMIZE)
+    assert loaded.space_inferred and [d.name for d in loaded.space.dimensions] == ["alpha"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("ct_yaml", "message"),
+    [
+        ("targets: {}\n", "unknown key(s) targets; known: search_space, stop_early, target"),
+        ("target: 0.9\n", "target: must be a mapping of metric, threshold, direction"),
+        ("target: {threshold: high}\n", "target: threshold must be a number, got 'high'"),
+        ("target: {threshold: .nan}\n", "target threshold must be a finite number"),
+        ("target: {direction: up}\n", "target: direction must be maximize or minimize, got 'up'"),
+        ("target: {metric: [a]}\n", "target: metric must be a metric name"),
+        ("target: {value: 3}\n", "target: unknown key(s) value"),
+    ],
+)
+def test_a_bad_target_in_ct_yaml_names_the_file_and_the_key(
+    tmp_path: Path, ct_yaml: str, message: str
+) -> None:
+    with pytest.raises(ProjectError) as raised:
+        load_project(project(tmp_path, "alpha: {type: float, default: 0.5}\n", ct_yaml))
+    assert str(raised.value).startswith(f"{tmp_path / 'ct.yaml'}: ")
+    assert message in str(raised.value)

@@ -240,6 +240,51 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
 
 
 @pytest.mark.integration
+def test_a_target_declared_in_ct_yaml_is_used_unless_one_is_given(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """ct.yaml's target is the pipeline's, unless the command line (or repositories.yaml)
+    or CT_TARGET_* give one; each pipeline records who set its target."""
+    from dataclasses import replace
+
+    from ct_service.target import Direction, Target
+
+    folder = quick_project(tmp_path / "quick", accuracy=0.9)
+    (folder / "ct.yaml").write_text("target: {metric: test_accuracy, threshold: 0.95}\n")
+    configured = replace(settings, target=Target(threshold=0.5), target_set=True)
+    created = {
+        "ct.yaml": pipeline.create(settings, str(folder)),
+        "settings": pipeline.create(configured, str(folder)),
+        "given": pipeline.create(configured, str(folder), target=Target("loss", 0.1, "minimize")),
+    }
+    tracker = Tracker(settings)
+    spec = {source: tracker.pipeline(run_id).spec for source, run_id in created.items()}
+    assert {source: s.target_from for source, s in spec.items()} == {s: s for s in created}
+    assert spec["ct.yaml"].target == Target("test_accuracy", 0.95)
+    assert spec["settings"].target == Target("test_accuracy", 0.5)
+    assert spec["given"].target == Target("loss", 0.1, Direction.MINIMIZE)
+    # end to end: 0.9 misses ct.yaml's 0.95 (the default target, 0.8, it would meet)
+    result = run_embedded(folder, tmp_path / "ct-run", CT_MAX_ATTEMPTS="1")
+    summary = json.loads(result.stdout)
+    assert summary["target"] == "test_accuracy >= 0.95"
+    assert result.returncode == 3, summary["reason"]
+    # a partial target on the command line completes ct.yaml's
+    (folder / "ct.yaml").write_text(
+        "search_space: {}\ntarget: {metric: rmse, threshold: 0.5, direction: minimize}\n"
+    )
+    flagged = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(folder), "--json"]
+        + ["--threshold", "0.7"],
+        env=ct_env(CT_HOME=str(tmp_path / "ct-flags")),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(flagged.stdout)["target"] == "rmse <= 0.7"
+
+
+@pytest.mark.integration
 def test_a_target_metric_the_run_never_logs_fails_the_attempt_naming_what_it_logged(
     tmp_path: Path,
 ) -> None:

@@ -21,7 +21,7 @@ from ct_service.orchestration.queue import enqueue, make_celery
 from ct_service.project import load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
-from ct_service.target import Budget, Direction, Target
+from ct_service.target import Budget, Direction, Target, choose_target
 from ct_service.tracking import Outcome, PipelineStatus, Tracker
 
 
@@ -97,9 +97,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target-metric", help="metric to reach (default CT_TARGET_METRIC)")
     parser.add_argument(
-        "--threshold", type=float, help="value to reach (default CT_TARGET_THRESHOLD)"
+        "--target-metric", help="metric to reach (default: CT_TARGET_METRIC, else ct.yaml's target)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="value to reach (default: CT_TARGET_THRESHOLD, else ct.yaml's)",
     )
     parser.add_argument("--direction", choices=[d.value for d in Direction])
     parser.add_argument(
@@ -133,7 +137,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from ct_service.cli.embedded import EmbeddedWorker  # starts Celery: only when embedded
 
     if not args.json:
-        print(f"pipeline {pipeline_id}: {target.describe()}, budget {budget.describe()}")
+        spec = Tracker(settings).pipeline(pipeline_id).spec
+        print(f"pipeline {pipeline_id}: {spec.target.describe()}, budget {budget.describe()}")
     with EmbeddedWorker(settings) as worker:
         enqueue(worker.app, pipeline.Task.START, pipeline_id)
         return _finish(
@@ -156,14 +161,21 @@ def _adopted_run(args: argparse.Namespace, settings: Settings) -> tuple[Settings
     return settings, adopt
 
 
-def _target_and_budget(args: argparse.Namespace, settings: Settings) -> tuple[Target, Budget]:
-    """The command line's target and budget over the settings' defaults."""
+def _target_and_budget(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Target | None, Budget]:
+    """The command line's budget over the settings'; its target, if it gives any part
+    of one, over the target the pipeline would have without it (None: that one)."""
     try:
-        target = Target(
-            args.target_metric or settings.target.metric,
-            settings.target.threshold if args.threshold is None else args.threshold,
-            Direction(args.direction or settings.target.direction),
-        )
+        target = None
+        if args.target_metric or args.threshold is not None or args.direction:
+            declared = None if args.git else load_project(args.project).target
+            base, _ = choose_target(None, settings, declared)
+            target = Target(
+                args.target_metric or base.metric,
+                base.threshold if args.threshold is None else args.threshold,
+                Direction(args.direction or base.direction),
+            )
         budget = Budget(
             args.max_attempts or settings.budget.max_attempts,
             settings.budget.max_wall_seconds
@@ -240,7 +252,11 @@ def _space(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({**spec, "inferred": project.space_inferred}, indent=2))
         return EXIT_OK
-    where = "inferred from its MLproject (no ct.yaml)" if project.space_inferred else "its ct.yaml"
+    where = (
+        "inferred from its MLproject (no search_space in a ct.yaml)"
+        if project.space_inferred
+        else "its ct.yaml"
+    )
     print(f"# search space of {project.name}: {where}")
     print(yaml.safe_dump(spec, sort_keys=False, default_flow_style=None).rstrip())
     return EXIT_OK

@@ -11,11 +11,16 @@ from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.tracking import Pipeline, PipelineStatus, Tracker
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+ENVIRONMENT_BUILD_LINES = {
+    "building": "building the project's environment (once; later attempts reuse it)",
+    "cached": "the project's environment is built already: reused",
+}
 
 
 @dataclass
 class _Seen:
     started: bool = False
+    environment: str = ""  # the environment build state last shown
     epochs: int = 0
     ended: bool = False
     decided: bool = False
@@ -51,6 +56,10 @@ class Follower:
             config = " ".join(f"{k}={v}" for k, v in sorted(attempt.config.items()) if k != "data")
             self.emit(f"attempt {attempt.number}: {config}")
             self.emit(f"  why: {attempt.reason}")
+        if attempt.environment_build != seen.environment and seen.started:
+            seen.environment = attempt.environment_build
+            line = ENVIRONMENT_BUILD_LINES.get(seen.environment, f"environment {seen.environment}")
+            self.emit(f"  {line}")
         epochs = len(attempt.curves.get("loss", ()))
         for epoch in range(seen.epochs, epochs):
             values = " ".join(

@@ -30,6 +30,7 @@ class AttemptRequest:
     run_id: str
     timeout_seconds: float
     log_path: Path
+    env_manager: str = "local"  # local execution: MLflow's env manager (env_manager.py)
 
 
 @dataclass(frozen=True)

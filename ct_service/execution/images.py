@@ -1,11 +1,13 @@
-"""Environment images: a project's Dockerfile is built once per content and reused.
+"""Environment images: a project's Dockerfile is built once per content and reused;
+a project without one gets an image built from the dependencies it declares, on
+CT_DOCKER_BASE_IMAGE, the same way.
 
-The tag is `ct-env/<project>:<hash>`, the hash covering the Dockerfile, the
-dependency files beside it (requirements*.txt, python_env.yaml, conda.yaml), the
-BASE_IMAGE argument and the build CA: an unchanged environment is never rebuilt.
-An environment image holds dependencies only; MLflow adds the project's code to it
-for each run (build_image=True). So its build context is the Dockerfile and those
-files, never the code or data around them.
+The tag is `ct-env/<project>:<hash>`, the hash covering the Dockerfile (the project's
+or the one written here), the dependency files beside it (requirements*.txt,
+python_env.yaml, conda.yaml, or the declared requirements), the BASE_IMAGE argument
+and the build CA: an unchanged environment is never rebuilt. An environment image
+holds dependencies only; the project's code is added to it for each run. So its
+build context is the Dockerfile and those files, never the code or data around them.
 """
 
 from __future__ import annotations
@@ -35,25 +37,40 @@ class Image:
     built: bool  # False: it was there already
 
 
+# The image of a project that declares its dependencies and has no Dockerfile; the
+# same steps as projects/lenet/Dockerfile.
+DECLARED_DOCKERFILE = """\
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+ENV PYTHONUNBUFFERED=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    PIP_BREAK_SYSTEM_PACKAGES=1
+COPY requirements.txt ca.cr[t] /opt/ct/build/
+RUN if [ -f /opt/ct/build/ca.crt ]; then export PIP_CERT=/opt/ct/build/ca.crt; fi \\
+    && python3 -m pip install -r /opt/ct/build/requirements.txt \\
+    && rm -rf /opt/ct/build \\
+    && (command -v python >/dev/null || ln -s "$(command -v python3)" /usr/local/bin/python)
+WORKDIR /mlflow/projects/code
+"""
+
+
 def ensure(
     client: docker.DockerClient,
     environment: Environment,
     project_name: str,
     settings: DockerSettings,
 ) -> Image:
-    if environment.dockerfile is None:
+    if environment.dockerfile is None and not environment.requirements:
         return _existing(client, environment.image)
-    files = _context_files(environment.dockerfile)
-    refuse_escaping_links(environment.dockerfile.parent, files)
-    tag = f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}"
-    try:
-        found = client.images.get(tag)
-        return Image(tag, found.id, built=False)
-    except ImageNotFound:
-        pass
     with tempfile.TemporaryDirectory(prefix="ct-build-") as context:
-        for path in files:
-            shutil.copy(path, Path(context) / path.name)
+        files = _write_context(environment, Path(context))
+        tag = f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}"
+        try:
+            found = client.images.get(tag)
+            return Image(tag, found.id, built=False)
+        except ImageNotFound:
+            pass
         if settings.ca_file:
             shutil.copy(settings.ca_file, Path(context) / "ca.crt")
         try:
@@ -70,6 +87,21 @@ def ensure(
             tail = " | ".join(lines[-3:])
             raise ProjectError(f"building {tag} failed: {error.msg}; {tail}"[:600]) from None
     return Image(tag, str(image.id), built=True)
+
+
+def _write_context(environment: Environment, context: Path) -> list[Path]:
+    """The build context's files (the CA aside): the project's Dockerfile and the
+    dependency files beside it, or a Dockerfile and requirements.txt written from
+    what the project declares."""
+    if environment.dockerfile is None:
+        (context / "Dockerfile").write_text(DECLARED_DOCKERFILE)
+        (context / "requirements.txt").write_text("\n".join(environment.requirements) + "\n")
+        return [context / "Dockerfile", context / "requirements.txt"]
+    files = _context_files(environment.dockerfile)
+    refuse_escaping_links(environment.dockerfile.parent, files)
+    for path in files:
+        shutil.copy(path, context / path.name)
+    return sorted((context / path.name for path in files), key=lambda p: p.name)
 
 
 def content_hash(files: list[Path], settings: DockerSettings) -> str:

@@ -19,12 +19,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
+from ct_service import run_tags
 from ct_service.execution.exit_status import OUTSIDE_SIGNALS, Recorder
 
 INTERRUPTED = 75  # EX_TEMPFAIL
 
-__all__ = ["INTERRUPTED", "OUTSIDE_SIGNALS", "die_with_parent", "main"]
+__all__ = ["INTERRUPTED", "OUTSIDE_SIGNALS", "EnvironmentBuild", "die_with_parent", "main"]
 
 
 def main(argv: list[str]) -> int:
@@ -43,6 +45,8 @@ def main(argv: list[str]) -> int:
     # records it (the command runs under `bash -c`, locally and as `docker run`).
     recorder = Recorder()
     recorder.install()
+    if request.get("env_manager", "local") != "local":
+        logging.getLogger("mlflow").addHandler(EnvironmentBuild(request["run_id"]))
     try:
         mlflow.projects.run(
             request["project_uri"],
@@ -71,6 +75,38 @@ def main(argv: list[str]) -> int:
     finally:
         shutil.rmtree(recorder.folder, ignore_errors=True)
     return 0
+
+
+class EnvironmentBuild(logging.Handler):
+    """Shows on the attempt's run (tag ct.environment.build) that MLflow is building the
+    project's environment, then how long it took, or that it was cached: read off
+    the log lines MLflow writes before and after (utils/virtualenv.py, then
+    projects/backend/local.py's "=== Running command")."""
+
+    def __init__(self, run_id: str, clock: Callable[[], float] = time.monotonic):
+        super().__init__(logging.INFO)
+        self.run_id = run_id
+        self.clock = clock
+        self.started: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Creating a new environment"):
+            self.started = self.clock()
+            self._tag("building")
+        elif message.startswith("Environment ") and message.endswith("already exists"):
+            self._tag("cached")
+        elif message.startswith("=== Running command") and self.started is not None:
+            self._tag(f"built in {self.clock() - self.started:.1f} s")
+            self.started = None
+
+    def _tag(self, value: str) -> None:
+        from mlflow import MlflowClient
+
+        try:
+            MlflowClient().set_tag(self.run_id, run_tags.ENVIRONMENT_BUILD, value)
+        except Exception as error:  # progress only: never a reason to fail the attempt
+            print(f"ct-service: could not tag the environment build: {error}", file=sys.stderr)
 
 
 def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:

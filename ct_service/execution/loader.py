@@ -62,7 +62,9 @@ class AutoExecutor:
             log.info("CT_EXECUTION=auto: %s; running it locally", error)
             self.chosen = self.in_place
             prepared, tags = self.in_place.prepare(request)
-            reason = f"CT_EXECUTION=auto, no image for it, so local: {error}"
+            reason = f"CT_EXECUTION=auto, no image for it ({error}), so local"
+            if tags.get(run_tags.ENVIRONMENT):
+                reason += f"; {tags[run_tags.ENVIRONMENT]}"
             return prepared, {**tags, run_tags.ENVIRONMENT: reason[:500]}
 
     def run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult:

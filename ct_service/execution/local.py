@@ -1,7 +1,8 @@
-"""The local executor: runs an attempt in this Python environment
-(env_manager="local") in a child process (the launcher) that leads its own process
-group: its output goes to a log file, the reason for a failure is read from that
-output, and a run past its time limit is killed with its children."""
+"""The local executor: runs an attempt on this machine, in the environment the
+project declares or in this Python environment (CT_ENV_MANAGER, env_manager.py), in
+a child process (the launcher) that leads its own process group: its output goes to
+a log file, the reason for a failure is read from that output, and a run past its
+time limit is killed with its children."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from ct_service import run_tags
 from ct_service.exceptions import ProjectError
+from ct_service.execution import env_manager
 from ct_service.execution.environment import declared_image
 from ct_service.execution.executor import (
     AttemptRequest,
@@ -40,8 +44,10 @@ class LocalExecutor:
         self.clock = clock
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
-        refuse_docker_only(Path(request.project_uri))
-        return request, {}
+        project = Path(request.project_uri)
+        refuse_docker_only(project)
+        choice = env_manager.choose(project, self.settings.env_manager)
+        return replace(request, env_manager=choice.manager), {run_tags.ENVIRONMENT: choice.reason}
 
     def payload(self, request: AttemptRequest) -> dict[str, object]:
         """What the launcher passes to mlflow.projects.run."""
@@ -51,7 +57,7 @@ class LocalExecutor:
             "parameters": request.parameters,
             "experiment_id": request.experiment_id,
             "run_id": request.run_id,
-            "env_manager": "local",
+            "env_manager": request.env_manager,
         }
 
     def environment(self) -> dict[str, str]:

@@ -25,7 +25,7 @@ from ct_service.checkout import (
 from ct_service.exceptions import ProjectError
 from ct_service.repositories import load_repositories
 from ct_service.settings import Settings
-from ct_service.target import Budget, Target
+from ct_service.target import Budget, Target, choose_target
 from ct_service.tracking import Pipeline, PipelineSpec, Tracker
 
 
@@ -58,12 +58,15 @@ def create_pipeline(
     if not commit or not SHA.match(commit):
         raise ProjectError("a git source needs --commit with a full 40-character commit id")
     name = PurePosixPath(path_in_repository).name or PurePosixPath(source.url.rstrip("/")).stem
+    # The project's ct.yaml is read at its commit by the start step.
+    chosen_target, target_from = choose_target(target, settings, declared=None)
     spec = PipelineSpec(
         project_path=path_in_repository,
         project_name=name,
         model_name=settings.model_name or name,
         initial_config=dict(overrides or {}),
-        target=target or settings.target,
+        target=chosen_target,
+        target_from=target_from,
         budget=budget or settings.budget,
         commit=commit,
         source_url=source.url,

@@ -23,6 +23,7 @@ from ct_service.checkout import (
     remove,
 )
 from ct_service.exceptions import PipelineNotFound, ProjectError
+from ct_service.execution import env_manager
 from ct_service.execution.executor import AttemptRequest, AttemptResult, Halt, Heartbeat
 from ct_service.execution.lease import Lease, holder
 from ct_service.execution.loader import executor_for
@@ -36,7 +37,7 @@ from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import Role
 from ct_service.stop_early import StopRule
-from ct_service.target import Budget, Target
+from ct_service.target import Budget, Target, choose_target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
@@ -80,15 +81,18 @@ def create(
             settings, source, location, overrides, commit, target, budget
         )
     project = load_project(location)
-    if settings.execution == "local":
-        refuse_docker_only(project.path)  # before anything is recorded
+    if settings.execution == "local":  # refused before anything is recorded:
+        refuse_docker_only(project.path)
+        env_manager.choose(project.path, settings.env_manager)  # a manager it cannot have
     checked = project.initial_config(overrides)  # bad parameters are refused here
+    chosen_target, target_from = choose_target(target, settings, project.target)
     spec = PipelineSpec(
         project_path=str(project.path),
         project_name=project.name,
         model_name=settings.model_name or project.name,
         initial_config={name: checked[name] for name in overrides or {}},
-        target=target or settings.target,
+        target=chosen_target,
+        target_from=target_from,
         budget=budget or settings.budget,
         commit=project.commit() if commit is None else commit,
     )
@@ -131,6 +135,9 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     # Read the project at the pipeline's commit: a git source's overrides are checked
     # against its MLproject only now.
     project = load_project(git_source.project_folder(settings, pipeline))
+    if pipeline.spec.target_from == "default" and project.target is not None:
+        tracker.retarget(pipeline_id, project.target, "ct.yaml")  # read at its commit
+        pipeline = tracker.pipeline(pipeline_id)
     given = pipeline.spec.initial_config  # the parameters asked for; the rest are defaults
     config, reason = project.initial_config(given), "initial configuration"
     declared = project.declared()
