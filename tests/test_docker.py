@@ -275,6 +275,9 @@ def test_auto_execution_uses_docker_when_an_engine_answers_else_local(
     request = AttemptRequest(str(plain), "main", {}, "0", "r" * 32, 60, tmp_path / "log")
     prepared, tags = executor.prepare(request)
     assert executor.name == "local" and prepared == request
-    assert "CT_EXECUTION=auto, no image for it, so local" in tags[run_tags.ENVIRONMENT]
+    assert tags[run_tags.ENVIRONMENT].startswith("CT_EXECUTION=auto, no image for it (plain: ")
+    assert tags[run_tags.ENVIRONMENT].endswith(
+        "), so local; it declares no environment: the worker's own"
+    )
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # no engine
     assert executor_for(settings).name == "local"

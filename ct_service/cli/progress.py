@@ -58,7 +58,9 @@ class Follower:
             self.emit(f"  why: {attempt.reason}")
         if attempt.environment_build != seen.environment and seen.started:
             seen.environment = attempt.environment_build
-            line = ENVIRONMENT_BUILD_LINES.get(seen.environment, f"environment {seen.environment}")
+            line = ENVIRONMENT_BUILD_LINES.get(
+                seen.environment, f"the project's environment was {seen.environment}"
+            )
             self.emit(f"  {line}")
         epochs = len(attempt.curves.get("loss", ()))
         for epoch in range(seen.epochs, epochs):
