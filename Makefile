@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
+.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -81,6 +81,10 @@ benchmark: venv  ## measure the pipeline's overhead over a direct training run
 
 benchmark-docker: venv docker-base  ## the same, plus the pipeline in Docker and the first image build
 	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/overhead.py --docker --base-image ct-base:bookworm \
+		--data $(abspath $(or $(DATA),../shared/data/mnist))
+
+benchmark-environments: venv docker-base  ## both reference projects: first pipeline (environment built) and second (cached), local and Docker
+	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/environments.py --base-image ct-base:bookworm \
 		--data $(abspath $(or $(DATA),../shared/data/mnist))
 
 benchmark-search: venv fashion-mnist  ## compute to target: ct's policy against the old rule, random, TPE, TPE+Hyperband

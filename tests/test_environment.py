@@ -187,6 +187,11 @@ def test_the_operators_table_overrides_what_the_project_declares(tmp_path: Path)
             "pip option '--index-url' is not accepted",
         ),
         ({"requirements.txt": "-r ../../etc/passwd\n"}, "names no file of the project"),
+        (
+            {"python_env.yaml": "dependencies: ['x @ https://evil.example/x.whl']\n"},
+            "installs from a URL, which a declared environment does not",
+        ),
+        ({"requirements.txt": "git+https://evil.example/x.git\n"}, "installs from a URL"),
         ({"python_env.yaml": "- a list\n"}, "python_env.yaml must hold a mapping"),
     ],
 )

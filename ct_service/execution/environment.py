@@ -121,8 +121,8 @@ def declared_requirements(project: Path) -> tuple[str, tuple[str, ...]] | None:
     python_env.yaml's build_dependencies and dependencies, conda.yaml's pip list (a
     conda package other than python or pip cannot be installed with pip: an error),
     else requirements.txt; None when it declares none. `-r FILE` lines are read from
-    FILE inside the project; other pip options are refused (a push must not point pip
-    at another index or at files outside the project)."""
+    FILE inside the project; other pip options and URLs are refused (a push must not
+    point pip at another index or at files outside the project)."""
     declared = declared_environment(project)
     if declared.kind == "python_env":
         spec = _yaml_mapping(project, declared.file)
@@ -178,6 +178,12 @@ def _expanded(project: Path, lines: list[str], where: str, depth: int = 0) -> li
             raise ProjectError(
                 f"{project.name}: {where}: pip option {line.split()[0]!r} is not accepted in a "
                 "declared environment (only requirements and -r FILE); use a Dockerfile"
+            )
+        elif "://" in line:
+            raise ProjectError(
+                f"{project.name}: {where}: {line!r} installs from a URL, which a declared "
+                "environment does not (packages come from the configured index); use a "
+                "Dockerfile"
             )
         else:
             found.append(line)
