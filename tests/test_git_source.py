@@ -111,3 +111,31 @@ def test_bad_git_sources_are_refused_before_anything_runs(tmp_path: Path, args, 
     assert result.returncode == 2
     assert message in result.stderr
     assert "t0ken" not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_a_commits_ct_yaml_target_is_read_when_its_pipeline_starts(tmp_path: Path) -> None:
+    """A git pipeline is created before anything is fetched (the webhook answers at
+    once); the start step reads the commit's ct.yaml and takes its target."""
+    repo = tmp_path / "repo"
+    project = repo / "quick"
+    project.mkdir(parents=True)
+    (project / "MLproject").write_text(
+        "name: quick\nentry_points:\n  main:\n    command: python train.py\n"
+    )
+    (project / "train.py").write_text("import mlflow\nmlflow.log_metric('test_accuracy', 0.9)\n")
+    (project / "ct.yaml").write_text("target: {metric: test_accuracy, threshold: 0.95}\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.com")
+    git(repo, "config", "user.name", "CI")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "quick")
+    commit = git(repo, "rev-parse", "HEAD")
+    home = tmp_path / "ct"
+    result = run(home, "quick", "--git", repo.as_uri(), "--commit", commit, "--max-attempts", "1")
+    summary = json.loads(result.stdout)
+    assert summary["target"] == "test_accuracy >= 0.95"  # not the default, 0.8
+    assert result.returncode == 3, summary["reason"]  # 0.9 misses it
+    store = f"sqlite:///{home}/mlflow.db"
+    tags = mlflow.MlflowClient(store, store).get_run(summary["pipeline_id"]).data.tags
+    assert tags["ct.target.from"] == "ct.yaml"
