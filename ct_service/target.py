@@ -50,10 +50,12 @@ class Target:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
             raise ValueError(f"target: threshold must be a number, got {threshold!r}")
         direction = spec.get("direction", cls.direction.value)
-        if direction not in {d.value for d in Direction}:
+        if not isinstance(direction, str) or direction not in {d.value for d in Direction}:
             raise ValueError(f"target: direction must be maximize or minimize, got {direction!r}")
         try:
             return cls(metric, float(threshold), Direction(direction))
+        except OverflowError:
+            raise ValueError(f"target: threshold {threshold} is too large") from None
         except ValueError as error:
             raise ValueError(f"target: {error}") from None
 

@@ -124,7 +124,6 @@ def test_a_manager_that_is_missing_or_cannot_build_it_is_a_clear_error(
             True,
         ),
         ("dependencies: [\"pywin32; sys_platform == 'win32'\"]\n", True),  # not for here
-        ("dependencies: ['pkg @ https://example.org/pkg.whl']\n", False),
     ],
 )
 def test_a_declaration_is_satisfied_only_by_what_is_installed_here(

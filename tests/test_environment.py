@@ -9,12 +9,7 @@ import pytest
 from conftest import LENET
 
 from ct_service.exceptions import ProjectError
-from ct_service.execution.environment import (
-    choose,
-    declared_environment,
-    frameworks,
-    load_images,
-)
+from ct_service.execution.environment import choose, frameworks, load_images
 
 MLPROJECT = "name: p\nentry_points:\n  main:\n    command: python train.py\n"
 
@@ -175,53 +170,18 @@ def test_the_operators_table_overrides_what_the_project_declares(tmp_path: Path)
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(
-    ("files", "message"),
-    [
-        (
-            {"conda.yaml": "dependencies:\n  - python=3.11\n  - cudatoolkit=11.8\n"},
-            "conda.yaml asks for conda packages (cudatoolkit=11.8)",
-        ),
-        (
-            {"requirements.txt": "--index-url https://evil.example/simple\ntorch\n"},
-            "pip option '--index-url' is not accepted",
-        ),
-        ({"requirements.txt": "-r ../../etc/passwd\n"}, "names no file of the project"),
-        (
-            {"python_env.yaml": "dependencies: ['x @ https://evil.example/x.whl']\n"},
-            "installs from a URL, which a declared environment does not",
-        ),
-        ({"requirements.txt": "git+https://evil.example/x.git\n"}, "installs from a URL"),
-        ({"python_env.yaml": "- a list\n"}, "python_env.yaml must hold a mapping"),
-    ],
-)
-def test_declared_dependencies_an_image_cannot_be_built_from_are_refused(
-    tmp_path: Path, files: dict[str, str], message: str
-) -> None:
-    with pytest.raises(ProjectError, match=re.escape(message)):
-        choose(project(tmp_path, files))
+def test_conda_packages_are_refused_for_an_image_built_with_pip(tmp_path: Path) -> None:
+    folder = project(
+        tmp_path, {"conda.yaml": "dependencies:\n  - python=3.11\n  - cudatoolkit=11.8\n"}
+    )
+    with pytest.raises(ProjectError, match=re.escape("asks for conda packages (cudatoolkit=11.8)")):
+        choose(folder)
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(
-    ("mlproject_extra", "files", "expected"),
-    [
-        (
-            "python_env: env/python.yaml\n",
-            {"env/python.yaml": "{}", "conda.yaml": "{}"},
-            ("python_env", "env/python.yaml"),
-        ),
-        ("conda_env: my_env.yaml\n", {"my_env.yaml": "{}"}, ("conda", "my_env.yaml")),
-        ("", {"python_env.yaml": "{}", "conda.yaml": "{}"}, ("python_env", "python_env.yaml")),
-        ("", {"conda.yaml": "{}"}, ("conda", "conda.yaml")),
-        ("docker_env:\n  image: x\n", {"python_env.yaml": "{}"}, ("", "")),
-        ("", {"requirements.txt": "numpy\n"}, ("", "")),  # MLflow builds no env from it
-    ],
-)
-def test_the_declared_environment_is_read_as_mlflow_reads_it(
-    tmp_path: Path, mlproject_extra: str, files: dict[str, str], expected: tuple[str, str]
+def test_a_declaration_without_requirements_still_gets_an_image_of_its_own(
+    tmp_path: Path,
 ) -> None:
-    folder = project(tmp_path, files)
-    (folder / "MLproject").write_text(MLPROJECT + mlproject_extra)
-    declared = declared_environment(folder)
-    assert (declared.kind, declared.file) == expected
+    environment = choose(project(tmp_path, {"python_env.yaml": "dependencies: []\n"}))
+    assert environment.declared and environment.requirements == ()
+    assert environment.image == "" and environment.dockerfile is None

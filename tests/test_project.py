@@ -134,6 +134,8 @@ def test_ct_yaml_may_declare_the_target_and_still_have_its_space_inferred(
         ("target: {direction: up}\n", "target: direction must be maximize or minimize, got 'up'"),
         ("target: {metric: [a]}\n", "target: metric must be a metric name"),
         ("target: {value: 3}\n", "target: unknown key(s) value"),
+        ("target: {direction: [maximize]}\n", "target: direction must be maximize or minimize"),
+        (f"target: {{threshold: {'9' * 400}}}\n", "target: threshold 999"),
     ],
 )
 def test_a_bad_target_in_ct_yaml_names_the_file_and_the_key(

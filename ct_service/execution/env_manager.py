@@ -26,11 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 
 from ct_service.exceptions import ProjectError
-from ct_service.execution.environment import (
+from ct_service.execution.declared import (
     Declared,
     declared_environment,
     declared_requirements,
@@ -64,6 +63,8 @@ def choose(
         return EnvChoice(
             manager, f"it declares {declared.file}: an environment built from it by {manager}"
         )
+    if declared.kind:
+        declared_requirements(project)  # what MLflow would install: refused if unreadable
     if declared.kind == "python_env" and setting == "conda":
         raise ProjectError(
             f"{project.name} declares {declared.file}, which conda cannot build (MLflow "
@@ -76,29 +77,21 @@ def choose(
 
 def satisfied_here(project: Path) -> bool:
     """Every requirement the project declares is installed in this Python environment
-    at a version it accepts (markers evaluated here), and its declared Python version
-    is this one. A requirement that is not a plain name and version range (a URL, a
-    conda package) is not satisfied."""
-    try:
-        declared = declared_requirements(project)
-    except ProjectError:
+    at a version it accepts (markers evaluated here), and the Python version it asks
+    for is this one; a conda package beyond python and pip is never satisfied here.
+    A declaration that cannot be read raises ProjectError."""
+    declared = declared_requirements(project)
+    if declared is None or declared.conda_packages:
         return False
-    if declared is None:
-        return False
-    python = _declared_python(project)
     here = platform.python_version_tuple()
-    if python and python.split(".") != list(here[: len(python.split("."))]):
+    asked = declared.python.split(".") if declared.python else []
+    if asked and asked != list(here[: len(asked)]):
         return False
-    return all(_installed(line) for line in declared[1])
+    return all(_installed(line) for line in declared.lines)
 
 
 def _installed(line: str) -> bool:
-    try:
-        requirement = Requirement(line)
-    except InvalidRequirement:
-        return False
-    if requirement.url:
-        return False
+    requirement = Requirement(line.split(" --")[0])  # checked by declared.py, --hash aside
     if requirement.marker is not None and not requirement.marker.evaluate():
         return True  # not asked for on this platform
     try:
@@ -106,17 +99,6 @@ def _installed(line: str) -> bool:
     except importlib.metadata.PackageNotFoundError:
         return False
     return requirement.specifier.contains(version, prereleases=True)
-
-
-def _declared_python(project: Path) -> str:
-    declared = declared_environment(project)
-    if declared.kind != "python_env":
-        return ""
-    try:
-        spec = yaml.safe_load((project / declared.file).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return ""
-    return str(spec.get("python", "")).strip() if isinstance(spec, dict) else ""
 
 
 def _auto_manager(project: Path, declared: Declared, which: Callable[[str], str | None]) -> str:

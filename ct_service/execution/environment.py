@@ -17,11 +17,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ct_service.exceptions import NoEnvironmentImage, ProjectError
+from ct_service.execution.declared import (
+    CONDA_FILE,
+    PYTHON_ENV_FILE,
+    REQUIREMENTS_FILE,
+    declared_requirements,
+    read_mlproject,
+)
 
 # Top-level import names and distribution names, by framework; the first framework
 # of this order that a project uses decides (Keras code may import sklearn too).
@@ -37,42 +43,14 @@ DEFAULT_IMAGES = {"tensorflow": "ct-train-tensorflow:latest"}
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-PYTHON_ENV_FILE = "python_env.yaml"
-CONDA_FILE = "conda.yaml"
-REQUIREMENTS_FILE = "requirements.txt"
-CONDA_BASICS = ("python", "pip")  # conda packages an image with pip has already
-
-
 @dataclass(frozen=True)
 class Environment:
     reason: str  # one line, recorded on the attempt's run
     image: str = ""  # an image to run as it is
     dockerfile: Path | None = None  # or a Dockerfile to build (its folder is the context)
     requirements: tuple[str, ...] = ()  # or an image built from these pip requirements
+    declared: bool = False  # True: built from `requirements` (there may be none)
     framework: str = ""
-
-
-@dataclass(frozen=True)
-class Declared:
-    kind: str  # "python_env", "conda" or "" (nothing declared)
-    file: str = ""  # the file that declares it, relative to the project
-
-
-def declared_environment(project: Path) -> Declared:
-    """The environment the project declares, read as MLflow reads it: the MLproject's
-    python_env / conda_env key first, then a python_env.yaml, then a conda.yaml."""
-    spec = _mlproject(project)
-    if isinstance(spec.get("python_env"), str):
-        return Declared("python_env", spec["python_env"])
-    if isinstance(spec.get("conda_env"), str):
-        return Declared("conda", spec["conda_env"])
-    if spec.get("docker_env"):
-        return Declared("")  # its image is its environment
-    if (project / PYTHON_ENV_FILE).is_file():
-        return Declared("python_env", PYTHON_ENV_FILE)
-    if (project / CONDA_FILE).is_file():
-        return Declared("conda", CONDA_FILE)
-    return Declared("")
 
 
 def choose(project: Path, configured: Mapping[str, str] | None = None) -> Environment:
@@ -93,10 +71,18 @@ def choose(project: Path, configured: Mapping[str, str] | None = None) -> Enviro
         )
     requirements = declared_requirements(project)
     if requirements is not None:
-        file, lines = requirements
+        if requirements.conda_packages:
+            raise NoEnvironmentImage(
+                f"{project.name}: {requirements.file} asks for conda packages "
+                f"({', '.join(requirements.conda_packages)}), which an image is not built "
+                f"with: give the project a {PYTHON_ENV_FILE} or a Dockerfile, or name an "
+                "image for it in CT_ENVIRONMENTS_FILE"
+            )
         return Environment(
-            f"no Dockerfile: an image built from its {file} ({len(lines)} requirements)",
-            requirements=lines,
+            f"no Dockerfile: an image built from its {requirements.file} "
+            f"({len(requirements.lines)} requirements)",
+            requirements=requirements.lines,
+            declared=True,
             framework=framework,
         )
     if not used:
@@ -114,97 +100,6 @@ def choose(project: Path, configured: Mapping[str, str] | None = None) -> Enviro
         )
     image = DEFAULT_IMAGES[framework]
     return Environment(f"{evidence}: the {framework} image", image=image, framework=framework)
-
-
-def declared_requirements(project: Path) -> tuple[str, tuple[str, ...]] | None:
-    """The pip requirements the project declares, with the file that declares them:
-    python_env.yaml's build_dependencies and dependencies, conda.yaml's pip list (a
-    conda package other than python or pip cannot be installed with pip: an error),
-    else requirements.txt; None when it declares none. `-r FILE` lines are read from
-    FILE inside the project; other pip options and URLs are refused (a push must not
-    point pip at another index or at files outside the project)."""
-    declared = declared_environment(project)
-    if declared.kind == "python_env":
-        spec = _yaml_mapping(project, declared.file)
-        lines = _strings(spec.get("build_dependencies")) + _strings(spec.get("dependencies"))
-    elif declared.kind == "conda":
-        spec = _yaml_mapping(project, declared.file)
-        conda_only = [
-            item
-            for item in _strings(spec.get("dependencies"))
-            if _requirement_name(item) not in CONDA_BASICS
-        ]
-        if conda_only:
-            raise NoEnvironmentImage(
-                f"{project.name}: {declared.file} asks for conda packages "
-                f"({', '.join(conda_only)}), which an image is not built with: give the "
-                f"project a {PYTHON_ENV_FILE} or a Dockerfile, or name an image for it in "
-                "CT_ENVIRONMENTS_FILE"
-            )
-        lines = [
-            line
-            for item in spec.get("dependencies") or []
-            if isinstance(item, dict)
-            for line in _strings(item.get("pip"))
-        ]
-    elif (project / REQUIREMENTS_FILE).is_file():
-        declared = Declared("requirements", REQUIREMENTS_FILE)
-        lines = (project / REQUIREMENTS_FILE).read_text().splitlines()
-    else:
-        return None
-    return declared.file, tuple(_expanded(project, lines, declared.file))
-
-
-def _requirement_name(line: str) -> str:
-    match = REQUIREMENT_NAME.match(line)
-    return match.group(1).lower() if match else ""
-
-
-def _expanded(project: Path, lines: list[str], where: str, depth: int = 0) -> list[str]:
-    found: list[str] = []
-    for raw in lines:
-        line = raw.split(" #")[0].strip() if not raw.lstrip().startswith("#") else ""
-        if not line:
-            continue
-        if line.startswith(("-r ", "--requirement ")) and depth < 5:
-            name = line.split(maxsplit=1)[1].strip()
-            path = (project / name).resolve()
-            if not path.is_relative_to(project.resolve()) or not path.is_file():
-                raise ProjectError(
-                    f"{project.name}: {where}: {line!r} names no file of the project"
-                )
-            found += _expanded(project, path.read_text().splitlines(), name, depth + 1)
-        elif line.startswith("-"):
-            raise ProjectError(
-                f"{project.name}: {where}: pip option {line.split()[0]!r} is not accepted in a "
-                "declared environment (only requirements and -r FILE); use a Dockerfile"
-            )
-        elif "://" in line:
-            raise ProjectError(
-                f"{project.name}: {where}: {line!r} installs from a URL, which a declared "
-                "environment does not (packages come from the configured index); use a "
-                "Dockerfile"
-            )
-        else:
-            found.append(line)
-    return found
-
-
-def _strings(value: Any) -> list[str]:
-    return [str(item) for item in value or [] if isinstance(item, str | int | float)]
-
-
-def _yaml_mapping(project: Path, name: str) -> dict[str, Any]:
-    path = (project / name).resolve()
-    if not path.is_relative_to(project.resolve()):
-        raise ProjectError(f"{project.name}: {name} is outside the project")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ProjectError(f"{project.name}: cannot read {name}: {error}") from None
-    if not isinstance(spec, dict):
-        raise ProjectError(f"{project.name}: {name} must hold a mapping")
-    return spec
 
 
 def frameworks(project: Path) -> dict[str, str]:
@@ -245,16 +140,8 @@ def declared_image(project: Path) -> str:
 
 
 def _declared_image(project: Path) -> str:
-    docker_env = _mlproject(project).get("docker_env")
+    docker_env = read_mlproject(project).get("docker_env")
     return str(docker_env.get("image", "")) if isinstance(docker_env, dict) else ""
-
-
-def _mlproject(project: Path) -> dict[str, Any]:
-    try:
-        spec = yaml.safe_load((project / "MLproject").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return spec if isinstance(spec, dict) else {}
 
 
 def _framework_of(name: str) -> str:
@@ -282,24 +169,17 @@ def _imports(project: Path) -> list[tuple[str, str]]:
 
 
 def _requirements(project: Path) -> list[tuple[str, str]]:
-    lines: list[tuple[str, str]] = []
-    for name in ("requirements.txt",):
-        if (project / name).is_file():
-            lines += [(line, name) for line in (project / name).read_text().splitlines()]
-    for name in ("python_env.yaml", "conda.yaml"):
-        if (project / name).is_file():
-            try:
-                spec = yaml.safe_load((project / name).read_text()) or {}
-            except yaml.YAMLError:
-                continue
-            for item in spec.get("dependencies", []) if isinstance(spec, dict) else []:
-                if isinstance(item, str):
-                    lines.append((item, name))
-                elif isinstance(item, dict):  # conda's {pip: [...]}
-                    lines += [(p, name) for p in item.get("pip", []) if isinstance(p, str)]
+    """(name, evidence) of each requirement the project declares; none when its
+    declaration cannot be read (choose() reports that)."""
+    try:
+        requirements = declared_requirements(project)
+    except ProjectError:
+        return []
+    if requirements is None:
+        return []
     found = []
-    for line, where in lines:
-        match = REQUIREMENT_NAME.match(line.split("#")[0])
+    for line in requirements.lines:
+        match = REQUIREMENT_NAME.match(line)
         if match:
-            found.append((match.group(1), f"requires in {where}:"))
+            found.append((match.group(1), f"requires in {requirements.file}:"))
     return found

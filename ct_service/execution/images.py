@@ -61,7 +61,7 @@ def ensure(
     project_name: str,
     settings: DockerSettings,
 ) -> Image:
-    if environment.dockerfile is None and not environment.requirements:
+    if environment.image:
         return _existing(client, environment.image)
     with tempfile.TemporaryDirectory(prefix="ct-build-") as context:
         files = _write_context(environment, Path(context))
