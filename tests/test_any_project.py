@@ -32,6 +32,7 @@ from ct_service.tracking import Tracker
 
 DIGITS = ROOT / "projects" / "digits"
 PINNED = "1.5.2"  # projects/digits/python_env.yaml
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def ct_service(home: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess:
@@ -144,11 +145,15 @@ def test_digits_in_docker_gets_an_image_built_from_its_dependencies_and_reused(
     tmp_path: Path, docker_client
 ) -> None:
     home = tmp_path / "ct"
+    # A build CA of this test's own is part of the image's content hash and build
+    # context: the first pipeline finds no image, and no cached layer, to reuse.
+    ca = tmp_path / "ca.crt"
+    ca.write_text(Path(CA_BUNDLE).read_text() + f"\n# {tmp_path}\n")
     env = {
         "CT_EXECUTION": "docker",
         "CT_DOCKER_BASE_IMAGE": "ct-base:bookworm",
         "CT_DOCKER_BUILD_NETWORK": "host",  # this machine's engine runs without NAT
-        "CT_DOCKER_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "CT_DOCKER_CA_FILE": str(ca),
     }
     seconds, runs = [], []
     tracker = Tracker(Settings(home=home))
@@ -173,6 +178,7 @@ def test_digits_in_docker_gets_an_image_built_from_its_dependencies_and_reused(
         == (runs[0]["ct.environment.image_id"])
     )
     print(f"digits, Docker: first pipeline {seconds[0]:.1f} s, second {seconds[1]:.1f} s")
+    docker_client.images.remove(runs[0]["ct.environment.image"])  # this test's own
 
 
 @pytest.fixture(scope="module")

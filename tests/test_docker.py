@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,79 @@ def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_i
     assert "killed by SIGKILL" in dead.data.tags["ct.failure"]
     assert tracker.client.get_run(resumed).data.tags[run_tags.REPLACES_RUN] == dead_id
     wait_for(lambda: containers(docker_client, resumed) == [], 30, "the container's removal")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_container_removed_from_outside_is_an_interruption_and_is_resumed(
+    tmp_path: Path, mnist_dir: Path, docker_client
+) -> None:
+    """`docker rm -f` (an operator, a prune, another tool): the attempt is resumed
+    from its checkpoint, as after a kill; before, the step failed the pipeline with
+    the engine's 404."""
+    home = tmp_path / "ct"
+    tracker = Tracker(Settings(home=home))
+    values = {**SMALL, "epochs": "2", "max_train_samples": "12000", "data": str(mnist_dir)}
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        run = start_embedded_run(docker_env(home), values, log)
+        try:
+            pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline", log_path)
+            dead_id = wait_for(
+                lambda: checkpointed_attempt(tracker, pipeline_id), 600, "a checkpoint", log_path
+            )
+            docker_client.containers.get(f"ct-{dead_id}").remove(force=True)
+            assert run.wait(timeout=600) == 0, log_path.read_text()[-3000:]
+        finally:
+            if run.poll() is None:
+                run.kill()
+    dead = tracker.client.get_run(dead_id)
+    assert dead.data.tags["ct.status"] == "resumed"
+    assert dead.data.tags["ct.failure"] == "the container was removed from outside"
+    runs = attempt_runs(tracker, pipeline_id)
+    assert runs[-1].data.tags[run_tags.REPLACES_RUN] == dead_id
+    assert tracker.pipeline(pipeline_id).outcome == "promoted"
+
+
+@pytest.mark.unit
+def test_the_store_label_names_a_store_without_its_credentials() -> None:
+    from ct_service.execution.docker import store_label
+
+    assert store_label("http://ci:s3cret@mlflow:5000") == store_label("http://mlflow:5000")
+    assert store_label("sqlite:////a/mlflow.db") != store_label("sqlite:////b/mlflow.db")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_the_watchdog_removes_orphaned_containers_of_its_own_store_only(docker_client) -> None:
+    """Two services (or two users' embedded runs) on one engine: each watchdog sees
+    the other's containers, whose runs are not in its store; it must leave them be."""
+    from ct_service.execution.docker import (
+        STORE_LABEL,
+        remove_orphaned_containers,
+        store_label,
+    )
+
+    stores = {"mine": store_label("sqlite:////a/mlflow.db"), "theirs": store_label("http://b")}
+    names = {}
+    for whose, label in stores.items():
+        name = f"ct-{uuid.uuid4().hex}"
+        docker_client.containers.run(
+            "ct-base:bookworm",
+            ["sleep", "600"],
+            name=name,
+            labels={STORE_LABEL: label},
+            detach=True,
+        )
+        names[whose] = name
+    try:
+        removed = remove_orphaned_containers(lambda run_id: False, stores["mine"])
+        assert removed == [names["mine"]]
+        assert docker_client.containers.get(names["theirs"]).status == "running"
+    finally:
+        for name in names.values():
+            for container in docker_client.containers.list(all=True, filters={"name": name}):
+                container.remove(force=True)
 
 
 def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: str) -> str:

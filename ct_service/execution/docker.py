@@ -14,6 +14,7 @@ Containers, per-run images and work copies are removed afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import docker
 from docker.errors import APIError, BuildError, DockerException, NotFound
@@ -49,6 +51,9 @@ from ct_service.project import load_project
 from ct_service.settings import Settings
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+# Which tracking store a container's run is recorded in: the watchdog of another
+# store (another deployment, someone's embedded runs on the same engine) leaves it be.
+STORE_LABEL = "ct-service.store"
 # MLflow's credentials, handed to containers through the API when the worker has them.
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 WORKDIR = "/mlflow/projects/code"  # where the code sits in the container, as with MLflow
@@ -70,10 +75,22 @@ def remove_container(run_id: str) -> bool:
     return True
 
 
-def remove_orphaned_containers(is_running: Callable[[str], bool]) -> list[str]:
-    """Containers `ct-<run id>` whose run is no longer running: stopped and removed."""
+def store_label(tracking_uri: str) -> str:
+    """The STORE_LABEL value of a store: a digest of its URI without credentials."""
+    parts = urlsplit(tracking_uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    plain = urlunsplit(parts._replace(netloc=netloc))
+    return hashlib.sha256(plain.encode()).hexdigest()[:16]
+
+
+def remove_orphaned_containers(is_running: Callable[[str], bool], store: str) -> list[str]:
+    """Containers `ct-<run id>` of this store (STORE_LABEL `store`) whose run is no
+    longer running: stopped and removed."""
     removed = []
-    for container in docker.from_env(timeout=10).containers.list(all=True, filters={"name": "ct-"}):
+    found = docker.from_env(timeout=10).containers.list(
+        all=True, filters={"name": "ct-", "label": f"{STORE_LABEL}={store}"}
+    )
+    for container in found:
         run_id = container.name.removeprefix("ct-")
         if RUN_ID.fullmatch(run_id) and not is_running(run_id):
             container.remove(force=True)
@@ -197,14 +214,17 @@ class DockerExecutor:
             copier.start()
             try:
                 ended = self._wait(container, request, heartbeat)
+                if ended is None:
+                    code = int(container.wait(timeout=60).get("StatusCode", 1))
+                    oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            except NotFound:  # removed from outside, as a killed one: resumed
+                ended = AttemptResult(False, "the container was removed from outside", True)
             finally:
                 _running.pop(container.id, None)
-            if ended is not None:  # stopped from here: timed out, taken over, hopeless
+            if ended is not None:  # stopped from here (timed out, taken over, hopeless)
                 self.stop(request)
                 copier.join(timeout=10)
                 return ended
-            code = int(container.wait(timeout=60).get("StatusCode", 1))
-            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
             copier.join(timeout=30)
         self.stop(request)
         if code == 0:
@@ -238,6 +258,7 @@ class DockerExecutor:
             "environment": environment,
             "volumes": [volume for volume in prepared.volumes],
             "working_dir": WORKDIR,
+            "labels": {STORE_LABEL: store_label(self.settings.tracking_uri)},
         }
         if settings.network == "host":
             options["network_mode"] = "host"

@@ -89,7 +89,7 @@ class Watchdog:
         return report
 
     def _remove_orphaned_containers(self) -> list[str]:
-        from ct_service.execution.docker import remove_orphaned_containers
+        from ct_service.execution.docker import remove_orphaned_containers, store_label
 
         def running(run_id: str) -> bool:
             try:
@@ -101,7 +101,7 @@ class Watchdog:
             return tags.get(run_tags.STATUS) == AttemptStatus.RUNNING.value
 
         try:
-            return remove_orphaned_containers(running)
+            return remove_orphaned_containers(running, store_label(self.settings.tracking_uri))
         except Exception as error:  # no engine here: nothing to clean on this machine
             log.info("watchdog: no containers checked: %s", error)
             return []
