@@ -47,6 +47,19 @@ def mnist_dir() -> Path:
     return MNIST
 
 
+@pytest.fixture(scope="module")
+def docker_client():
+    """A client of the Docker engine the docker tests need (`make docker-base`)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as error:
+        pytest.fail(f"no Docker engine answers ({error}); start one: make docker-base")
+    return client
+
+
 @pytest.fixture
 def settings(tmp_path: Path):
     from ct_service.settings import Settings

@@ -181,18 +181,6 @@ def test_digits_in_docker_gets_an_image_built_from_its_dependencies_and_reused(
     docker_client.images.remove(runs[0]["ct.environment.image"])  # this test's own
 
 
-@pytest.fixture(scope="module")
-def docker_client():
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as error:
-        pytest.fail(f"no Docker engine answers ({error}); start one: make docker-base")
-    return client
-
-
 @pytest.mark.integration
 def test_a_conda_project_without_conda_is_refused_before_anything_runs(tmp_path: Path) -> None:
     project = tmp_path / "condaproject"

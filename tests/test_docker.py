@@ -50,18 +50,6 @@ SECRETS = {
 }
 
 
-@pytest.fixture(scope="module")
-def docker_client():
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as error:
-        pytest.fail(f"no Docker engine answers ({error}); start one: make docker-base")
-    return client
-
-
 def docker_env(home: Path, **extra: str) -> dict[str, str]:
     base = "ct-base:bookworm"
     return ct_env(
