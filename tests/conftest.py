@@ -83,6 +83,13 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def init_repository(folder: Path) -> None:
+    """`git init` with branch main and a committer, for tests that commit."""
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "config", "user.email", "ci@example.com")
+    git(folder, "config", "user.name", "CI")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

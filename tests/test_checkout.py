@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, init_repository
 
 from ct_service.checkout import ZERO_SHA, changed_paths, fetch_commit, redact, remove
 from ct_service.exceptions import CheckoutError
@@ -16,9 +16,7 @@ def repo(tmp_path: Path) -> tuple[str, list[str]]:
     """A repository with three commits; returns its URL and the commit ids."""
     src = tmp_path / "src"
     src.mkdir()
-    git(src, "init", "-q", "-b", "main")
-    git(src, "config", "user.email", "ci@example.com")
-    git(src, "config", "user.name", "CI")
+    init_repository(src)
     commits = []
     for files in (
         {"README.md": "1"},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, ROOT, ct_env, git
+from conftest import LENET, ROOT, ct_env, git, init_repository
 
 
 @pytest.fixture
@@ -19,9 +19,7 @@ def repository(tmp_path: Path) -> tuple[str, str, str]:
     """LeNet under models/lenet; the second commit changes its default dense_units."""
     repo = tmp_path / "repo"
     shutil.copytree(LENET, repo / "models" / "lenet", ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "ci@example.com")
-    git(repo, "config", "user.name", "CI")
+    init_repository(repo)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "LeNet")
     first = git(repo, "rev-parse", "HEAD")
@@ -125,9 +123,7 @@ def test_a_commits_ct_yaml_target_is_read_when_its_pipeline_starts(tmp_path: Pat
     )
     (project / "train.py").write_text("import mlflow\nmlflow.log_metric('test_accuracy', 0.9)\n")
     (project / "ct.yaml").write_text("target: {metric: test_accuracy, threshold: 0.95}\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "ci@example.com")
-    git(repo, "config", "user.name", "CI")
+    init_repository(repo)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "quick")
     commit = git(repo, "rev-parse", "HEAD")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port, git
+from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port, git, init_repository
 
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Task
@@ -43,9 +43,7 @@ def repo(tmp_path: Path, mnist_dir: Path) -> tuple[Path, list[str]]:
         text = text.replace(old, new)
     mlproject.write_text(text)
     (repo / "README.md").write_text("models\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "ci@example.com")
-    git(repo, "config", "user.name", "CI")
+    init_repository(repo)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "LeNet")
     commits = [git(repo, "rev-parse", "HEAD")]
