@@ -98,12 +98,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--target-metric", help="metric to reach (default: CT_TARGET_METRIC, else ct.yaml's target)"
+        "--target-metric",
+        help="metric to reach (default: CT_TARGET_METRIC if set, else ct.yaml's target)",
     )
     parser.add_argument(
         "--threshold",
         type=float,
-        help="value to reach (default: CT_TARGET_THRESHOLD, else ct.yaml's)",
+        help="value to reach (default: CT_TARGET_THRESHOLD if set, else ct.yaml's)",
     )
     parser.add_argument("--direction", choices=[d.value for d in Direction])
     parser.add_argument(
