@@ -3,7 +3,9 @@ lifetime beside it (rq builds its keys in one class the same way).
 
 Coordination keys live in the KeyStore (keystore.py: Redis under `ct:`, or an
 in-process table when embedded); webhook deliveries live in Redis under `ct:push:`.
-None of them is a record (MLflow is): losing them all may delay recovery or repeat
+None of them is a record (MLflow is), but for one: a push the webhook recorded
+(`push_record`) is the push's only copy until a worker has created its pipeline run,
+so the webhook's Redis must persist. Losing the others may delay recovery or repeat
 an idempotent step, never lose or duplicate work.
 """
 
@@ -20,6 +22,8 @@ SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running t
 FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 DELIVERY_CLAIM_SECONDS = 60.0  # a delivery claim whose webhook process died frees itself
+CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
+WAITING_PUSHES = "waiting"  # sorted set (by time recorded) of pushes whose run is not created
 
 
 def decide_claim(pipeline_id: str, round_: str) -> str:
@@ -63,6 +67,28 @@ def postponed(record: str) -> str:
 def failures(record: str) -> str:
     """How many scans in a row failed on this record (TTL FAILURES_SECONDS)."""
     return f"failures:{record}"
+
+
+def create_claim(pipeline_id: str) -> str:
+    """The worker creating the pipeline run of a recorded push (TTL CREATE_CLAIM_SECONDS)."""
+    return f"claim:create:{pipeline_id}"
+
+
+def push_record(pipeline_id: str) -> str:
+    """A push the webhook took (JSON, orchestration/pushes.py); no TTL until its
+    pipeline run exists, then DELIVERY_SECONDS."""
+    return f"record:{pipeline_id}"
+
+
+def push_run(pipeline_id: str) -> str:
+    """The MLflow run created for a recorded push (TTL DELIVERY_SECONDS)."""
+    return f"run:{pipeline_id}"
+
+
+def newest_pushes(repository: str, branch: str) -> str:
+    """Sorted set of the latest pushes' pipeline ids to a branch, by their sequence
+    (the newest few kept): a queued older push sees that a newer one exists."""
+    return f"newest:{repository}:{branch}"
 
 
 def delivery(provider: str, delivery_id: str) -> str:

@@ -111,12 +111,13 @@ def held(keys: KeyStore, key: str, value: str, ttl_seconds: float) -> Iterator[N
 def keystore_for(settings: Settings) -> KeyStore:
     """Redis on the broker's server, or the process-wide table when embedded."""
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        return RedisKeys(_client(settings.broker_url))
+        return RedisKeys(redis_client(settings.broker_url))
     return _memory
 
 
 @functools.cache
-def _client(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis:
+    """One client (with its connection pool) per Redis URL in this process."""
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 

@@ -41,6 +41,7 @@ SOURCE_REPOSITORY = "ct.source.repository"  # <provider>:<name> of the allow-lis
 SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its branch
 SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
 SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains
+PUSH_ID = "ct.push_id"  # the pipeline id the webhook answered for the push
 
 # -- attempt runs --------------------------------------------------------------------
 PIPELINE_ID = "ct.pipeline_id"  # the pipeline run it belongs to

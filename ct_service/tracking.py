@@ -126,8 +126,12 @@ class Tracker:
                 raise
             return found.experiment_id
 
-    def create_pipeline(self, spec: PipelineSpec, adopt_run_id: str = "") -> str:
+    def create_pipeline(
+        self, spec: PipelineSpec, adopt_run_id: str = "", extra_tags: dict[str, str] | None = None
+    ) -> str:
+        """The pipeline's run, created with every tag at once (status queued)."""
         tags = {
+            **(extra_tags or {}),
             run_tags.KIND: "pipeline",
             run_tags.PROJECT: spec.project_path,
             run_tags.PROJECT_NAME: spec.project_name,
@@ -159,12 +163,17 @@ class Tracker:
         self.set_tags(pipeline_id, _target_tags(target, source))
 
     def pipeline(self, pipeline_id: str) -> Pipeline:
+        """A pipeline by its run id, or by the id the webhook answered for its push."""
         try:
             run = self.client.get_run(pipeline_id)
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            raise PipelineNotFound(f"no pipeline {pipeline_id}") from None
+            run_id = self.pipeline_for_push(pipeline_id)
+            if not run_id:
+                raise PipelineNotFound(f"no pipeline {pipeline_id}") from None
+            run = self.client.get_run(run_id)
+        pipeline_id = run.info.run_id
         tags = run.data.tags
         if tags.get(run_tags.KIND) != "pipeline":
             raise PipelineNotFound(f"run {pipeline_id} is not a ct-service pipeline")
@@ -228,6 +237,20 @@ class Tracker:
             if _whole(run.data.tags.get(run_tags.SOURCE_SEQUENCE, "")) > spec.source_sequence
         ]
         return later[0].info.run_id if later else ""
+
+    def pipeline_for_push(self, push_id: str) -> str:
+        """The run id of the pipeline created for the push the webhook answered with
+        this id, or ""."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return ""
+        runs = self.client.search_runs(
+            experiments,
+            f"{_tag(run_tags.KIND, 'pipeline')} and {_tag(run_tags.PUSH_ID, push_id)}",
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        return runs[0].info.run_id if runs else ""
 
     def pipeline_for_commit(self, url: str, branch: str, commit: str) -> str:
         """The id of a pipeline already started for this commit of this repository and

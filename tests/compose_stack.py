@@ -446,4 +446,12 @@ def push(stack: Stack, name: str) -> str:
         stack.webhook_url, stack.repositories[name], "main", stack.commits[name]
     )
     assert status == 202, (status, answer)
-    return str(answer["pipeline_id"])
+    push_id = str(answer["pipeline_id"])
+    client = stack.client()
+
+    def run_of_push() -> str:  # a worker creates the pipeline's run
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        found = client.search_runs(experiments, f"tags.`ct.push_id` = '{push_id}'")
+        return str(found[0].info.run_id) if found else ""
+
+    return wait_for(run_of_push, 300, f"the run of push {push_id}")

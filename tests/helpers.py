@@ -15,6 +15,8 @@ from typing import IO, TypeVar
 
 from conftest import LENET, ROOT
 
+from ct_service.orchestration import pipeline
+from ct_service.settings import Settings
 from ct_service.tracking import PipelineStatus, Tracker
 
 T = TypeVar("T")
@@ -32,6 +34,14 @@ FAST_RECOVERY = {
     "CT_MAX_ATTEMPTS": "1",
     "CT_TARGET_THRESHOLD": "0.5",
 }
+
+
+def created(settings: Settings, pipeline_id: str) -> str:
+    """Run the create step of a push the webhook recorded, as a worker does (the
+    step's own function: no Celery needed); the id of the run it created."""
+    step = pipeline.create_from_push(settings, pipeline_id)
+    assert step is not None and step.task is pipeline.Task.START
+    return step.args[0]
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, log: Path | None = None) -> T:

@@ -243,16 +243,26 @@ def test_an_old_redelivery_is_recognised_from_mlflow_after_redis_forgot_it(
     import json
 
     import redis
+    from helpers import created
     from push_samples import GITHUB_PUSH
 
-    _, send, _ = hook
+    from ct_service.orchestration import pipeline
+    from ct_service.orchestration.pushes import PushRecords
+    from ct_service.tracking import Tracker
+
+    _, send, settings = hook
     body = json.dumps(GITHUB_PUSH).encode()
     first = send(body)
     assert first.status_code == 202
+    first_run = created(settings, first.json["pipeline_id"])
     redis.Redis.from_url(redis_url).flushdb()  # the dedup keys expired (7 days on)
     replayed = send(body)
-    assert replayed.status_code == 200
-    assert replayed.json == {"pipeline_id": first.json["pipeline_id"], "status": "already started"}
+    assert replayed.status_code == 202  # the webhook asks only Redis
+    # its create step finds the commit's pipeline in MLflow and creates nothing
+    assert pipeline.create_from_push(settings, replayed.json["pipeline_id"]) is None
+    records = PushRecords(redis.Redis.from_url(redis_url))
+    assert records.run_of(replayed.json["pipeline_id"]) == first_run
+    assert [p.id for p in Tracker(settings).recent_pipelines()] == [first_run]
 
 
 @pytest.mark.integration
@@ -471,7 +481,9 @@ def test_an_edited_source_url_tag_fetches_nothing(hook, tmp_path: Path) -> None:
     from ct_service.tracking import Tracker
 
     _, send, settings = hook
-    pipeline_id = send(json.dumps(GITHUB_PUSH).encode()).json["pipeline_id"]
+    from helpers import created
+
+    pipeline_id = created(settings, send(json.dumps(GITHUB_PUSH).encode()).json["pipeline_id"])
     evil = tmp_path / "evil-repo"
     Tracker(settings).set_tags(pipeline_id, {run_tags.SOURCE_URL: evil.as_uri()})
     with pytest.raises(ProjectError, match="not what the allow-list says .* nothing was fetched"):
@@ -627,6 +639,8 @@ def test_every_change_of_a_bitbucket_push_is_read(
         .post("/hooks", data=body, headers=headers, content_type="application/json")
     )
     assert answer.status_code == 202, answer.json
-    started = [p["pipeline_id"] for p in answer.json["pushes"]]
+    from helpers import created
+
+    started = [created(settings, p["pipeline_id"]) for p in answer.json["pushes"]]
     branches = {Tracker(settings).pipeline(p).spec.source_branch for p in started}
     assert len(set(started)) == 2 and branches == {"main", "dev"}

@@ -234,6 +234,41 @@ def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
 
 
 @pytest.mark.integration
+def test_a_recorded_push_whose_create_message_was_lost_is_created_after_a_scan_interval(
+    distributed: Settings,
+) -> None:
+    """The webhook answered after recording the push; its create message never came
+    (a broker that lost it): the watchdog sends it again; once the push's run
+    exists, it watches the pipeline's next step instead."""
+    import redis
+
+    from ct_service.orchestration.pushes import PushRecord, PushRecords
+
+    record = PushRecord(
+        pipeline_id="ab" * 16,
+        repository="github:acme/models",
+        url="https://git.example.com/acme/models.git",
+        project="projects/lenet",
+        branch="main",
+        commit="c" * 40,
+        sequence=1,
+    )
+    PushRecords(redis.Redis.from_url(distributed.broker_url)).save(record, [])
+    expected = Step(Task.CREATE, (record.pipeline_id,))
+    now = 1_000_000.0
+    assert scan(distributed, lambda: now)[0] == []  # first sighting
+    interval_later = now + RECOVERY.watchdog_interval_seconds
+    assert scan(distributed, lambda: interval_later)[0] == [expected]
+    keystore_for(distributed).delete(names.step(expected.task.value, expected.args))
+    step = pipeline.create_from_push(distributed, record.pipeline_id)  # the worker's step
+    assert step is not None and step.task is Task.START
+    # created (its START not sent here): the watchdog now looks after the pipeline
+    assert scan(distributed, lambda: now)[0] == []
+    assert scan(distributed, lambda: interval_later)[0] == [step]
+    assert Tracker(distributed).pipeline(record.pipeline_id).id == step.args[0]
+
+
+@pytest.mark.integration
 def test_stale_work_folders_of_finished_or_unknown_pipelines_are_removed(
     distributed: Settings,
 ) -> None:

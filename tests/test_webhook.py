@@ -1,6 +1,8 @@
-"""The push webhook through Flask's test client, on real Redis (idempotency and the
-Celery broker) and MLflow on SQLite. Workers are not needed to check what the
-webhook persists and enqueues; the pipelines it starts run in test_git_source."""
+"""The push webhook through Flask's test client, on real Redis (idempotency, the push
+records and the Celery broker) and MLflow on SQLite. The webhook only records a push
+and enqueues its create step; `created` runs that step as a worker would (no Celery
+needed to check what it persists); the pipelines it starts run in test_git_source,
+and test_webhook_burst sends pushes through real processes with MLflow stopped."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from dataclasses import replace
 import pytest
 import redis
 from conftest import REDIS_URL
+from helpers import created
 from push_samples import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
 
+from ct_service import run_tags
 from ct_service.exceptions import SettingsError
 from ct_service.orchestration import pipeline
 from ct_service.settings import Settings
@@ -71,12 +75,17 @@ def test_a_signed_push_starts_a_pipeline_for_that_commit(
     answer = deliver(client, provider, headers, payload)
     assert answer.status_code == 202, answer.json
     pipeline_id = answer.json["pipeline_id"]
-    recorded = Tracker(settings).pipeline(pipeline_id)
+    assert Tracker(settings).recent_pipelines() == []  # answered before any MLflow call
+    assert queued() == 1  # its create step
+    run_id = created(settings, pipeline_id)
+    recorded = Tracker(settings).pipeline(pipeline_id)  # the id answered finds the run
+    assert recorded.id == run_id and recorded.tags[run_tags.PUSH_ID] == pipeline_id
     assert recorded.spec.commit == AFTER
     assert recorded.spec.source_url == "https://git.example.com/acme/models.git"  # from config
     assert recorded.spec.source_branch == "main"
     assert recorded.status.value == "queued"
-    assert queued() == 1
+    assert pipeline.create_from_push(settings, pipeline_id) is None  # a replayed message
+    assert len(Tracker(settings).recent_pipelines()) == 1
 
 
 @pytest.mark.integration
@@ -136,7 +145,9 @@ def test_each_provider_ping_deletion_redelivery_and_allow_list(
     # signed with acme/models' secret but naming another repository: the same 401
     refused = deliver(client, provider, headers, stranger)
     assert (refused.status_code, refused.json) == (401, {"error": NOT_ACCEPTED})
-    assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
+    assert queued() == 1
+    created(settings, first.json["pipeline_id"])
+    assert len(Tracker(settings).recent_pipelines()) == 1
 
 
 @pytest.mark.integration
@@ -177,7 +188,9 @@ def test_a_redelivery_or_a_racing_push_of_the_same_commit_gets_the_same_pipeline
     assert first.status_code == 202
     assert again.status_code == racing.status_code == 200
     assert again.json["pipeline_id"] == racing.json["pipeline_id"] == first.json["pipeline_id"]
-    assert queued() == 1 and len(Tracker(settings).recent_pipelines()) == 1
+    assert queued() == 1
+    created(settings, first.json["pipeline_id"])
+    assert len(Tracker(settings).recent_pipelines()) == 1
 
 
 @pytest.mark.integration
@@ -274,15 +287,23 @@ def test_pipelines_and_health_endpoints(settings):
     started = deliver(client, Provider.GITLAB, {"X-Gitlab-Event": "Push Hook"}, GITLAB_PUSH).json[
         "pipeline_id"
     ]
-    listed = client.get("/pipelines").json["pipelines"]
-    assert [p["pipeline_id"] for p in listed] == [started]
-    assert listed[0]["commit"] == AFTER and listed[0]["url"].endswith(f"/runs/{started}")
-    shown = client.get(f"/pipelines/{started}")
-    assert (
-        shown.status_code == 200
-        and shown.json["status"] == "queued"
-        and shown.json["attempts"] == []
+    waiting = client.get(f"/pipelines/{started}")
+    assert (waiting.status_code, waiting.json["status"], waiting.json["commit"]) == (
+        200,
+        "queued",
+        AFTER,
     )
+    assert waiting.json["reason"] == "recorded; a worker creates its MLflow run"
+    run_id = created(settings, started)
+    listed = client.get("/pipelines").json["pipelines"]
+    assert [(p["pipeline_id"], p["push_id"]) for p in listed] == [(run_id, started)]
+    assert listed[0]["commit"] == AFTER and listed[0]["url"].endswith(f"/runs/{run_id}")
+    for shown in (client.get(f"/pipelines/{started}"), client.get(f"/pipelines/{run_id}")):
+        assert (
+            shown.status_code == 200
+            and shown.json["status"] == "queued"
+            and shown.json["attempts"] == []
+        )
     assert client.get("/pipelines/0123abc").status_code == 404
     assert client.get("/pipelines/" + "\u0661" * 32).status_code == 404  # non-ASCII digits
     assert client.get("/pipelines/../../etc").status_code == 404
@@ -297,7 +318,8 @@ def test_a_newer_push_supersedes_a_queued_older_one(client, settings):
     newer_payload = {**GITHUB_PUSH, "before": AFTER, "after": BEFORE}
     newer = deliver(client, Provider.GITHUB, headers, newer_payload).json["pipeline_id"]
     assert older != newer
-    assert pipeline.start(settings, older) is None  # the older one's start step runs first
+    # the older one's steps run first; the newer one's run does not exist yet
+    assert pipeline.start(settings, created(settings, older)) is None
     ended = Tracker(settings).pipeline(older)
     assert (ended.status.value, ended.outcome) == ("finished", "superseded")
     assert newer in ended.reason

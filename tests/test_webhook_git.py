@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from conftest import LENET, ROOT, WorkerProcess, ct_env, free_port, git, init_repository
+from helpers import created, wait_finished, wait_for
 
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Task
@@ -75,7 +76,8 @@ def allow_list(tmp_path: Path, repo, monkeypatch) -> Path:
     return path
 
 
-def bitbucket_push(client, before: str, after: str) -> str:
+def bitbucket_push(client, settings: Settings, before: str, after: str) -> str:
+    """The run id of the pipeline a Bitbucket push of `after` records."""
     change = {
         "new": {"type": "branch", "name": "main", "target": {"hash": after}},
         "old": {"type": "branch", "name": "main", "target": {"hash": before}},
@@ -90,7 +92,7 @@ def bitbucket_push(client, before: str, after: str) -> str:
     }
     answer = client.post("/hooks", data=body, headers=headers, content_type="application/json")
     assert answer.status_code == 202, answer.json
-    return answer.json["pipeline_id"]
+    return created(settings, answer.json["pipeline_id"])
 
 
 @pytest.mark.integration
@@ -108,14 +110,14 @@ def test_bitbucket_pushes_are_filtered_by_git_in_the_worker(
     _, (first, docs, model) = repo
     tracker = Tracker(settings)
 
-    docs_only = bitbucket_push(client, first, docs)
+    docs_only = bitbucket_push(client, settings, first, docs)
     assert pipeline.start(settings, docs_only) is None
     skipped = tracker.pipeline(docs_only)
     assert (skipped.status, skipped.outcome) == (PipelineStatus.FINISHED, "skipped")
     assert skipped.reason == "skipped: no change to the model code"
     assert not (settings.home / "work" / docs_only).exists()
 
-    model_change = bitbucket_push(client, docs, model)
+    model_change = bitbucket_push(client, settings, docs, model)
     step = pipeline.start(settings, model_change)
     assert step is not None and step.task is Task.RUN_ATTEMPT
     [attempt] = tracker.attempts(tracker.pipeline(model_change))
@@ -172,12 +174,14 @@ def test_a_sample_push_to_the_served_webhook_is_trained_at_the_pushed_commit(
         )
         status, answer = sent.stdout.split(" ", 1)
         assert status == "202"
-        pipeline_id = json.loads(answer)["pipeline_id"]
         tracker = Tracker(Settings(home=home))
-        deadline = time.monotonic() + 600
-        while tracker.pipeline(pipeline_id).status is not PipelineStatus.FINISHED:
-            assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
-            time.sleep(1)
+        pipeline_id = wait_for(  # its run, created by the worker
+            lambda: tracker.pipeline_for_push(json.loads(answer)["pipeline_id"]),
+            60,
+            "the pushed pipeline's run",
+            worker.log_path,
+        )
+        wait_finished(tracker, pipeline_id, worker.log_path)
     finally:
         worker.stop()
         server.terminate()

@@ -72,6 +72,11 @@ def _backoff(retries: int) -> float:
     return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
 
 
+@shared_task(bind=True, name=Task.CREATE.value, max_retries=MAX_RETRIES)
+def create(self: CeleryTask, push_id: str) -> None:
+    _run_step(self, push_id, lambda: pipeline.create_from_push(self.app.settings, push_id))
+
+
 @shared_task(bind=True, name=Task.START.value, max_retries=MAX_RETRIES)
 def start(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.start(self.app.settings, pipeline_id))

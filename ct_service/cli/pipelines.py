@@ -17,6 +17,7 @@ from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.progress import Follower
 from ct_service.exceptions import CtError
 from ct_service.orchestration import pipeline
+from ct_service.orchestration.pushes import push_records_for
 from ct_service.orchestration.queue import enqueue, make_celery
 from ct_service.project import load_project
 from ct_service.report import summarize
@@ -190,7 +191,12 @@ def _target_and_budget(
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.pipeline_id:
-        return _finish(settings, args.pipeline_id, args.json, follow=args.follow)
+        records = push_records_for(settings)
+        run_id = records.run_of(args.pipeline_id) if records is not None else ""
+        if not run_id and records is not None and records.load(args.pipeline_id) is not None:
+            print(f"{args.pipeline_id}  queued: recorded, waiting for a worker to create its run")
+            return EXIT_OK
+        return _finish(settings, run_id or args.pipeline_id, args.json, follow=args.follow)
     pipelines = Tracker(settings).recent_pipelines()
     if args.json:
         print(

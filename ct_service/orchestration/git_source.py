@@ -49,14 +49,12 @@ def create_pipeline(
     commit: str | None,
     target: Target | None,
     budget: Budget | None,
+    push_id: str = "",
 ) -> str:
     """A pipeline for one commit of a repository; workers fetch it. Nothing is fetched
-    here (a webhook must answer at once): the project is read by the start step."""
-    problem = url_problem(source.url, settings.git_allow_file)
-    if problem:
-        raise ProjectError(problem)
-    if not commit or not SHA.match(commit):
-        raise ProjectError("a git source needs --commit with a full 40-character commit id")
+    here: the project is read by the start step. `push_id` is the pipeline id the
+    webhook answered for the push (orchestration/pushes.py)."""
+    commit = check_source(settings, source.url, commit)
     name = PurePosixPath(path_in_repository).name or PurePosixPath(source.url.rstrip("/")).stem
     # The project's ct.yaml is read at its commit by the start step.
     chosen_target, target_from = choose_target(target, settings, declared=None)
@@ -73,15 +71,24 @@ def create_pipeline(
         source_branch=source.branch,
         source_sequence=source.sequence,
     )
-    tracker = Tracker(settings)
-    pipeline_id = tracker.create_pipeline(spec)
     tags = {run_tags.SOURCE_REPOSITORY: source.repository} if source.repository else {}
+    if push_id:
+        tags[run_tags.PUSH_ID] = push_id
     if source.changed_since:  # the push did not say which paths it changed: git will
         tags[run_tags.SOURCE_CHANGED_SINCE] = source.changed_since
         tags[run_tags.SOURCE_WATCH] = json.dumps(source.watched)
-    if tags:
-        tracker.set_tags(pipeline_id, tags)
-    return pipeline_id
+    return Tracker(settings).create_pipeline(spec, extra_tags=tags)
+
+
+def check_source(settings: Settings, url: str, commit: str | None) -> str:
+    """The commit, after refusing a URL this service may not fetch and a commit
+    that is not a full id."""
+    problem = url_problem(url, settings.git_allow_file)
+    if problem:
+        raise ProjectError(problem)
+    if not commit or not SHA.match(commit):
+        raise ProjectError("a git source needs --commit with a full 40-character commit id")
+    return commit
 
 
 def project_folder(settings: Settings, pipeline: Pipeline) -> Path:

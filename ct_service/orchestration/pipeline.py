@@ -32,6 +32,7 @@ from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import git_source
 from ct_service.orchestration.git_source import GitSource
+from ct_service.orchestration.pushes import push_records_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
@@ -47,6 +48,7 @@ class Task(str, Enum):
     """Celery task names, one per step (workers.tasks runs each; its queue is set in
     orchestration/queue.py)."""
 
+    CREATE = "ct.pipeline.create"  # create_from_push(): the MLflow run of a recorded push
     START = "ct.pipeline.start"  # start(): check the push still matters, create attempt 1
     RUN_ATTEMPT = "ct.train.run_attempt"  # run_attempt(): train one attempt
     DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
@@ -99,6 +101,69 @@ def create(
     return Tracker(settings).create_pipeline(spec, adopt_run_id)
 
 
+def create_from_push(settings: Settings, push_id: str) -> Step | None:
+    """The first step of a pushed commit's pipeline: create its MLflow run from what
+    the webhook recorded, tagged with the pipeline id the webhook answered. A replayed
+    message finds the run it created; a commit that already has a pipeline (a push
+    redelivered after its delivery keys expired) maps the push to that one."""
+    records = push_records_for(settings)
+    if records is None:
+        raise ProjectError("a pushed pipeline needs the webhook's Redis (CT_BROKER_URL)")
+    record = records.load(push_id)
+    if record is None:
+        log.warning("no recorded push %s; nothing to create", push_id)
+        return None
+    if records.run_of(push_id):
+        return None
+    keys = keystore_for(settings)
+    claim = names.create_claim(push_id)
+    if not keys.claim(claim, holder(), names.CREATE_CLAIM_SECONDS):
+        return None  # a duplicate message is creating it right now
+    try:
+        tracker = Tracker(settings)
+        existing = tracker.pipeline_for_push(push_id)
+        if existing:  # created by a step that died before it said so
+            records.created(push_id, existing)
+            return Step(Task.START, (existing,))  # start is idempotent
+        earlier = tracker.pipeline_for_commit(record.url, record.branch, record.commit)
+        if earlier:
+            records.created(push_id, earlier)
+            return None
+        run_id = git_source.create_pipeline(
+            settings,
+            GitSource(
+                url=record.url,
+                branch=record.branch,
+                sequence=record.sequence,
+                repository=record.repository,
+                changed_since=record.changed_since,
+                watched=record.watched,
+            ),
+            record.project,
+            None,
+            record.commit,
+            record.chosen_target(),
+            None,
+            push_id=push_id,
+        )
+        records.created(push_id, run_id)
+    finally:
+        keys.delete(claim)
+    return Step(Task.START, (run_id,))
+
+
+def _newer_push(settings: Settings, tracker: Tracker, pipeline: Pipeline) -> str:
+    """A later push to the pipeline's branch: one whose run exists, or one the
+    webhook recorded whose run is not created yet."""
+    newer = tracker.newer_pipeline(pipeline)
+    records = push_records_for(settings)
+    repository = pipeline.tags.get(run_tags.SOURCE_REPOSITORY, "")
+    if newer or records is None or not repository or not pipeline.spec.source_sequence:
+        return newer
+    spec = pipeline.spec
+    return records.newer_than(repository, spec.source_branch, spec.source_sequence)
+
+
 def _end_untrained(
     settings: Settings, tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str
 ) -> None:
@@ -121,7 +186,7 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     if pipeline.status is not PipelineStatus.QUEUED:
         return None
     if pipeline.spec.source_branch:
-        newer = tracker.newer_pipeline(pipeline)
+        newer = _newer_push(settings, tracker, pipeline)
         if newer:  # the rule: the newest push to a branch is trained, older queued ones not
             reason = f"superseded by pipeline {newer} for a newer push"
             _end_untrained(settings, tracker, pipeline_id, Outcome.SUPERSEDED, reason)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 QUEUES = ("pipeline", "training", "notify")
 ROUTES = {
+    Task.CREATE.value: "pipeline",
     Task.START.value: "pipeline",
     Task.DECIDE.value: "pipeline",
     Task.PROMOTE.value: "pipeline",

@@ -4,7 +4,8 @@ Each scan
 - resumes attempts whose lease expired (their worker, container or machine died) or
   that were interrupted from outside (see resume.py);
 - re-enqueues the next step of a pipeline whose message was lost (a broker restart
-  that lost its contents, a worker that died during a short step): a step is
+  that lost its contents, a worker that died during a short step), and the create
+  step of a push the webhook recorded whose run is not created: a step is
   re-enqueued when no message for it has been marked queued or running for a whole
   scan interval, and every step is idempotent, so a duplicate is harmless;
 - removes work folders of pipelines that ended long ago, and containers of runs
@@ -33,6 +34,7 @@ from ct_service.exceptions import is_infrastructure_failure
 from ct_service.execution import lease
 from ct_service.keystore import KeyStore
 from ct_service.orchestration.pipeline import IN_FLIGHT, Step, Task
+from ct_service.orchestration.pushes import push_records_for
 from ct_service.recovery.resume import resume
 from ct_service.tracking import Pipeline, PipelineStatus, Tracker
 
@@ -64,6 +66,7 @@ class Watchdog:
         self.keys = keys
         self.enqueue = enqueue
         self.clock = clock
+        self.pushes = push_records_for(tracker.settings)
 
     def scan(self, pipeline_id: str = "") -> ScanReport:
         """One scan of the whole store; with `pipeline_id` (the embedded mode), of
@@ -83,6 +86,9 @@ class Watchdog:
             self._guarded(pipeline.id, report, partial(self._check_steps, pipeline, report))
         if pipeline_id:
             return report
+        for push_id in self.pushes.waiting() if self.pushes is not None else ():
+            step = Step(Task.CREATE, (push_id,))  # a recorded push whose run is not created
+            self._guarded(push_id, report, partial(self._check_step, push_id, step, report))
         report.removed = self._remove_stale_work()
         if self.settings.execution != "local":
             report.containers = self._remove_orphaned_containers()
@@ -135,20 +141,22 @@ class Watchdog:
         5. Still without a message a whole interval later: enqueue the step again.
            Steps are idempotent, so a duplicate that raced it is harmless.
         """
-        step = self._expected_step(pipeline)
+        self._check_step(pipeline.id, self._expected_step(pipeline), report)
+
+    def _check_step(self, pipeline_id: str, step: Step | None, report: ScanReport) -> None:
         if step is None or self.keys.get(names.step(step.task.value, step.args)) is not None:
-            self.keys.delete(names.stalled(pipeline.id))
+            self.keys.delete(names.stalled(pipeline_id))
             return
         fingerprint = names.step(step.task.value, step.args)
         interval = self.recovery.watchdog_interval_seconds
-        seen, _, since = (self.keys.get(names.stalled(pipeline.id)) or "").rpartition("@")
+        seen, _, since = (self.keys.get(names.stalled(pipeline_id)) or "").rpartition("@")
         if seen != fingerprint:  # first sighting: its message may be on its way
-            self.keys.put(names.stalled(pipeline.id), f"{fingerprint}@{self.clock()}", 3 * interval)
+            self.keys.put(names.stalled(pipeline_id), f"{fingerprint}@{self.clock()}", 3 * interval)
             return
         if self.clock() - float(since) < interval:  # another watchdog's sighting, just now
             return
-        self.keys.delete(names.stalled(pipeline.id))
-        log.warning("pipeline %s: no message for %s; enqueuing it again", pipeline.id, fingerprint)
+        self.keys.delete(names.stalled(pipeline_id))
+        log.warning("pipeline %s: no message for %s; enqueuing it again", pipeline_id, fingerprint)
         self.enqueue(step)
         report.requeued.append(fingerprint)
 

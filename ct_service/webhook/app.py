@@ -16,6 +16,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from ct_service.exceptions import CtError, SettingsError, is_infrastructure_failure
+from ct_service.keystore import redis_client
+from ct_service.orchestration.pushes import PushRecords
 from ct_service.orchestration.queue import make_celery
 from ct_service.repositories import Repository, load_repositories
 from ct_service.settings import Settings
@@ -33,9 +35,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ct"] = WebhookContext(
         settings=settings,
         repositories=_allow_list(settings),
-        deliveries=Deliveries(redis.Redis.from_url(settings.broker_url)),
+        deliveries=Deliveries(redis_client(settings.broker_url)),
+        pushes=PushRecords(redis_client(settings.broker_url)),
         celery=make_celery(settings),
     )
+    _warn_without_persistence(app.extensions["ct"].pushes.client)
     app.register_blueprint(hooks)
     app.register_error_handler(CtError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -56,6 +60,20 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
     if is_infrastructure_failure(error):
         return jsonify(error="a backing service is unavailable; retry later"), 503
     return jsonify(error="internal error"), 500
+
+
+def _warn_without_persistence(client: redis.Redis) -> None:
+    """A recorded push lives only in Redis until a worker creates its run: say so
+    when this Redis keeps nothing on disk (a restart would lose queued pushes)."""
+    try:
+        config = client.config_get("appendonly") | client.config_get("save")
+    except redis.RedisError:  # CONFIG renamed or refused, or Redis not up yet
+        return
+    if config.get("appendonly") != "yes" and not config.get("save"):
+        log.warning(
+            "Redis persists nothing (appendonly no, no save points): pushes recorded but "
+            "not yet taken by a worker would be lost if it restarts; turn on appendonly"
+        )
 
 
 def _allow_list(settings: Settings) -> dict[tuple[Provider, str], Repository]:

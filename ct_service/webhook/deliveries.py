@@ -1,8 +1,9 @@
 """Which push started which pipeline, in Redis, so that a redelivered webhook or two
 racing pushes of one commit start a single pipeline.
 
-A key is claimed atomically (SET NX) before the pipeline is created, then set to its
-id; a claim that finds the key answers with the pipeline already there."""
+A key is claimed atomically (SET NX) before the push is recorded, then set to its
+pipeline id with the record (orchestration/pushes.py); a claim that finds the key
+answers with the pipeline already there."""
 
 from __future__ import annotations
 
@@ -33,12 +34,6 @@ class Deliveries:
                 self.client.delete(*won)
             return self._wait_for(name, wait_seconds)
         return ""
-
-    def remember(self, keys: list[str], pipeline_id: str) -> None:
-        with self.client.pipeline() as batch:
-            for key in keys:
-                batch.set(self.prefix + key, pipeline_id, ex=int(redis_keys.DELIVERY_SECONDS))
-            batch.execute()
 
     def next_sequence(self, key: str) -> int:
         """The next number of a counter shared by every webhook process."""

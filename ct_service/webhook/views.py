@@ -19,8 +19,15 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ct_service import keys as names
+from ct_service import run_tags
 from ct_service.exceptions import BadSignature
-from ct_service.orchestration import pipeline
+from ct_service.orchestration import git_source, pipeline
+from ct_service.orchestration.pushes import (
+    PushRecord,
+    PushRecords,
+    describe_target,
+    new_pipeline_id,
+)
 from ct_service.orchestration.queue import CtCelery, enqueue
 from ct_service.report import run_url, summarize
 from ct_service.repositories import Repository
@@ -44,6 +51,7 @@ class WebhookContext:
     settings: Settings
     repositories: dict[tuple[push.Provider, str], Repository]
     deliveries: Deliveries
+    pushes: PushRecords
     celery: CtCelery
 
 
@@ -116,12 +124,11 @@ def _signed_by(
 
 
 def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answer:
-    """Claim the push, persist its pipeline, enqueue its id; a second delivery of the
-    same push (or commit) answers with the first one's pipeline, however old."""
+    """Claim the push, record it in Redis, enqueue its create step, answer: no MLflow
+    round trip (a worker creates the pipeline run; pushes.py). A second delivery of
+    the same push (or commit) answers with the first one's pipeline id."""
     provider = repository.provider.value
-    earlier = Tracker(ct.settings).pipeline_for_commit(repository.url, event.branch, event.after)
-    if earlier:
-        return {"pipeline_id": earlier, "status": "already started"}, 200
+    git_source.check_source(ct.settings, repository.url, event.after)
     keys = [names.pushed_commit(provider, repository.name, event.branch, event.after)]
     if event.delivery_id:
         keys.insert(0, names.delivery(provider, f"{event.delivery_id}:{event.branch}"))
@@ -130,31 +137,32 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answ
         return {"error": "another delivery of this push is starting it"}, 409
     if existing:
         return {"pipeline_id": existing, "status": "already started"}, 200
+    record = PushRecord(
+        pipeline_id=new_pipeline_id(),
+        repository=f"{provider}:{repository.name}",
+        url=repository.url,
+        project=repository.project,
+        branch=event.branch,
+        commit=event.after,
+        sequence=ct.deliveries.next_sequence(
+            names.push_sequence(provider, repository.name, event.branch)
+        ),
+        # a provider that lists no changed paths (Bitbucket): the worker compares
+        changed_since=event.before if event.changed_paths is None else "",
+        watched=repository.watched_paths,
+        target=describe_target(repository.target),
+    )
     try:
-        pipeline_id = pipeline.create(
-            ct.settings,
-            repository.project,
-            commit=event.after,
-            target=repository.target,
-            source=pipeline.GitSource(
-                url=repository.url,
-                branch=event.branch,
-                sequence=ct.deliveries.next_sequence(
-                    names.push_sequence(provider, repository.name, event.branch)
-                ),
-                repository=f"{provider}:{repository.name}",
-                # a provider that lists no changed paths (Bitbucket): the worker compares
-                changed_since=event.before if event.changed_paths is None else "",
-                watched=repository.watched_paths,
-            ),
-        )
-        enqueue(ct.celery, pipeline.Task.START, pipeline_id)
+        ct.pushes.save(record, keys)
     except Exception:
         ct.deliveries.release(keys)
         raise
-    ct.deliveries.remember(keys, pipeline_id)
-    log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], pipeline_id)
-    return {"pipeline_id": pipeline_id}, 202
+    try:
+        enqueue(ct.celery, pipeline.Task.CREATE, record.pipeline_id)
+    except Exception as error:  # recorded: the watchdog sends it
+        log.warning("push %s recorded, its create step not sent yet: %s", record.pipeline_id, error)
+    log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], record.pipeline_id)
+    return {"pipeline_id": record.pipeline_id, "status": "queued"}, 202
 
 
 @hooks.before_request
@@ -182,12 +190,22 @@ def list_pipelines() -> ResponseReturnValue:
 
 @hooks.get("/pipelines/<pipeline_id>")
 def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
-    settings = _context().settings
+    ct = _context()
     if not PIPELINE_ID.fullmatch(pipeline_id):
         return jsonify(error="not a pipeline id"), 404
-    tracker = Tracker(settings)
-    current = tracker.pipeline(pipeline_id)
-    return jsonify(summarize(settings, current, tracker.attempts(current)).to_json())
+    run_id = ct.pushes.run_of(pipeline_id)  # a push's id, once its run exists
+    record = None if run_id else ct.pushes.load(pipeline_id)
+    if record is not None:  # recorded, its run not created yet
+        return jsonify(
+            pipeline_id=pipeline_id,
+            status="queued",
+            commit=record.commit,
+            branch=record.branch,
+            reason="recorded; a worker creates its MLflow run",
+        )
+    tracker = Tracker(ct.settings)
+    current = tracker.pipeline(run_id or pipeline_id)
+    return jsonify(summarize(ct.settings, current, tracker.attempts(current)).to_json())
 
 
 @hooks.get("/healthz")
@@ -202,6 +220,7 @@ def health() -> ResponseReturnValue:
 def _brief(settings: Settings, p: Pipeline) -> dict[str, str]:
     return {
         "pipeline_id": p.id,
+        "push_id": p.tags.get(run_tags.PUSH_ID, ""),
         "project": p.spec.project_name,
         "commit": p.spec.commit,
         "status": p.status.value,
