@@ -21,7 +21,6 @@ DECIDE_CLAIM_SECONDS = 600.0  # past a decide step's life; ct.decided_through ou
 SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running this long is dead
 FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
-DELIVERY_CLAIM_SECONDS = 60.0  # a delivery claim whose webhook process died frees itself
 CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
 WAITING_PUSHES = "waiting"  # sorted set (by time recorded) of pushes whose run is not created
 
@@ -93,17 +92,16 @@ def newest_pushes(repository: str, branch: str) -> str:
 
 def delivery(provider: str, delivery_id: str) -> str:
     """The pipeline a push delivery (`<id>:<branch>`: a Bitbucket delivery may push
-    several branches) started (TTL DELIVERY_SECONDS; "pending" while
-    being created, TTL DELIVERY_CLAIM_SECONDS)."""
+    several branches) recorded (TTL DELIVERY_SECONDS; set with the record, at once)."""
     return f"delivery:{provider}:{delivery_id}"
 
 
 def push_sequence(provider: str, repository: str, branch: str) -> str:
-    """A counter of the pushes to this branch, in the order the webhook took them
+    """A counter of the pushes to this branch, in the order the webhook recorded them
     (INCR; no TTL: it orders pushes, which a clock's millisecond cannot)."""
     return f"sequence:{provider}:{repository}:{branch}"
 
 
 def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:
-    """The pipeline a push of this commit to this branch started (as `delivery`)."""
+    """The pipeline a push of this commit to this branch recorded (as `delivery`)."""
     return f"commit:{provider}:{repository}:{branch}:{sha}"

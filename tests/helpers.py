@@ -4,7 +4,9 @@ an embedded `ct-service run`, and reading attempts back from MLflow."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
 
-from conftest import LENET, ROOT
+from conftest import LENET, ROOT, free_port
 
 from ct_service.orchestration import pipeline
 from ct_service.settings import Settings
@@ -153,3 +155,54 @@ def wait_finished(tracker: Tracker, pipeline_id: str, log: Path, timeout: float 
         f"pipeline {pipeline_id} to finish",
         log,
     )
+
+
+class MlflowServer:
+    """`mlflow server` on SQLite with proxied artifacts, in its own process group;
+    stop() and start() again on the same store."""
+
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.folder = folder
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = (self.folder / "mlflow-server.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                (self.folder / "artifacts").as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._answers, 60, "the MLflow server", self.folder / "mlflow-server.log")
+
+    def _answers(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)

@@ -19,6 +19,7 @@ from conftest import ROOT, WorkerProcess, ct_env, free_port
 from helpers import (
     FAST_RECOVERY,
     SMALL,
+    MlflowServer,
     attempt_runs,
     checkpointed_attempt,
     enqueue_pipeline,
@@ -313,54 +314,6 @@ def test_redis_restarts_that_lose_everything_lose_no_work_and_duplicate_nothing(
     versions = tracker.client.search_model_versions(f"name = '{pipeline.spec.model_name}'")
     assert len(versions) == 1
     assert "enqueuing it again" in (tmp_path / "worker.log").read_text()
-
-
-class MlflowServer:
-    def __init__(self, folder: Path):
-        self.port = free_port()
-        self.folder = folder
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        log = (self.folder / "mlflow-server.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.folder / 'mlflow.db'}",
-                "--artifacts-destination",
-                (self.folder / "artifacts").as_uri(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(self._answers, 60, "the MLflow server", self.folder / "mlflow-server.log")
-
-    def _answers(self) -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -234,12 +234,12 @@ def test_a_step_whose_message_was_lost_is_enqueued_again_after_a_scan_interval(
 
 
 @pytest.mark.integration
-def test_a_recorded_push_whose_create_message_was_lost_is_created_after_a_scan_interval(
+def test_recorded_pushes_whose_intake_message_was_lost_get_their_runs_after_a_scan_interval(
     distributed: Settings,
 ) -> None:
-    """The webhook answered after recording the push; its create message never came
-    (a broker that lost it): the watchdog sends it again; once the push's run
-    exists, it watches the pipeline's next step instead."""
+    """The webhook answered after recording the push; the intake message it sent
+    never came (a broker that lost it): the watchdog sends the intake again; once
+    the push's run exists, it watches the pipeline's next step instead."""
     import redis
 
     from ct_service.orchestration.pushes import PushRecord, PushRecords
@@ -251,17 +251,18 @@ def test_a_recorded_push_whose_create_message_was_lost_is_created_after_a_scan_i
         project="projects/lenet",
         branch="main",
         commit="c" * 40,
-        sequence=1,
     )
-    PushRecords(redis.Redis.from_url(distributed.broker_url)).save(record, [])
-    expected = Step(Task.CREATE, (record.pipeline_id,))
+    records = PushRecords(redis.Redis.from_url(distributed.broker_url))
+    intake = Step(Task.INTAKE, ())
+    lost = (names.step(intake.task.value, intake.args), 0.001)  # its mark gone at once
+    assert records.record(record, [], "sequence:github:acme/models:main", lost).send_intake
     now = 1_000_000.0
     assert scan(distributed, lambda: now)[0] == []  # first sighting
     interval_later = now + RECOVERY.watchdog_interval_seconds
-    assert scan(distributed, lambda: interval_later)[0] == [expected]
-    keystore_for(distributed).delete(names.step(expected.task.value, expected.args))
-    step = pipeline.create_from_push(distributed, record.pipeline_id)  # the worker's step
-    assert step is not None and step.task is Task.START
+    assert scan(distributed, lambda: interval_later)[0] == [intake]
+    keystore_for(distributed).delete(names.step(intake.task.value, intake.args))
+    [step] = pipeline.intake(distributed)  # what the worker's intake does
+    assert step.task is Task.START and records.waiting() == []
     # created (its START not sent here): the watchdog now looks after the pipeline
     assert scan(distributed, lambda: now)[0] == []
     assert scan(distributed, lambda: interval_later)[0] == [step]

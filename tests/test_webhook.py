@@ -16,9 +16,12 @@ from conftest import REDIS_URL
 from helpers import created
 from push_samples import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
 
+from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import SettingsError
+from ct_service.keystore import keystore_for
 from ct_service.orchestration import pipeline
+from ct_service.orchestration.pushes import PushRecord, PushRecords
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 from ct_service.webhook.app import create_app
@@ -362,3 +365,56 @@ def test_the_webhook_refuses_to_start_without_secrets(tmp_path, redis_url):
     assert answer.status_code == 202
     with pytest.raises(SettingsError, match="CT_BROKER_URL"):
         create_app(Settings(home=tmp_path / "ct", repositories_file=str(path)))
+
+
+@pytest.mark.integration
+def test_a_burst_sends_one_intake_that_creates_every_run_in_order_and_fails_only_a_bad_one(
+    client, settings
+):
+    headers = {"X-GitHub-Event": "push"}
+    pushed = [
+        deliver(client, Provider.GITHUB, headers, {**GITHUB_PUSH, "after": f"{n:040x}"})
+        for n in range(1, 6)
+    ]
+    assert [answer.status_code for answer in pushed] == [202] * 5
+    assert queued() == 1  # one intake message for the whole burst
+    records = PushRecords(redis.Redis.from_url(REDIS_URL))
+    bad = PushRecord(
+        pipeline_id="ef" * 16,
+        repository="github:acme/models",
+        url="https://git.example.com/acme/models.git",
+        project="projects/lenet",
+        branch="main",
+        commit="not-a-commit",  # the webhook refuses it; a record altered in Redis
+    )
+    records.record(bad, [], "sequence:github:acme/models:main", ("step:unused", 1))
+    steps = pipeline.intake(settings)
+    tracker = Tracker(settings)
+    assert [tracker.pipeline(s.args[0]).tags[run_tags.PUSH_ID] for s in steps] == [
+        answer.json["pipeline_id"] for answer in pushed
+    ]
+    assert {s.task for s in steps} == {pipeline.Task.START}
+    assert records.waiting() == []
+    assert "40-character commit id" in records.failure_of(bad.pipeline_id)
+    assert pipeline.intake(settings) == ()  # nothing waits: nothing created twice
+    assert len(tracker.recent_pipelines()) == 5
+
+
+@pytest.mark.integration
+def test_an_intake_that_ends_sends_another_for_pushes_recorded_while_it_ran(client, settings):
+    from ct_service.orchestration.queue import make_celery, send_intake_if_pushes_wait
+
+    headers = {"X-GitHub-Event": "push"}
+    deliver(client, Provider.GITHUB, headers, GITHUB_PUSH)
+    assert queued() == 1
+    assert len(pipeline.intake(settings)) == 1  # the intake runs; its mark is still set
+    late = {**GITHUB_PUSH, "before": AFTER, "after": BEFORE}
+    assert deliver(client, Provider.GITHUB, headers, late).status_code == 202
+    assert queued() == 1  # the webhook saw the mark and sent nothing
+    celery = make_celery(settings)
+    keystore_for(settings).delete(names.step(pipeline.Task.INTAKE.value, ()))  # it ends
+    assert send_intake_if_pushes_wait(celery) is True and queued() == 2
+    assert send_intake_if_pushes_wait(celery) is False  # marked queued again
+    assert len(pipeline.intake(settings)) == 1
+    keystore_for(settings).delete(names.step(pipeline.Task.INTAKE.value, ()))
+    assert send_intake_if_pushes_wait(celery) is False and queued() == 2  # nothing waits

@@ -19,7 +19,7 @@ from ct_service.exceptions import is_infrastructure_failure
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Step, Task
-from ct_service.orchestration.queue import enqueue
+from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
 from ct_service.recovery.resume import resume as resume_attempt
 from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
@@ -72,9 +72,23 @@ def _backoff(retries: int) -> float:
     return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
 
 
-@shared_task(bind=True, name=Task.CREATE.value, max_retries=MAX_RETRIES)
-def create(self: CeleryTask, push_id: str) -> None:
-    _run_step(self, push_id, lambda: pipeline.create_from_push(self.app.settings, push_id))
+@shared_task(bind=True, name=Task.INTAKE.value, max_retries=MAX_RETRIES)
+def intake(self: CeleryTask) -> None:
+    """The runs of every recorded push; then, once its mark is cleared, another
+    intake if pushes were recorded while this one ran (the webhook saw the mark)."""
+    settings = self.app.settings
+    marker = _marker(self)
+    try:
+        steps = pipeline.intake(settings)
+    except Exception as error:
+        if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
+            log.warning("%s: infrastructure failure, retrying: %s", self.name, error)
+            raise self.retry(exc=error, countdown=_backoff(self.request.retries)) from error
+        raise
+    for following in steps:
+        enqueue(self.app, following.task, *following.args)
+    _forget(settings, marker)
+    send_intake_if_pushes_wait(self.app)
 
 
 @shared_task(bind=True, name=Task.START.value, max_retries=MAX_RETRIES)

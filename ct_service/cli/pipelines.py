@@ -194,6 +194,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         records = push_records_for(settings)
         run_id = records.run_of(args.pipeline_id) if records is not None else ""
         if not run_id and records is not None and records.load(args.pipeline_id) is not None:
+            failure = records.failure_of(args.pipeline_id)
+            if failure:
+                print(f"{args.pipeline_id}  failed: {failure}")
+                return EXIT_FAILED
             print(f"{args.pipeline_id}  queued: recorded, waiting for a worker to create its run")
             return EXIT_OK
         return _finish(settings, run_id or args.pipeline_id, args.json, follow=args.follow)

@@ -22,7 +22,7 @@ from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.checkout import (
     remove,
 )
-from ct_service.exceptions import PipelineNotFound, ProjectError
+from ct_service.exceptions import PipelineNotFound, ProjectError, is_infrastructure_failure
 from ct_service.execution import env_manager
 from ct_service.execution.executor import AttemptRequest, AttemptResult, Halt, Heartbeat
 from ct_service.execution.lease import Lease, holder
@@ -48,7 +48,7 @@ class Task(str, Enum):
     """Celery task names, one per step (workers.tasks runs each; its queue is set in
     orchestration/queue.py)."""
 
-    CREATE = "ct.pipeline.create"  # create_from_push(): the MLflow run of a recorded push
+    INTAKE = "ct.pipeline.intake"  # intake(): the MLflow runs of the pushes recorded
     START = "ct.pipeline.start"  # start(): check the push still matters, create attempt 1
     RUN_ATTEMPT = "ct.train.run_attempt"  # run_attempt(): train one attempt
     DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
@@ -101,11 +101,40 @@ def create(
     return Tracker(settings).create_pipeline(spec, adopt_run_id)
 
 
+def intake(settings: Settings) -> tuple[Step, ...]:
+    """Create the pipeline run of every push the webhook recorded that has none yet,
+    oldest first, and return their start steps. A push whose run cannot be created
+    for a reason retrying cannot fix is marked failed with it (the status API shows
+    it) and the others go on; an infrastructure failure stops the intake for its
+    retry (the runs created so far get their start step from the watchdog)."""
+    records = push_records_for(settings)
+    if records is None:
+        raise ProjectError("pushed pipelines need the webhook's Redis (CT_BROKER_URL)")
+    steps: list[Step] = []
+    seen: set[str] = set()
+    while True:
+        new = [push_id for push_id in records.waiting() if push_id not in seen]
+        if not new:
+            return tuple(steps)
+        for push_id in new:
+            seen.add(push_id)
+            try:
+                step = create_from_push(settings, push_id)
+            except Exception as error:
+                if is_infrastructure_failure(error):
+                    raise
+                log.exception("the run of push %s could not be created", push_id)
+                records.failed(push_id, f"{type(error).__name__}: {error}")
+                continue
+            if step is not None:
+                steps.append(step)
+
+
 def create_from_push(settings: Settings, push_id: str) -> Step | None:
-    """The first step of a pushed commit's pipeline: create its MLflow run from what
-    the webhook recorded, tagged with the pipeline id the webhook answered. A replayed
-    message finds the run it created; a commit that already has a pipeline (a push
-    redelivered after its delivery keys expired) maps the push to that one."""
+    """Create one recorded push's MLflow run, tagged with the pipeline id the webhook
+    answered; its start step. Idempotent: a second call finds the run it created; a
+    commit that already has a pipeline (a push redelivered after its delivery keys
+    expired) maps the push to that one and starts nothing."""
     records = push_records_for(settings)
     if records is None:
         raise ProjectError("a pushed pipeline needs the webhook's Redis (CT_BROKER_URL)")

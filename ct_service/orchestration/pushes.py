@@ -1,12 +1,14 @@
 """Pushes the webhook took, recorded in Redis until a worker has created their
 pipeline run in MLflow.
 
-The webhook answers as soon as a push is recorded here (a few Redis writes, no
-MLflow round trip); the first step of its pipeline (`pipeline.create_from_push`)
-creates the MLflow run and maps the push's pipeline id to it. Until then this
-record is the push's only copy, so Redis must persist (compose runs it with
-`appendonly yes`); the watchdog re-sends the create step of a record whose message
-was lost. A pipeline id the webhook answered stays valid: `Tracker.pipeline` finds
+The webhook answers as soon as a push is recorded here (one Redis round trip, no
+MLflow); the intake step (`pipeline.intake`) creates the MLflow runs of every
+waiting push and maps each push's pipeline id to its run. One intake message serves
+a whole burst: the webhook sends one only when none is queued or running, and an
+intake that ends looks once more for pushes recorded meanwhile. Until its run
+exists this record is the push's only copy, so Redis must persist (compose runs it
+with `appendonly yes`); the watchdog sends the intake when pushes wait and no
+intake message is marked. A pipeline id the webhook answered stays valid: `Tracker.pipeline` finds
 the run by its `ct.push_id` tag, the status API shows a record still waiting.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
@@ -37,7 +39,7 @@ class PushRecord:
     project: str  # the project's path in the repository
     branch: str
     commit: str
-    sequence: int  # the push's place among the pushes to its branch
+    sequence: int = 0  # the push's place among the pushes to its branch (set by Redis)
     changed_since: str = ""  # the before-commit, when the push listed no changed paths
     watched: tuple[str, ...] = ()
     target: dict[str, object] | None = None  # the allow-list's target, as declared
@@ -71,26 +73,84 @@ def describe_target(target: Target | None) -> dict[str, object] | None:
     }
 
 
+# One round trip records a push: claim its delivery keys (or answer with the pipeline
+# an earlier delivery of it recorded), number it among its branch's pushes, store it,
+# list it as waiting and as its branch's newest, and mark the intake step queued
+# unless it is queued or running already (then the caller sends it: one message for
+# a whole burst).
+_RECORD = """
+local claims = tonumber(ARGV[1])
+for i = 1, claims do
+  local earlier = redis.call('GET', KEYS[i])
+  if earlier then return {earlier, 0, 0} end
+end
+local sequence = redis.call('INCR', KEYS[claims + 1])
+redis.call('HSET', KEYS[claims + 2], 'json', ARGV[3], 'sequence', sequence)
+redis.call('ZADD', KEYS[claims + 3], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[claims + 4], sequence, ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[claims + 4], 0, -tonumber(ARGV[5]) - 1)
+for i = 1, claims do redis.call('SET', KEYS[i], ARGV[2], 'EX', ARGV[6]) end
+local send = redis.call('SET', KEYS[claims + 5], 'queued', 'PX', ARGV[7], 'NX')
+return {ARGV[2], sequence, send and 1 or 0}
+"""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    pipeline_id: str  # this push's, or the one an earlier delivery of it recorded
+    sequence: int  # 0 for an earlier delivery's
+    send_intake: bool  # the intake step was not queued: the caller sends it
+
+    @property
+    def is_new(self) -> bool:
+        return self.sequence > 0
+
+
 class PushRecords:
     def __init__(self, client: redis.Redis):
         self.client = client
+        self._record = client.register_script(_RECORD)
 
-    def save(self, record: PushRecord, delivery_keys: list[str]) -> None:
-        """Record the push and point its delivery keys at it, in one transaction."""
+    def record(
+        self,
+        record: PushRecord,
+        delivery_keys: list[str],
+        sequence_key: str,
+        intake_mark: tuple[str, float],
+    ) -> Recorded:
+        """Record the push atomically, unless one of its delivery keys is taken (an
+        earlier delivery recorded it). `intake_mark` is the KeyStore key that marks
+        the intake step queued, and how long that mark lasts."""
         prefix = names.DELIVERY_PREFIX
-        with self.client.pipeline(transaction=True) as batch:
-            batch.set(prefix + names.push_record(record.pipeline_id), record.to_json())
-            batch.zadd(prefix + names.WAITING_PUSHES, {record.pipeline_id: record.recorded_at})
-            newest = prefix + names.newest_pushes(record.repository, record.branch)
-            batch.zadd(newest, {record.pipeline_id: record.sequence})
-            batch.zremrangebyrank(newest, 0, -NEWEST_KEPT - 1)
-            for key in delivery_keys:
-                batch.set(prefix + key, record.pipeline_id, ex=int(names.DELIVERY_SECONDS))
-            batch.execute()
+        mark, mark_seconds = intake_mark
+        keys = [
+            *(prefix + key for key in delivery_keys),
+            prefix + sequence_key,
+            prefix + names.push_record(record.pipeline_id),
+            prefix + names.WAITING_PUSHES,
+            prefix + names.newest_pushes(record.repository, record.branch),
+            names.KEYSTORE_PREFIX + mark,
+        ]
+        pipeline_id, sequence, send = self._record(
+            keys=keys,
+            args=[
+                len(delivery_keys),
+                record.pipeline_id,
+                record.to_json(),
+                repr(record.recorded_at),
+                NEWEST_KEPT,
+                int(names.DELIVERY_SECONDS),
+                max(1, int(mark_seconds * 1000)),
+            ],
+        )
+        return Recorded(_text(pipeline_id), int(sequence), bool(send))
 
     def load(self, pipeline_id: str) -> PushRecord | None:
-        text = self.client.get(names.DELIVERY_PREFIX + names.push_record(pipeline_id))
-        return None if text is None else PushRecord.from_json(_text(text))
+        stored = self.client.hgetall(names.DELIVERY_PREFIX + names.push_record(pipeline_id))
+        if not stored:
+            return None
+        fields = {_text(k): _text(v) for k, v in stored.items()}
+        return replace(PushRecord.from_json(fields["json"]), sequence=int(fields["sequence"]))
 
     def run_of(self, pipeline_id: str) -> str:
         """The MLflow run created for this push, or "" while it waits."""
@@ -106,6 +166,19 @@ class PushRecords:
             batch.expire(prefix + names.push_record(pipeline_id), ttl)
             batch.zrem(prefix + names.WAITING_PUSHES, pipeline_id)
             batch.execute()
+
+    def failed(self, pipeline_id: str, reason: str) -> None:
+        """The push's run could not be created, for a reason retrying cannot fix."""
+        record = names.DELIVERY_PREFIX + names.push_record(pipeline_id)
+        with self.client.pipeline(transaction=True) as batch:
+            batch.hset(record, "failure", reason)
+            batch.expire(record, int(names.DELIVERY_SECONDS))
+            batch.zrem(names.DELIVERY_PREFIX + names.WAITING_PUSHES, pipeline_id)
+            batch.execute()
+
+    def failure_of(self, pipeline_id: str) -> str:
+        value = self.client.hget(names.DELIVERY_PREFIX + names.push_record(pipeline_id), "failure")
+        return _text(value) if value else ""
 
     def waiting(self) -> list[str]:
         """Pipeline ids of recorded pushes whose run is not created yet, oldest first."""

@@ -16,13 +16,14 @@ from celery import Celery
 from ct_service import keys as names
 from ct_service.keystore import keystore_for
 from ct_service.orchestration.pipeline import Task
+from ct_service.orchestration.pushes import push_records_for
 from ct_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUES = ("pipeline", "training", "notify")
 ROUTES = {
-    Task.CREATE.value: "pipeline",
+    Task.INTAKE.value: "pipeline",
     Task.START.value: "pipeline",
     Task.DECIDE.value: "pipeline",
     Task.PROMOTE.value: "pipeline",
@@ -88,11 +89,35 @@ def _transport_options(settings: Settings) -> dict[str, float]:
 
 
 def enqueue(app: CtCelery, task: Task, *args: str) -> None:
-    """Send a step; mark it queued first, so the watchdog knows it is on its way
-    (the mark lasts as long as the broker would hold an unacknowledged message)."""
+    """Send a step; mark it queued first, so the watchdog knows it is on its way."""
     key = names.step(task.value, args)
     try:
-        keystore_for(app.settings).put(key, "queued", app.settings.visibility_timeout_seconds)
+        keystore_for(app.settings).put(key, "queued", queued_mark_seconds(app.settings))
     except Exception as error:  # the mark is a hint; sending the step is what matters
         log.warning("could not mark %s as queued: %s", key, error)
+    send(app, task, *args)
+
+
+def send(app: CtCelery, task: Task, *args: str) -> None:
+    """Send a step whose queued mark is set already (the webhook sets the intake's
+    with its record, in the same round trip)."""
     app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
+
+
+def send_intake_if_pushes_wait(app: CtCelery) -> bool:
+    """Send the intake step when pushes wait and no intake is marked queued or
+    running (an intake that ends calls this for pushes recorded while it ran)."""
+    records = push_records_for(app.settings)
+    if records is None or not records.waiting():
+        return False
+    key = names.step(Task.INTAKE.value, ())
+    if not keystore_for(app.settings).claim(key, "queued", queued_mark_seconds(app.settings)):
+        return False
+    send(app, Task.INTAKE)
+    return True
+
+
+def queued_mark_seconds(settings: Settings) -> float:
+    """How long a step stays marked queued: as long as the broker would hold an
+    unacknowledged message."""
+    return settings.visibility_timeout_seconds

@@ -4,8 +4,8 @@ Each scan
 - resumes attempts whose lease expired (their worker, container or machine died) or
   that were interrupted from outside (see resume.py);
 - re-enqueues the next step of a pipeline whose message was lost (a broker restart
-  that lost its contents, a worker that died during a short step), and the create
-  step of a push the webhook recorded whose run is not created: a step is
+  that lost its contents, a worker that died during a short step), and the intake
+  step while pushes the webhook recorded wait for their runs: a step is
   re-enqueued when no message for it has been marked queued or running for a whole
   scan interval, and every step is idempotent, so a duplicate is harmless;
 - removes work folders of pipelines that ended long ago, and containers of runs
@@ -86,9 +86,9 @@ class Watchdog:
             self._guarded(pipeline.id, report, partial(self._check_steps, pipeline, report))
         if pipeline_id:
             return report
-        for push_id in self.pushes.waiting() if self.pushes is not None else ():
-            step = Step(Task.CREATE, (push_id,))  # a recorded push whose run is not created
-            self._guarded(push_id, report, partial(self._check_step, push_id, step, report))
+        if self.pushes is not None and self.pushes.waiting():  # recorded, no run yet
+            intake = Step(Task.INTAKE, ())
+            self._guarded("intake", report, partial(self._check_step, "intake", intake, report))
         report.removed = self._remove_stale_work()
         if self.settings.execution != "local":
             report.containers = self._remove_orphaned_containers()

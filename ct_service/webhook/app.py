@@ -21,7 +21,6 @@ from ct_service.orchestration.pushes import PushRecords
 from ct_service.orchestration.queue import make_celery
 from ct_service.repositories import Repository, load_repositories
 from ct_service.settings import Settings
-from ct_service.webhook.deliveries import Deliveries
 from ct_service.webhook.push import Provider
 from ct_service.webhook.views import WebhookContext, hooks
 
@@ -35,7 +34,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["ct"] = WebhookContext(
         settings=settings,
         repositories=_allow_list(settings),
-        deliveries=Deliveries(redis_client(settings.broker_url)),
         pushes=PushRecords(redis_client(settings.broker_url)),
         celery=make_celery(settings),
     )

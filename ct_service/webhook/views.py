@@ -2,7 +2,7 @@
 starts a pipeline for exactly the pushed commit; GET /pipelines and
 /pipelines/<id> show them; GET /healthz says whether Redis answers.
 
-The objects the views share (settings, allow-list, deliveries, Celery app) are
+The objects the views share (settings, allow-list, push records, Celery app) are
 the Flask app's `ct` extension, set by create_app()."""
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from ct_service.orchestration.pushes import (
     describe_target,
     new_pipeline_id,
 )
-from ct_service.orchestration.queue import CtCelery, enqueue
+from ct_service.orchestration.queue import CtCelery, queued_mark_seconds, send
 from ct_service.report import run_url, summarize
 from ct_service.repositories import Repository
 from ct_service.settings import Settings
 from ct_service.tracking import Pipeline, Tracker
 from ct_service.webhook import push
-from ct_service.webhook.deliveries import PENDING, Deliveries
 from ct_service.webhook.push import EventKind
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,6 @@ Answer = tuple[dict[str, Any], int]  # a JSON body and its status
 class WebhookContext:
     settings: Settings
     repositories: dict[tuple[push.Provider, str], Repository]
-    deliveries: Deliveries
     pushes: PushRecords
     celery: CtCelery
 
@@ -124,19 +122,15 @@ def _signed_by(
 
 
 def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answer:
-    """Claim the push, record it in Redis, enqueue its create step, answer: no MLflow
-    round trip (a worker creates the pipeline run; pushes.py). A second delivery of
-    the same push (or commit) answers with the first one's pipeline id."""
+    """Record the push in Redis, send the intake step unless one is on its way,
+    answer: no MLflow round trip (a worker creates the pipeline's run;
+    orchestration/pushes.py). A second delivery of the same push (or commit)
+    answers with the first one's pipeline id."""
     provider = repository.provider.value
     git_source.check_source(ct.settings, repository.url, event.after)
     keys = [names.pushed_commit(provider, repository.name, event.branch, event.after)]
     if event.delivery_id:
         keys.insert(0, names.delivery(provider, f"{event.delivery_id}:{event.branch}"))
-    existing = ct.deliveries.claim(keys)
-    if existing == PENDING:
-        return {"error": "another delivery of this push is starting it"}, 409
-    if existing:
-        return {"pipeline_id": existing, "status": "already started"}, 200
     record = PushRecord(
         pipeline_id=new_pipeline_id(),
         repository=f"{provider}:{repository.name}",
@@ -144,24 +138,24 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answ
         project=repository.project,
         branch=event.branch,
         commit=event.after,
-        sequence=ct.deliveries.next_sequence(
-            names.push_sequence(provider, repository.name, event.branch)
-        ),
         # a provider that lists no changed paths (Bitbucket): the worker compares
         changed_since=event.before if event.changed_paths is None else "",
         watched=repository.watched_paths,
         target=describe_target(repository.target),
     )
-    try:
-        ct.pushes.save(record, keys)
-    except Exception:
-        ct.deliveries.release(keys)
-        raise
-    try:
-        enqueue(ct.celery, pipeline.Task.CREATE, record.pipeline_id)
-    except Exception as error:  # recorded: the watchdog sends it
-        log.warning("push %s recorded, its create step not sent yet: %s", record.pipeline_id, error)
-    log.info("push %s@%s -> pipeline %s", repository.name, event.after[:12], record.pipeline_id)
+    intake_mark = (names.step(pipeline.Task.INTAKE.value, ()), queued_mark_seconds(ct.settings))
+    recorded = ct.pushes.record(
+        record, keys, names.push_sequence(provider, repository.name, event.branch), intake_mark
+    )
+    if not recorded.is_new:
+        return {"pipeline_id": recorded.pipeline_id, "status": "already started"}, 200
+    if recorded.send_intake:
+        try:
+            send(ct.celery, pipeline.Task.INTAKE)
+        except Exception as error:  # recorded: the watchdog sends it
+            log.warning("push %s recorded, the intake not sent: %s", record.pipeline_id, error)
+    name, commit = repository.name, event.after[:12]
+    log.info("push %s@%s #%d -> pipeline %s", name, commit, recorded.sequence, record.pipeline_id)
     return {"pipeline_id": record.pipeline_id, "status": "queued"}, 202
 
 
@@ -195,13 +189,14 @@ def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
         return jsonify(error="not a pipeline id"), 404
     run_id = ct.pushes.run_of(pipeline_id)  # a push's id, once its run exists
     record = None if run_id else ct.pushes.load(pipeline_id)
-    if record is not None:  # recorded, its run not created yet
+    if record is not None:  # recorded, its run not created (yet)
+        failure = ct.pushes.failure_of(pipeline_id)
         return jsonify(
             pipeline_id=pipeline_id,
-            status="queued",
+            status="failed" if failure else "queued",
             commit=record.commit,
             branch=record.branch,
-            reason="recorded; a worker creates its MLflow run",
+            reason=failure or "recorded; a worker creates its MLflow run",
         )
     tracker = Tracker(ct.settings)
     current = tracker.pipeline(run_id or pipeline_id)
@@ -211,7 +206,7 @@ def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
 @hooks.get("/healthz")
 def health() -> ResponseReturnValue:
     try:
-        _context().deliveries.client.ping()
+        _context().pushes.client.ping()
     except redis.RedisError:
         return jsonify(status="redis unreachable"), 503
     return jsonify(status="ok")
