@@ -3,6 +3,7 @@ failure's reason from the run's output and kills a run that overstays its limit.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -152,3 +153,46 @@ def running(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.integration
+def test_the_command_runs_as_mlflow_runs_it_quoted_in_the_project_with_its_run(
+    settings: Settings, tmp_path: Path
+):
+    """The worker computes the command (MLflow's reading of the MLproject) and the
+    launcher runs it without MLflow Projects: parameters quoted as MLflow quotes them,
+    defaults filled in, the project's folder as working directory, the run's ids in
+    the environment; a command that ends without ending its run leaves it ended."""
+    project = tmp_path / "quoting"
+    project.mkdir()
+    (project / "job.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(),\n"
+        "    'run': os.environ['MLFLOW_RUN_ID'], 'experiment': os.environ['MLFLOW_EXPERIMENT_ID'],\n"
+        "    'store': os.environ['MLFLOW_TRACKING_URI']}))\n"
+    )
+    (project / "MLproject").write_text(
+        "name: quoting\nentry_points:\n  main:\n    parameters:\n"
+        "      text: {type: string, default: plain}\n      n: {type: float, default: 3}\n"
+        "    command: python job.py {text} {n}\n"
+    )
+    client = mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
+    experiment = client.create_experiment("quoting")
+    run_id = client.create_run(experiment).info.run_id
+    log_path = settings.home / "logs" / "quoting.log"
+    tricky = "it's $HOME; `rm -rf /`"
+    result = LocalExecutor(settings, poll_seconds=0.1).run(
+        AttemptRequest(str(project), "main", {"text": tricky}, experiment, run_id, 60, log_path)
+    )
+    assert result.succeeded, log_path.read_text()
+    seen = json.loads(
+        next(line for line in log_path.read_text().splitlines() if line.startswith("{"))
+    )
+    assert seen == {
+        "argv": [tricky, "3"],
+        "cwd": str(project),
+        "run": run_id,
+        "experiment": experiment,
+        "store": settings.tracking_uri,
+    }
+    assert client.get_run(run_id).info.status == "FINISHED"  # the script did not end it

@@ -7,6 +7,7 @@ time limit is killed with its children."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from mlflow.exceptions import MlflowException
 
 from ct_service import run_tags
 from ct_service.exceptions import ProjectError
@@ -50,8 +53,10 @@ class LocalExecutor:
         return replace(request, env_manager=choice.manager), {run_tags.ENVIRONMENT: choice.reason}
 
     def payload(self, request: AttemptRequest) -> dict[str, object]:
-        """What the launcher passes to mlflow.projects.run."""
-        return {
+        """What the launcher runs: in this Python environment, the project's command,
+        computed here as MLflow would (the launcher then need not import MLflow);
+        else what it passes to mlflow.projects.run, which builds the environment."""
+        payload: dict[str, object] = {
             "project_uri": request.project_uri,
             "entry_point": request.entry_point,
             "parameters": request.parameters,
@@ -59,6 +64,9 @@ class LocalExecutor:
             "run_id": request.run_id,
             "env_manager": request.env_manager,
         }
+        if request.env_manager == "local":
+            payload["command"], payload["work_dir"] = entry_point_command(request)
+        return payload
 
     def environment(self) -> dict[str, str]:
         return _child_environment(self.settings)
@@ -68,16 +76,24 @@ class LocalExecutor:
 
     def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: None) -> AttemptResult:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(request.log_path, "wb") as log:
+        try:
+            payload = self.payload(request)
+        except MlflowException as error:  # MLflow refuses the entry point or a parameter
+            request.log_path.write_text(f"ct-service: {error}\n")
+            return AttemptResult(False, str(error).splitlines()[0][:300])
+        result = self._launch(request, payload, heartbeat)
+        if "command" in payload:  # what mlflow.projects.run does when the command ends
+            _end_run(self.settings, request.run_id, result.succeeded)
+        return result
+
+    def _launch(
+        self, request: AttemptRequest, payload: dict[str, object], heartbeat: Heartbeat
+    ) -> AttemptResult:
+        with open(request.log_path, "wb") as output:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ct_service.execution.launcher",
-                    json.dumps(self.payload(request)),
-                ],
+                [sys.executable, "-m", "ct_service.execution.launcher", json.dumps(payload)],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 env=self.environment(),
                 start_new_session=True,  # its own process group, killed as one
@@ -108,6 +124,37 @@ class LocalExecutor:
 
 
 _running: set[subprocess.Popen] = set()
+log = logging.getLogger(__name__)
+
+
+def _end_run(settings: Settings, run_id: str, succeeded: bool) -> None:
+    """End the attempt's run if its command left it running: FINISHED, or FAILED
+    (killed or interrupted too), as MLflow's local backend does."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
+    except MlflowException as error:  # the step that records the result ends it too
+        log.warning("could not end run %s: %s", run_id, error)
+
+
+def entry_point_command(request: AttemptRequest) -> tuple[str, str]:
+    """The entry point's shell command and the folder it runs in, from MLflow's own
+    reading of the MLproject (parameters checked and quoted, defaults filled in)."""
+    from mlflow.projects.utils import (
+        fetch_and_validate_project,
+        get_entry_point_command,
+        load_project,
+    )
+
+    work_dir = fetch_and_validate_project(
+        request.project_uri, None, request.entry_point, request.parameters
+    )
+    project = load_project(work_dir)
+    command = get_entry_point_command(project, request.entry_point, request.parameters, None)
+    return " ".join(command), str(work_dir)
 
 
 def refuse_docker_only(project: Path) -> None:
