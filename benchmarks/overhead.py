@@ -103,7 +103,7 @@ def main() -> None:
     environments: dict[str, dict[str, str]] = {}
     if args.docker:
         runs["docker"] = runs["pipeline"]
-        environments["docker"] = docker_settings(args.base_image)
+        environments["docker"] = docker_settings(args.base_image, data)
         print(f"first build of the LeNet environment image: {first_build(args.base_image):.1f} s")
     times: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,9 +137,14 @@ def main() -> None:
         print(f"docker - pipeline        = {median['docker'] - median['pipeline']:+.1f} s")
 
 
-def docker_settings(base_image: str) -> dict[str, str]:
-    """CT_EXECUTION=docker on this machine: host networking, the host's CA for pip."""
-    env = {"CT_EXECUTION": "docker", "CT_DOCKER_BUILD_NETWORK": "host"}
+def docker_settings(base_image: str, data: str) -> dict[str, str]:
+    """CT_EXECUTION=docker on this machine: host networking, the host's CA for pip,
+    the data folder as the one data root containers may mount (read-only)."""
+    env = {
+        "CT_EXECUTION": "docker",
+        "CT_DOCKER_BUILD_NETWORK": "host",
+        "CT_DATA_DIRS": str(Path(data).resolve()),
+    }
     if base_image:
         env["CT_DOCKER_BASE_IMAGE"] = base_image
     if Path(CA_BUNDLE).is_file():

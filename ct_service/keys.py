@@ -3,10 +3,12 @@ lifetime beside it (rq builds its keys in one class the same way).
 
 Coordination keys live in the KeyStore (keystore.py: Redis under `ct:`, or an
 in-process table when embedded); webhook deliveries live in Redis under `ct:push:`.
-None of them is a record (MLflow is), but for one: a push the webhook recorded
+None of them is a record (MLflow is), but for two: a push the webhook recorded
 (`push_record`) is the push's only copy until a worker has created its pipeline run,
-so the webhook's Redis must persist. Losing the others may delay recovery or repeat
-an idempotent step, never lose or duplicate work.
+and `push_sequence` orders a branch's pushes (restarted from 1, queued older pushes
+look newer than new ones until it catches up); so the webhook's Redis must persist.
+Losing the others may delay recovery or repeat an idempotent step, never lose or
+duplicate work.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running t
 FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
+INTAKE_MARK_SECONDS = SHORT_STEP_SECONDS  # an intake marked queued longer was lost: resend
 WAITING_PUSHES = "waiting"  # sorted set (by time recorded) of pushes whose run is not created
 
 

@@ -261,7 +261,9 @@ def test_recorded_pushes_whose_intake_message_was_lost_get_their_runs_after_a_sc
     interval_later = now + RECOVERY.watchdog_interval_seconds
     assert scan(distributed, lambda: interval_later)[0] == [intake]
     keystore_for(distributed).delete(names.step(intake.task.value, intake.args))
-    [step] = pipeline.intake(distributed)  # what the worker's intake does
+    started: list[Step] = []
+    pipeline.intake(distributed, started.append)  # what the worker's intake does
+    [step] = started
     assert step.task is Task.START and records.waiting() == []
     # created (its START not sent here): the watchdog now looks after the pipeline
     assert scan(distributed, lambda: now)[0] == []

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 import redis
-from conftest import REDIS_URL
+from conftest import REDIS_URL, free_port
 from helpers import created
 from push_samples import AFTER, BEFORE, BITBUCKET_PUSH, CASES, GITHUB_PUSH, GITLAB_PUSH
 
@@ -367,6 +367,13 @@ def test_the_webhook_refuses_to_start_without_secrets(tmp_path, redis_url):
         create_app(Settings(home=tmp_path / "ct", repositories_file=str(path)))
 
 
+def intake(settings: Settings) -> list[pipeline.Step]:
+    """Run the intake step's function, as a worker does; the start steps it sends."""
+    started: list[pipeline.Step] = []
+    pipeline.intake(settings, started.append)
+    return started
+
+
 @pytest.mark.integration
 def test_a_burst_sends_one_intake_that_creates_every_run_in_order_and_fails_only_a_bad_one(
     client, settings
@@ -387,17 +394,36 @@ def test_a_burst_sends_one_intake_that_creates_every_run_in_order_and_fails_only
         branch="main",
         commit="not-a-commit",  # the webhook refuses it; a record altered in Redis
     )
-    records.record(bad, [], "sequence:github:acme/models:main", ("step:unused", 1))
-    steps = pipeline.intake(settings)
+    records.record(bad, ["commit:bad"], "sequence:github:acme/models:main", ("step:x", 1))
+    steps = intake(settings)
     tracker = Tracker(settings)
     assert [tracker.pipeline(s.args[0]).tags[run_tags.PUSH_ID] for s in steps] == [
         answer.json["pipeline_id"] for answer in pushed
     ]
     assert {s.task for s in steps} == {pipeline.Task.START}
     assert records.waiting() == []
+    # the bad one failed with its reason, freed its key and supersedes nothing
     assert "40-character commit id" in records.failure_of(bad.pipeline_id)
-    assert pipeline.intake(settings) == ()  # nothing waits: nothing created twice
+    assert redis.Redis.from_url(REDIS_URL).get("ct:push:commit:bad") is None
+    assert records.newer_than("github:acme/models", "main", 5) == ""
+    assert intake(settings) == []  # nothing waits: nothing created twice
     assert len(tracker.recent_pipelines()) == 5
+
+
+@pytest.mark.integration
+def test_an_intake_during_an_outage_leaves_every_push_waiting(client, settings):
+    """MLflow not answering is no reason to give up a push: the intake fails (its
+    task retries), the push still waits and has no failure."""
+    answer = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, GITHUB_PUSH)
+    down = replace(settings, tracking_uri=f"http://127.0.0.1:{free_port()}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once, not in minutes
+        with pytest.raises(Exception, match="Connection refused|ConnectionError|Max retries"):
+            intake(down)
+    records = PushRecords(redis.Redis.from_url(REDIS_URL))
+    assert records.waiting() == [answer.json["pipeline_id"]]
+    assert records.failure_of(answer.json["pipeline_id"]) == ""
+    assert [s.task for s in intake(settings)] == [pipeline.Task.START]  # back: created
 
 
 @pytest.mark.integration
@@ -407,14 +433,42 @@ def test_an_intake_that_ends_sends_another_for_pushes_recorded_while_it_ran(clie
     headers = {"X-GitHub-Event": "push"}
     deliver(client, Provider.GITHUB, headers, GITHUB_PUSH)
     assert queued() == 1
-    assert len(pipeline.intake(settings)) == 1  # the intake runs; its mark is still set
-    late = {**GITHUB_PUSH, "before": AFTER, "after": BEFORE}
-    assert deliver(client, Provider.GITHUB, headers, late).status_code == 202
-    assert queued() == 1  # the webhook saw the mark and sent nothing
     celery = make_celery(settings)
+    started: list[pipeline.Step] = []
+    seen = pipeline.intake(settings, started.append)  # the intake runs; its mark is set
+    assert len(started) == 1
+    late = {**GITHUB_PUSH, "before": AFTER, "after": BEFORE}
+    late_id = deliver(client, Provider.GITHUB, headers, late).json["pipeline_id"]
+    assert queued() == 1  # the webhook saw the mark and sent nothing
     keystore_for(settings).delete(names.step(pipeline.Task.INTAKE.value, ()))  # it ends
-    assert send_intake_if_pushes_wait(celery) is True and queued() == 2
+    assert send_intake_if_pushes_wait(celery, seen) is True and queued() == 2
     assert send_intake_if_pushes_wait(celery) is False  # marked queued again
-    assert len(pipeline.intake(settings)) == 1
     keystore_for(settings).delete(names.step(pipeline.Task.INTAKE.value, ()))
-    assert send_intake_if_pushes_wait(celery) is False and queued() == 2  # nothing waits
+    # a push another intake is creating right now (its claim held) is left to it:
+    # no intake is sent for what this one has seen already, not in a loop
+    keystore_for(settings).put(names.create_claim(late_id), "other-worker", 60)
+    seen = pipeline.intake(settings, started.append)
+    assert late_id in seen and len(started) == 1
+    assert send_intake_if_pushes_wait(celery, seen) is False and queued() == 2
+
+
+@pytest.mark.integration
+def test_ct_service_status_takes_the_id_the_webhook_answered(client, settings, monkeypatch, capsys):
+    from ct_service.cli.main import main
+
+    monkeypatch.setenv("CT_HOME", str(settings.home))
+    monkeypatch.setenv("CT_BROKER_URL", settings.broker_url)
+    answered = deliver(client, Provider.GITHUB, {"X-GitHub-Event": "push"}, GITHUB_PUSH).json[
+        "pipeline_id"
+    ]
+    assert main(["status", answered, "--json"]) == 0
+    waiting = json.loads(capsys.readouterr().out)
+    assert (waiting["pipeline_id"], waiting["status"], waiting["commit"]) == (
+        answered,
+        "queued",
+        AFTER,
+    )
+    run_id = created(settings, answered)
+    assert main(["status", answered, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["pipeline_id"], shown["status"]) == (run_id, "queued")  # its run now

@@ -16,7 +16,7 @@ from celery import shared_task
 from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import is_infrastructure_failure
-from ct_service.keystore import keystore_for
+from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
@@ -74,21 +74,23 @@ def _backoff(retries: int) -> float:
 
 @shared_task(bind=True, name=Task.INTAKE.value, max_retries=MAX_RETRIES)
 def intake(self: CeleryTask) -> None:
-    """The runs of every recorded push; then, once its mark is cleared, another
-    intake if pushes were recorded while this one ran (the webhook saw the mark)."""
+    """The runs of the recorded pushes, each started as soon as it exists; then, its
+    mark cleared, another intake if pushes were recorded while this one ran (the
+    webhook saw the mark and sent none)."""
     settings = self.app.settings
     marker = _marker(self)
     try:
-        steps = pipeline.intake(settings)
+        with held(keystore_for(settings), marker, "running", names.SHORT_STEP_SECONDS):
+            seen = pipeline.intake(settings, lambda step: enqueue(self.app, step.task, *step.args))
     except Exception as error:
         if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
             log.warning("%s: infrastructure failure, retrying: %s", self.name, error)
             raise self.retry(exc=error, countdown=_backoff(self.request.retries)) from error
+        log.exception("%s failed; the pushes wait for the next intake", self.name)
+        _forget(settings, marker)  # the watchdog sends the next one
         raise
-    for following in steps:
-        enqueue(self.app, following.task, *following.args)
     _forget(settings, marker)
-    send_intake_if_pushes_wait(self.app)
+    send_intake_if_pushes_wait(self.app, seen)
 
 
 @shared_task(bind=True, name=Task.START.value, max_retries=MAX_RETRIES)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from celery.signals import task_postrun
 from celery.worker import state as worker_state
 
 from ct_service.execution.loader import stop_running_attempts
@@ -44,6 +45,7 @@ class EmbeddedWorker:
         )
         self.clock = clock
         self._last_scan = clock()
+        self._step_ended = threading.Event()
 
     def __enter__(self) -> EmbeddedWorker:
         self._log_to_file()
@@ -61,6 +63,7 @@ class EmbeddedWorker:
             without_gossip=True,
         )
         worker_state.should_terminate = None
+        task_postrun.connect(self._on_step_ended, weak=False)
         self._thread = threading.Thread(target=worker.start, name="ct-embedded-worker", daemon=True)
         self._thread.start()
         return self
@@ -80,6 +83,16 @@ class EmbeddedWorker:
             stop_running_attempts()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        task_postrun.disconnect(self._on_step_ended)
+
+    def wait_for_a_step(self, seconds: float) -> None:
+        """Wait until one of this worker's steps ends, at most `seconds` (a follower
+        sees a finished pipeline at once, not at its next poll)."""
+        self._step_ended.wait(seconds)
+        self._step_ended.clear()
+
+    def _on_step_ended(self, **_: object) -> None:
+        self._step_ended.set()
 
     @property
     def alive(self) -> bool:

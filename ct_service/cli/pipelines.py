@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -144,7 +145,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     with EmbeddedWorker(settings) as worker:
         enqueue(worker.app, pipeline.Task.START, pipeline_id)
         return _finish(
-            settings, pipeline_id, args.json, follow=True, alive=lambda: worker.tend(pipeline_id)
+            settings,
+            pipeline_id,
+            args.json,
+            follow=True,
+            alive=lambda: worker.tend(pipeline_id),
+            wait=worker.wait_for_a_step,
         )
 
 
@@ -191,16 +197,12 @@ def _target_and_budget(
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.pipeline_id:
-        records = push_records_for(settings)
-        run_id = records.run_of(args.pipeline_id) if records is not None else ""
-        if not run_id and records is not None and records.load(args.pipeline_id) is not None:
-            failure = records.failure_of(args.pipeline_id)
-            if failure:
-                print(f"{args.pipeline_id}  failed: {failure}")
-                return EXIT_FAILED
-            print(f"{args.pipeline_id}  queued: recorded, waiting for a worker to create its run")
-            return EXIT_OK
-        return _finish(settings, run_id or args.pipeline_id, args.json, follow=args.follow)
+        pipeline_id, waiting = _run_of_push(settings, args.pipeline_id, args.follow)
+        if waiting is not None:
+            shown = f"{pipeline_id}  {waiting['status']}: {waiting['reason']}"
+            print(json.dumps(waiting, indent=2) if args.json else shown)
+            return EXIT_FAILED if waiting["status"] == "failed" else EXIT_OK
+        return _finish(settings, pipeline_id, args.json, follow=args.follow)
     pipelines = Tracker(settings).recent_pipelines()
     if args.json:
         print(
@@ -223,17 +225,35 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _run_of_push(
+    settings: Settings, pipeline_id: str, follow: bool
+) -> tuple[str, dict[str, str] | None]:
+    """For the id the webhook answered for a push: its pipeline run's id (with
+    `follow`, once a worker created it), or the push's state while it has none. Any
+    other id is returned as it is."""
+    records = push_records_for(settings)
+    while records is not None:
+        waiting = records.state(pipeline_id)
+        if waiting is None:
+            return records.run_of(pipeline_id) or pipeline_id, None
+        if not follow or waiting["status"] == "failed":
+            return pipeline_id, waiting
+        time.sleep(0.5)  # a worker's intake creates the run
+    return pipeline_id, None
+
+
 def _finish(
     settings: Settings,
     pipeline_id: str,
     as_json: bool,
     follow: bool,
     alive: Callable[[], bool] = lambda: True,
+    wait: Callable[[float], object] = time.sleep,
 ) -> int:
     tracker = Tracker(settings)
     quiet = (lambda line: None) if as_json else print
     follower = Follower(tracker, pipeline_id, emit=quiet)
-    current = follower.follow(stop=lambda: not alive()) if follow else follower.poll()
+    current = follower.follow(stop=lambda: not alive(), wait=wait) if follow else follower.poll()
     if follow and current.status is not PipelineStatus.FINISHED:
         print(f"error: the worker stopped before pipeline {pipeline_id} finished", file=sys.stderr)
         return EXIT_FAILED

@@ -41,13 +41,18 @@ class Follower:
         return pipeline
 
     def follow(
-        self, interval_seconds: float = 0.5, stop: Callable[[], bool] = lambda: False
+        self,
+        interval_seconds: float = 0.5,
+        stop: Callable[[], bool] = lambda: False,
+        wait: Callable[[float], object] = time.sleep,
     ) -> Pipeline:
+        """Poll until the pipeline finishes (or `stop` says so); between polls,
+        `wait` (the embedded worker's returns early when a step ends)."""
         while True:
             pipeline = self.poll()
             if pipeline.status is PipelineStatus.FINISHED or stop():
                 return self.poll()
-            time.sleep(interval_seconds)
+            wait(interval_seconds)
 
     def _show(self, attempt: Attempt, pipeline: Pipeline) -> None:
         seen = self.seen.setdefault(attempt.run_id, _Seen())

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -65,7 +67,9 @@ class LocalExecutor:
             "env_manager": request.env_manager,
         }
         if request.env_manager == "local":
-            payload["command"], payload["work_dir"] = entry_point_command(request)
+            computed = entry_point_command(request)
+            if computed is not None:
+                payload["command"], payload["work_dir"] = computed
         return payload
 
     def environment(self) -> dict[str, str]:
@@ -78,7 +82,7 @@ class LocalExecutor:
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             payload = self.payload(request)
-        except MlflowException as error:  # MLflow refuses the entry point or a parameter
+        except (MlflowException, OSError, ValueError) as error:  # MLflow refuses the project
             request.log_path.write_text(f"ct-service: {error}\n")
             return AttemptResult(False, str(error).splitlines()[0][:300])
         result = self._launch(request, payload, heartbeat)
@@ -140,9 +144,11 @@ def _end_run(settings: Settings, run_id: str, succeeded: bool) -> None:
         log.warning("could not end run %s: %s", run_id, error)
 
 
-def entry_point_command(request: AttemptRequest) -> tuple[str, str]:
+def entry_point_command(request: AttemptRequest) -> tuple[str, str] | None:
     """The entry point's shell command and the folder it runs in, from MLflow's own
-    reading of the MLproject (parameters checked and quoted, defaults filled in)."""
+    reading of the MLproject (parameters checked and quoted, defaults filled in).
+    None for an entry point with a `path` parameter: MLflow downloads a URI given
+    for it, which belongs in the launcher (training's environment, its time limit)."""
     from mlflow.projects.utils import (
         fetch_and_validate_project,
         get_entry_point_command,
@@ -153,7 +159,14 @@ def entry_point_command(request: AttemptRequest) -> tuple[str, str]:
         request.project_uri, None, request.entry_point, request.parameters
     )
     project = load_project(work_dir)
-    command = get_entry_point_command(project, request.entry_point, request.parameters, None)
+    entry_point = project.get_entry_point(request.entry_point)
+    if any(p.type == "path" for p in entry_point.parameters.values()):
+        return None
+    storage = tempfile.mkdtemp(prefix="ct-storage-")  # MLflow's for path values: unused
+    try:
+        command = get_entry_point_command(project, request.entry_point, request.parameters, storage)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
     return " ".join(command), str(work_dir)
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -22,7 +22,7 @@ from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.checkout import (
     remove,
 )
-from ct_service.exceptions import PipelineNotFound, ProjectError, is_infrastructure_failure
+from ct_service.exceptions import CtError, PipelineNotFound, ProjectError
 from ct_service.execution import env_manager
 from ct_service.execution.executor import AttemptRequest, AttemptResult, Halt, Heartbeat
 from ct_service.execution.lease import Lease, holder
@@ -32,7 +32,7 @@ from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import git_source
 from ct_service.orchestration.git_source import GitSource
-from ct_service.orchestration.pushes import push_records_for
+from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
@@ -101,33 +101,27 @@ def create(
     return Tracker(settings).create_pipeline(spec, adopt_run_id)
 
 
-def intake(settings: Settings) -> tuple[Step, ...]:
-    """Create the pipeline run of every push the webhook recorded that has none yet,
-    oldest first, and return their start steps. A push whose run cannot be created
-    for a reason retrying cannot fix is marked failed with it (the status API shows
-    it) and the others go on; an infrastructure failure stops the intake for its
-    retry (the runs created so far get their start step from the watchdog)."""
+def intake(settings: Settings, started: Callable[[Step], None]) -> frozenset[str]:
+    """Create the pipeline run of each push the webhook recorded that has none yet,
+    oldest first, handing each run's start step to `started` at once; the pushes it
+    looked at. A push refused for what it is (a ct-service error: its record names
+    what this service cannot fetch) is marked failed with the reason (the status API
+    shows it) and the others go on; any other error stops the intake for its retry,
+    the pushes still waiting: nothing recorded is dropped for a passing outage."""
     records = push_records_for(settings)
     if records is None:
         raise ProjectError("pushed pipelines need the webhook's Redis (CT_BROKER_URL)")
-    steps: list[Step] = []
-    seen: set[str] = set()
-    while True:
-        new = [push_id for push_id in records.waiting() if push_id not in seen]
-        if not new:
-            return tuple(steps)
-        for push_id in new:
-            seen.add(push_id)
-            try:
-                step = create_from_push(settings, push_id)
-            except Exception as error:
-                if is_infrastructure_failure(error):
-                    raise
-                log.exception("the run of push %s could not be created", push_id)
-                records.failed(push_id, f"{type(error).__name__}: {error}")
-                continue
-            if step is not None:
-                steps.append(step)
+    waiting = records.waiting()
+    for push_id in waiting:
+        try:
+            step = create_from_push(settings, push_id)
+        except CtError as error:
+            log.warning("push %s cannot become a pipeline: %s", push_id, error)
+            records.failed(push_id, str(error))
+            continue
+        if step is not None:
+            started(step)
+    return frozenset(waiting)
 
 
 def create_from_push(settings: Settings, push_id: str) -> Step | None:
@@ -140,44 +134,51 @@ def create_from_push(settings: Settings, push_id: str) -> Step | None:
         raise ProjectError("a pushed pipeline needs the webhook's Redis (CT_BROKER_URL)")
     record = records.load(push_id)
     if record is None:
-        log.warning("no recorded push %s; nothing to create", push_id)
+        log.warning("push %s waits without its record; nothing to create", push_id)
+        records.forget(push_id)
         return None
     if records.run_of(push_id):
         return None
     keys = keystore_for(settings)
     claim = names.create_claim(push_id)
     if not keys.claim(claim, holder(), names.CREATE_CLAIM_SECONDS):
-        return None  # a duplicate message is creating it right now
+        return None  # another intake is creating it right now
     try:
-        tracker = Tracker(settings)
-        existing = tracker.pipeline_for_push(push_id)
-        if existing:  # created by a step that died before it said so
-            records.created(push_id, existing)
-            return Step(Task.START, (existing,))  # start is idempotent
-        earlier = tracker.pipeline_for_commit(record.url, record.branch, record.commit)
-        if earlier:
-            records.created(push_id, earlier)
-            return None
-        run_id = git_source.create_pipeline(
-            settings,
-            GitSource(
-                url=record.url,
-                branch=record.branch,
-                sequence=record.sequence,
-                repository=record.repository,
-                changed_since=record.changed_since,
-                watched=record.watched,
-            ),
-            record.project,
-            None,
-            record.commit,
-            record.chosen_target(),
-            None,
-            push_id=push_id,
-        )
-        records.created(push_id, run_id)
+        with held(keys, claim, holder(), names.CREATE_CLAIM_SECONDS):  # MLflow may be slow
+            return _create_run(settings, records, record)
     finally:
         keys.delete(claim)
+
+
+def _create_run(settings: Settings, records: PushRecords, record: PushRecord) -> Step | None:
+    push_id = record.pipeline_id
+    tracker = Tracker(settings)
+    existing = tracker.pipeline_for_push(push_id)
+    if existing:  # created by an intake that died before it said so
+        records.created(push_id, existing)
+        return Step(Task.START, (existing,))  # start is idempotent
+    earlier = tracker.pipeline_for_commit(record.url, record.branch, record.commit)
+    if earlier:
+        records.created(push_id, earlier)
+        return None
+    run_id = git_source.create_pipeline(
+        settings,
+        GitSource(
+            url=record.url,
+            branch=record.branch,
+            sequence=record.sequence,
+            repository=record.repository,
+            changed_since=record.changed_since,
+            watched=record.watched,
+        ),
+        record.project,
+        None,
+        record.commit,
+        record.chosen_target(),
+        None,
+        push_id=push_id,
+    )
+    records.created(push_id, run_id)
     return Step(Task.START, (run_id,))
 
 

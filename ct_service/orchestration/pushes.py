@@ -2,14 +2,16 @@
 pipeline run in MLflow.
 
 The webhook answers as soon as a push is recorded here (one Redis round trip, no
-MLflow); the intake step (`pipeline.intake`) creates the MLflow runs of every
-waiting push and maps each push's pipeline id to its run. One intake message serves
-a whole burst: the webhook sends one only when none is queued or running, and an
-intake that ends looks once more for pushes recorded meanwhile. Until its run
-exists this record is the push's only copy, so Redis must persist (compose runs it
-with `appendonly yes`); the watchdog sends the intake when pushes wait and no
-intake message is marked. A pipeline id the webhook answered stays valid: `Tracker.pipeline` finds
-the run by its `ct.push_id` tag, the status API shows a record still waiting.
+MLflow); the intake step (`pipeline.intake`) creates the MLflow runs of the waiting
+pushes and maps each push's pipeline id to its run. One intake message serves a
+whole burst: the webhook sends one only when none is marked queued or running, and
+an intake that ends sends another if pushes were recorded while it ran. Until its
+run exists this record is the push's only copy, so Redis must persist (compose runs
+it with `appendonly yes`); the watchdog sends the intake when pushes wait and no
+intake is marked (a queued mark lasts INTAKE_MARK_SECONDS). A pipeline id the
+webhook answered finds its pipeline: `Tracker.pipeline` by the run's `ct.push_id`
+tag, the status API also a record still waiting or failed (records and their
+mapping are kept 7 days once the run exists).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ct_service.settings import Settings
 from ct_service.target import Target
 
 NEWEST_KEPT = 50  # pushes remembered per branch to tell a newer one
+WAITING_REASON = "recorded; a worker creates its MLflow run"
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ for i = 1, claims do
   if earlier then return {earlier, 0, 0} end
 end
 local sequence = redis.call('INCR', KEYS[claims + 1])
-redis.call('HSET', KEYS[claims + 2], 'json', ARGV[3], 'sequence', sequence)
+redis.call('HSET', KEYS[claims + 2], 'json', ARGV[3], 'sequence', sequence, 'keys', ARGV[8])
 redis.call('ZADD', KEYS[claims + 3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[claims + 4], sequence, ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[claims + 4], 0, -tonumber(ARGV[5]) - 1)
@@ -141,16 +144,39 @@ class PushRecords:
                 NEWEST_KEPT,
                 int(names.DELIVERY_SECONDS),
                 max(1, int(mark_seconds * 1000)),
+                json.dumps(keys[: len(delivery_keys)]),  # released if it fails
             ],
         )
         return Recorded(_text(pipeline_id), int(sequence), bool(send))
 
     def load(self, pipeline_id: str) -> PushRecord | None:
-        stored = self.client.hgetall(names.DELIVERY_PREFIX + names.push_record(pipeline_id))
-        if not stored:
+        fields = self._fields(pipeline_id)
+        if not fields:
             return None
-        fields = {_text(k): _text(v) for k, v in stored.items()}
         return replace(PushRecord.from_json(fields["json"]), sequence=int(fields["sequence"]))
+
+    def state(self, pipeline_id: str) -> dict[str, str] | None:
+        """What the status API and `ct-service status` show for a push without its
+        run: queued, or failed with the reason; None once the run exists (or for an
+        id that is not a push's)."""
+        if self.run_of(pipeline_id):
+            return None
+        fields = self._fields(pipeline_id)
+        if not fields:
+            return None
+        record = PushRecord.from_json(fields["json"])
+        failure = fields.get("failure", "")
+        return {
+            "pipeline_id": pipeline_id,
+            "status": "failed" if failure else "queued",
+            "commit": record.commit,
+            "branch": record.branch,
+            "reason": failure or WAITING_REASON,
+        }
+
+    def _fields(self, pipeline_id: str) -> dict[str, str]:
+        stored = self.client.hgetall(names.DELIVERY_PREFIX + names.push_record(pipeline_id))
+        return {_text(k): _text(v) for k, v in stored.items()}
 
     def run_of(self, pipeline_id: str) -> str:
         """The MLflow run created for this push, or "" while it waits."""
@@ -168,17 +194,30 @@ class PushRecords:
             batch.execute()
 
     def failed(self, pipeline_id: str, reason: str) -> None:
-        """The push's run could not be created, for a reason retrying cannot fix."""
-        record = names.DELIVERY_PREFIX + names.push_record(pipeline_id)
+        """The push's run could not be created, for a reason retrying cannot fix: it
+        stops waiting, keeps the reason for the status API, frees its delivery keys
+        (a redelivery records it again) and supersedes nothing."""
+        prefix = names.DELIVERY_PREFIX
+        record = prefix + names.push_record(pipeline_id)
+        found = self.load(pipeline_id)
+        claimed = json.loads(_text(self.client.hget(record, "keys") or b"[]"))
         with self.client.pipeline(transaction=True) as batch:
             batch.hset(record, "failure", reason)
             batch.expire(record, int(names.DELIVERY_SECONDS))
-            batch.zrem(names.DELIVERY_PREFIX + names.WAITING_PUSHES, pipeline_id)
+            batch.zrem(prefix + names.WAITING_PUSHES, pipeline_id)
+            if found is not None:
+                newest = prefix + names.newest_pushes(found.repository, found.branch)
+                batch.zrem(newest, pipeline_id)
+            for key in claimed:
+                batch.delete(key)
             batch.execute()
 
+    def forget(self, pipeline_id: str) -> None:
+        """A waiting entry without its record (deleted or evicted): nothing to create."""
+        self.client.zrem(names.DELIVERY_PREFIX + names.WAITING_PUSHES, pipeline_id)
+
     def failure_of(self, pipeline_id: str) -> str:
-        value = self.client.hget(names.DELIVERY_PREFIX + names.push_record(pipeline_id), "failure")
-        return _text(value) if value else ""
+        return self._fields(pipeline_id).get("failure", "")
 
     def waiting(self) -> list[str]:
         """Pipeline ids of recorded pushes whose run is not created yet, oldest first."""

@@ -10,6 +10,7 @@ message is redelivered only when its worker died.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Celery
 
@@ -92,7 +93,8 @@ def enqueue(app: CtCelery, task: Task, *args: str) -> None:
     """Send a step; mark it queued first, so the watchdog knows it is on its way."""
     key = names.step(task.value, args)
     try:
-        keystore_for(app.settings).put(key, "queued", queued_mark_seconds(app.settings))
+        # as long as the broker would hold an unacknowledged message
+        keystore_for(app.settings).put(key, "queued", app.settings.visibility_timeout_seconds)
     except Exception as error:  # the mark is a hint; sending the step is what matters
         log.warning("could not mark %s as queued: %s", key, error)
     send(app, task, *args)
@@ -104,20 +106,26 @@ def send(app: CtCelery, task: Task, *args: str) -> None:
     app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
 
 
-def send_intake_if_pushes_wait(app: CtCelery) -> bool:
-    """Send the intake step when pushes wait and no intake is marked queued or
-    running (an intake that ends calls this for pushes recorded while it ran)."""
+def send_intake_if_pushes_wait(app: CtCelery, seen: frozenset[str] = frozenset()) -> bool:
+    """Send the intake step when pushes other than `seen` wait and no intake is
+    marked queued or running (an intake that ends calls this with the pushes it
+    looked at, for those recorded while it ran)."""
     records = push_records_for(app.settings)
-    if records is None or not records.waiting():
+    if records is None or not set(records.waiting()) - seen:
         return False
-    key = names.step(Task.INTAKE.value, ())
-    if not keystore_for(app.settings).claim(key, "queued", queued_mark_seconds(app.settings)):
+    keys = keystore_for(app.settings)
+    mark = names.step(Task.INTAKE.value, ())
+    if not keys.claim(mark, "queued", names.INTAKE_MARK_SECONDS):
         return False
-    send(app, Task.INTAKE)
+    send_intake(app, mark, keys.delete)
     return True
 
 
-def queued_mark_seconds(settings: Settings) -> float:
-    """How long a step stays marked queued: as long as the broker would hold an
-    unacknowledged message."""
-    return settings.visibility_timeout_seconds
+def send_intake(app: CtCelery, mark: str, forget_mark: Callable[[str], None]) -> None:
+    """Send the intake step whose queued mark was just set; a send that fails
+    removes the mark, so the next push (or the watchdog) sends it."""
+    try:
+        send(app, Task.INTAKE)
+    except Exception:
+        forget_mark(mark)
+        raise

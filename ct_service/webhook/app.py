@@ -62,15 +62,16 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
 
 def _warn_without_persistence(client: redis.Redis) -> None:
     """A recorded push lives only in Redis until a worker creates its run: say so
-    when this Redis keeps nothing on disk (a restart would lose queued pushes)."""
+    when this Redis does not log every write (a restart would lose pushes answered
+    since its last snapshot, or all of them without one)."""
     try:
-        config = client.config_get("appendonly") | client.config_get("save")
+        config = client.config_get("appendonly")
     except redis.RedisError:  # CONFIG renamed or refused, or Redis not up yet
         return
-    if config.get("appendonly") != "yes" and not config.get("save"):
+    if config.get("appendonly") != "yes":
         log.warning(
-            "Redis persists nothing (appendonly no, no save points): pushes recorded but "
-            "not yet taken by a worker would be lost if it restarts; turn on appendonly"
+            "Redis runs without appendonly: pushes answered but not yet taken by a worker "
+            "would be lost if it restarts; turn on appendonly"
         )
 
 

@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import BadSignature
+from ct_service.keystore import keystore_for
 from ct_service.orchestration import git_source, pipeline
 from ct_service.orchestration.pushes import (
     PushRecord,
@@ -28,7 +29,7 @@ from ct_service.orchestration.pushes import (
     describe_target,
     new_pipeline_id,
 )
-from ct_service.orchestration.queue import CtCelery, queued_mark_seconds, send
+from ct_service.orchestration.queue import CtCelery, send_intake
 from ct_service.report import run_url, summarize
 from ct_service.repositories import Repository
 from ct_service.settings import Settings
@@ -143,7 +144,7 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answ
         watched=repository.watched_paths,
         target=describe_target(repository.target),
     )
-    intake_mark = (names.step(pipeline.Task.INTAKE.value, ()), queued_mark_seconds(ct.settings))
+    intake_mark = (names.step(pipeline.Task.INTAKE.value, ()), names.INTAKE_MARK_SECONDS)
     recorded = ct.pushes.record(
         record, keys, names.push_sequence(provider, repository.name, event.branch), intake_mark
     )
@@ -151,8 +152,8 @@ def _start(ct: WebhookContext, event: push.Push, repository: Repository) -> Answ
         return {"pipeline_id": recorded.pipeline_id, "status": "already started"}, 200
     if recorded.send_intake:
         try:
-            send(ct.celery, pipeline.Task.INTAKE)
-        except Exception as error:  # recorded: the watchdog sends it
+            send_intake(ct.celery, intake_mark[0], keystore_for(ct.settings).delete)
+        except Exception as error:  # recorded: the next push or the watchdog sends it
             log.warning("push %s recorded, the intake not sent: %s", record.pipeline_id, error)
     name, commit = repository.name, event.after[:12]
     log.info("push %s@%s #%d -> pipeline %s", name, commit, recorded.sequence, record.pipeline_id)
@@ -187,17 +188,10 @@ def show_pipeline(pipeline_id: str) -> ResponseReturnValue:
     ct = _context()
     if not PIPELINE_ID.fullmatch(pipeline_id):
         return jsonify(error="not a pipeline id"), 404
+    waiting = ct.pushes.state(pipeline_id)  # a push whose run does not exist (yet)
+    if waiting is not None:
+        return jsonify(waiting)
     run_id = ct.pushes.run_of(pipeline_id)  # a push's id, once its run exists
-    record = None if run_id else ct.pushes.load(pipeline_id)
-    if record is not None:  # recorded, its run not created (yet)
-        failure = ct.pushes.failure_of(pipeline_id)
-        return jsonify(
-            pipeline_id=pipeline_id,
-            status="failed" if failure else "queued",
-            commit=record.commit,
-            branch=record.branch,
-            reason=failure or "recorded; a worker creates its MLflow run",
-        )
     tracker = Tracker(ct.settings)
     current = tracker.pipeline(run_id or pipeline_id)
     return jsonify(summarize(ct.settings, current, tracker.attempts(current)).to_json())
