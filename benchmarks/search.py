@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from search_replay import ct_replay
 from search_strategies import STRATEGIES, Budget, Outcome, Search, Task
 from search_training import Trainer
 
@@ -50,26 +51,29 @@ WEAK = {
     "epochs": 1,
     "learning_rate": 0.001,
 }
-ORDER = ("old-rule", "random", "tpe", "tpe-hyperband", "ct")
+ORDER = ("old-rule", "random", "tpe", "tpe-hyperband", "ct", "ct-replay")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tasks = _tasks(args)
-    space = load_project(LENET).space
+    project = load_project(LENET)
     rows: list[Outcome] = []
     started = time.perf_counter()
     for task in tasks:
         budget = Budget(args.attempts, args.epochs_budget * _fitted(task.samples))
-        trainer = Trainer(task.data, task.samples)
+        store = Path(args.curves, f"{task.name}-{task.samples}.json") if args.curves else None
+        trainer = Trainer(task.data, task.samples, store=str(store or ""))
         for seed in range(args.seeds):
             for name in args.strategies:
-                outcome = (
-                    ct_pipeline(task, seed, budget, args.smoke)
-                    if name == "ct"
-                    else STRATEGIES[name](Search(trainer, task, seed, budget, name), WEAK, space)
-                )
+                search = Search(trainer, task, seed, budget, name)
+                if name == "ct":
+                    outcome = ct_pipeline(task, seed, budget, args.smoke)
+                elif name == "ct-replay":
+                    outcome = ct_replay(search, WEAK, project)
+                else:
+                    outcome = STRATEGIES[name](search, WEAK, project.space)
                 rows.append(outcome)
                 _show(outcome)
     print(f"\nbenchmark wall time {time.perf_counter() - started:.0f} s\n")
@@ -101,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategies", default=",".join(ORDER))
     parser.add_argument("--smoke", action="store_true", help="one seed, tiny: completes?")
     parser.add_argument("--json", default="", help="also write every search here")
+    parser.add_argument(
+        "--curves",
+        default="",
+        help="a folder where the baselines' measured curves are kept between runs "
+        "(each still charged in full)",
+    )
     return parser
 
 

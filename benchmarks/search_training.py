@@ -11,6 +11,7 @@ learning curves, at their full compute.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ class Curve:
     """One configuration trained with one seed: a value per epoch trained so far."""
 
     val_accuracy: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)  # training loss
+    val_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)  # training only, per epoch
     wall_seconds: list[float] = field(default_factory=list)
@@ -46,7 +49,10 @@ class Charge:
 
 
 class Trainer:
-    def __init__(self, data: str, train_samples: int, val_fraction: float = 0.1):
+    """`store`: a JSON file of curves kept between runs (only for the same data and
+    subset); a stored curve is a measured one, charged in full like any cached one."""
+
+    def __init__(self, data: str, train_samples: int, val_fraction: float = 0.1, store: str = ""):
         sys.path.insert(0, str(LENET))
         import mnist
         import train
@@ -55,13 +61,15 @@ class Trainer:
         self.val_fraction = val_fraction
         self._data = mnist.load(data)
         self._split = train.split
-        self._curves: dict[tuple, Curve] = {}
+        self._store = Path(store) if store else None
+        self._curves: dict[tuple, Curve] = self._load(data)
         self._models: dict[tuple, Any] = {}
+        self._source = data
 
     def charge(self, config: Mapping[str, Any], seed: int, epochs: int, start: int = 0) -> Charge:
         """Train `config` with `seed` for `epochs` (from the cache where it can); the
         charge covers epochs start+1..epochs (a trial trained on epoch by epoch)."""
-        key = (tuple(float(config[name]) for name in ARCHITECTURE), seed)
+        key = _key(config, seed)
         curve = self._curves.setdefault(key, Curve())
         while len(curve.val_accuracy) < epochs:
             self._train_one_epoch(key, config, seed, curve)
@@ -73,6 +81,10 @@ class Trainer:
             val_accuracy=tuple(curve.val_accuracy[:epochs]),
             test_accuracy=curve.test_accuracy[epochs - 1],
         )
+
+    def curve(self, config: Mapping[str, Any], seed: int) -> Curve:
+        """What `config` trained with `seed` measured so far."""
+        return self._curves[_key(config, seed)]
 
     def fitted_samples(self) -> int:
         """Images trained on per epoch (the subset less its validation split)."""
@@ -87,10 +99,8 @@ class Trainer:
         model = self._models.pop(key, None)
         if model is None:
             if curve.val_accuracy:  # evicted: retrain from scratch (charged as cached)
-                curve.val_accuracy.clear()
-                curve.test_accuracy.clear()
-                curve.cpu_seconds.clear()
-                curve.wall_seconds.clear()
+                for values in curve.__dict__.values():
+                    values.clear()
             keras.utils.set_random_seed(seed)
             arch = Architecture(
                 int(config["conv_blocks"]),
@@ -116,8 +126,40 @@ class Trainer:
         curve.cpu_seconds.append(time.process_time() - cpu)
         curve.wall_seconds.append(time.perf_counter() - wall)
         curve.val_accuracy.append(float(history.history["val_accuracy"][-1]))
+        curve.loss.append(float(history.history["loss"][-1]))
+        curve.val_loss.append(float(history.history["val_loss"][-1]))
         _, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
         curve.test_accuracy.append(float(test_accuracy))
+        self._save()
+
+    def _load(self, data: str) -> dict[tuple, Curve]:
+        if self._store is None or not self._store.is_file():
+            return {}
+        kept = json.loads(self._store.read_text())
+        if kept.get("data") != str(Path(data).resolve()) or kept.get("samples") != (
+            self.train_samples
+        ):
+            return {}
+        return {
+            (tuple(entry["architecture"]), entry["seed"]): Curve(**entry["curve"])
+            for entry in kept["curves"]
+        }
+
+    def _save(self) -> None:
+        if self._store is None:
+            return
+        entries = [
+            {"architecture": list(key[0]), "seed": key[1], "curve": curve.__dict__}
+            for key, curve in self._curves.items()
+        ]
+        kept = {
+            "data": str(Path(self._source).resolve()),
+            "samples": self.train_samples,
+            "curves": entries,
+        }
+        partial = self._store.with_suffix(".partial")
+        partial.write_text(json.dumps(kept))
+        partial.replace(self._store)
 
     def _splits(self, seed: int):
         cached = getattr(self, "_split_cache", None)
@@ -127,3 +169,7 @@ class Trainer:
                 self._split(self._data, self.train_samples, self.val_fraction, seed),
             )
         return self._split_cache[1]
+
+
+def _key(config: Mapping[str, Any], seed: int) -> tuple:
+    return (tuple(float(config[name]) for name in ARCHITECTURE), seed)

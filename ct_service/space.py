@@ -38,20 +38,33 @@ class Dimension:
     values: tuple[float, ...] = ()  # when set, the only allowed values (sorted)
 
     @classmethod
-    def from_spec(cls, name: str, spec: Mapping[str, Any]) -> Dimension:
+    def from_spec(cls, name: str, spec: Any) -> Dimension:
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"search_space.{name} must be a mapping like {{role: width, type: int, "
+                f"low: 1, high: 8}}, got {spec!r}"
+            )
         try:
             role = Role(spec["role"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             roles = ", ".join(r.value for r in Role)
-            raise ValueError(f"search_space.{name}: role must be one of {roles}") from None
+            raise ValueError(
+                f"search_space.{name}.role must be one of {roles}, got {spec.get('role')!r}"
+            ) from None
         kind = spec.get("type", "float")
         if kind not in ("int", "float"):
-            raise ValueError(f"search_space.{name}: type must be int or float, got {kind!r}")
-        values = tuple(sorted(float(v) for v in spec.get("values", ())))
-        low = float(spec.get("low", values[0] if values else math.nan))
-        high = float(spec.get("high", values[-1] if values else math.nan))
+            raise ValueError(f"search_space.{name}.type must be int or float, got {kind!r}")
+        listed = spec.get("values", ())
+        if not isinstance(listed, list | tuple):
+            raise ValueError(f"search_space.{name}.values must be a list, got {listed!r}")
+        values = tuple(sorted(_number(v, f"{name}.values") for v in listed))
+        low = _number(spec.get("low", values[0] if values else math.nan), f"{name}.low")
+        high = _number(spec.get("high", values[-1] if values else math.nan), f"{name}.high")
         if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-            raise ValueError(f"search_space.{name}: needs low <= high, or a list of values")
+            raise ValueError(
+                f"search_space.{name}: needs low <= high (got low {low:g}, high {high:g}), "
+                "or a list of values"
+            )
         return cls(name, role, kind, low, high, values)
 
     def cast(self, value: Any) -> float | int:
@@ -139,3 +152,13 @@ class SearchSpace:
             if d.name in result:
                 result[d.name] = d.cast(result[d.name])
         return result
+
+
+def _number(value: Any, key: str) -> float:
+    """A number from ct.yaml (booleans are not numbers there), or an error naming its key."""
+    if isinstance(value, bool):
+        raise ValueError(f"search_space.{key} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"search_space.{key} must be a number, got {value!r}") from None

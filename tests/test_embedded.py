@@ -4,6 +4,7 @@ is a local SQLite file. Also the root MLproject (`mlflow run .`)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,15 @@ def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
             "error: max_wall_seconds must be 0 (none) or more",
         ),
     ]
+    bad_space = tmp_path / "bad-space"
+    shutil.copytree(LENET, bad_space)
+    (bad_space / "ct.yaml").write_text("search_space:\n  filters: {role: width, low: 8, high: 2}\n")
+    cases.append(
+        (
+            ["run", str(bad_space)],
+            f"error: {bad_space / 'ct.yaml'}: search_space.filters: needs low <= high",
+        )
+    )
     for args, message in cases:
         result = subprocess.run(
             [sys.executable, "-m", "ct_service.cli", *args],

@@ -145,3 +145,62 @@ def test_a_bad_target_in_ct_yaml_names_the_file_and_the_key(
         load_project(project(tmp_path, "alpha: {type: float, default: 0.5}\n", ct_yaml))
     assert str(raised.value).startswith(f"{tmp_path / 'ct.yaml'}: ")
     assert message in str(raised.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        (
+            "alpha: {role: colour, low: 0, high: 1}",
+            "search_space.alpha.role must be one of depth, width",
+        ),
+        ("alpha: {low: 0, high: 1}", "search_space.alpha.role must be one of"),
+        (
+            "alpha: {role: regularization, low: 2, high: 1}",
+            "search_space.alpha: needs low <= high (got low 2, high 1)",
+        ),
+        (
+            "alpha: {role: regularization, low: small, high: 1}",
+            "search_space.alpha.low must be a number, got 'small'",
+        ),
+        (
+            "alpha: {role: regularization, low: 0, high: [1]}",
+            "search_space.alpha.high must be a number, got [1]",
+        ),
+        (
+            "alpha: {role: regularization, low: 0, high: true}",
+            "search_space.alpha.high must be a number, got True",
+        ),
+        (
+            "alpha: {role: regularization, values: [0.1, lots]}",
+            "search_space.alpha.values must be a number, got 'lots'",
+        ),
+        (
+            "alpha: {role: regularization, values: 0.1}",
+            "search_space.alpha.values must be a list, got 0.1",
+        ),
+        ("alpha: 0.5", "search_space.alpha must be a mapping like"),
+        (
+            "alpha: {role: regularization, type: double, low: 0, high: 1}",
+            "search_space.alpha.type must be int or float, got 'double'",
+        ),
+        (
+            "beta: {role: regularization, low: 0, high: 1}",
+            "not parameters of the MLproject: beta",
+        ),
+    ],
+)
+def test_a_bad_search_space_in_ct_yaml_names_the_file_and_the_key(
+    tmp_path: Path, dimension: str, message: str
+) -> None:
+    with pytest.raises(ProjectError) as raised:
+        load_project(
+            project(
+                tmp_path,
+                "alpha: {type: float, default: 0.5}\n",
+                f"search_space:\n  {dimension}\n",
+            )
+        )
+    assert str(raised.value).startswith(f"{tmp_path / 'ct.yaml'}: ")
+    assert message in str(raised.value)
