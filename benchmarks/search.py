@@ -61,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     project = load_project(LENET)
     rows: list[Outcome] = []
     started = time.perf_counter()
+    trainers: dict[str, Trainer] = {}  # per data set: the tasks on it share curves
     for task in tasks:
         budget = Budget(args.attempts, args.epochs_budget * _fitted(task.samples))
-        store = Path(args.curves, f"{task.name}-{task.samples}.json") if args.curves else None
-        trainer = Trainer(task.data, task.samples, store=str(store or ""))
+        if task.dataset not in trainers:
+            store = f"{args.curves}/{task.dataset}-{task.samples}.json" if args.curves else ""
+            trainers[task.dataset] = Trainer(task.data, task.samples, store=store)
+        trainer = trainers[task.dataset]
         for seed in range(args.seeds):
             for name in args.strategies:
                 search = Search(trainer, task, seed, budget, name)
@@ -99,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fashion-samples", type=int, default=30000)
     parser.add_argument("--mnist-samples", type=int, default=12000)
-    parser.add_argument("--fashion-threshold", type=float, default=0.90)
-    parser.add_argument("--mnist-threshold", type=float, default=0.99)
+    parser.add_argument(
+        "--fashion-threshold", type=_thresholds, default=[0.90], help="one or more, by commas"
+    )
+    parser.add_argument("--mnist-threshold", type=_thresholds, default=[0.99])
     parser.add_argument("--tasks", default="fashion,mnist")
     parser.add_argument("--strategies", default=",".join(ORDER))
     parser.add_argument("--smoke", action="store_true", help="one seed, tiny: completes?")
@@ -124,18 +129,26 @@ def _tasks(args: argparse.Namespace) -> list[Task]:
         args.fashion_samples = args.mnist_samples = 600
     found = []
     for name in args.tasks.split(","):
-        if name == "fashion":
-            found.append(
-                Task("fashion", args.fashion, args.fashion_samples, args.fashion_threshold)
-            )
-        elif name == "mnist":
-            found.append(Task("mnist", args.mnist, args.mnist_samples, args.mnist_threshold))
-        else:
+        if name not in ("fashion", "mnist"):
             sys.exit(f"unknown task {name!r}; choose from fashion, mnist")
-        if not Path(found[-1].data, "t10k-images-idx3-ubyte.gz").is_file():
-            sys.exit(f"{name}: no data at {found[-1].data} (make fashion-mnist; --mnist DIR)")
+        data = getattr(args, name)
+        if not Path(data, "t10k-images-idx3-ubyte.gz").is_file():
+            sys.exit(f"{name}: no data at {data} (make fashion-mnist; --mnist DIR)")
+        samples = getattr(args, f"{name}_samples")
+        thresholds = getattr(args, f"{name}_threshold")
+        found += [Task(name, data, samples, threshold) for threshold in thresholds]
     if args.smoke:
         found = found[:1]
+    return found
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        found = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"thresholds must be numbers, got {text!r}") from None
+    if not all(0.0 < value < 1.0 for value in found):
+        raise argparse.ArgumentTypeError(f"thresholds are accuracies in (0, 1), got {text!r}")
     return found
 
 
@@ -214,7 +227,7 @@ def _table(task: Task, rows: list[Outcome], args: argparse.Namespace) -> str:
     """Medians over seeds (a search that missed counts as infinite compute), and each
     strategy's ratio to the old rule's median."""
     header = (
-        f"{task.name}: test_accuracy >= {task.threshold}, {task.samples:,} images "
+        f"{task.dataset}: test_accuracy >= {task.threshold:g}, {task.samples:,} images "
         f"({_fitted(task.samples):,} trained on), budgets {args.attempts} attempts and "
         f"{args.epochs_budget} epochs, {args.seeds} seeds\n"
         f"{'strategy':<14} {'reached':>8} {'sample-epochs':>14} {'x old':>6} "

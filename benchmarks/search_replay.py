@@ -46,14 +46,16 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
         asked = int(float(decision.config[epochs_dimension.name]))
         last = min(asked, start + search.epochs_left())
         validation = list(base.validation) if base else []
+        carried_on = _carried_on(base, history)
+        others = [a.validation for a in history if a.run_id not in carried_on]
         trained, stopped = start, ""
         for epoch in range(start + 1, last + 1):
             charge = search.trainer.charge(decision.config, search.seed, epoch, start=epoch - 1)
             search.outcome.pay(charge)
             validation = list(charge.val_accuracy)
             trained = epoch
-            stop = judge(validation, target, rule, horizon, decision.stop_margin)
-            if stop is not None and rule.enabled:
+            stop = judge(validation, target, rule, horizon, decision.stop_margin, others)
+            if stop is not None:
                 stopped = f"{stop.kind.value}: {stop.reason}"
                 break
         search.outcome.attempts += 1
@@ -66,7 +68,7 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
         history.append(
             Attempt(
                 number=len(history) + 1,
-                run_id=f"replay-{search.task.name}-{search.seed}-{len(history) + 1}",
+                run_id=f"replay-{search.task.dataset}-{search.seed}-{len(history) + 1}",
                 config=dict(decision.config),
                 status=AttemptStatus.FINISHED,
                 metric=test,
@@ -88,3 +90,12 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
             history, space, target, budget, stop_rule=rule if rule.enabled else None
         )
     return search.outcome
+
+
+def _carried_on(base: Attempt | None, history: list[Attempt]) -> set[str]:
+    """The run ids whose epochs a continuation of `base` carries on."""
+    found: set[str] = set()
+    while base is not None and base.run_id not in found:
+        found.add(base.run_id)
+        base = next((a for a in history if a.run_id == base.config.get(RESUME_FROM_PARAM)), None)
+    return found

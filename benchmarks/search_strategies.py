@@ -31,10 +31,14 @@ from ct_service.space import Role, SearchSpace
 
 @dataclass(frozen=True)
 class Task:
-    name: str
+    dataset: str  # "fashion" or "mnist"
     data: str
     samples: int  # training subset (validation split taken from it)
     threshold: float  # test_accuracy to reach
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}>={self.threshold:g}"
 
 
 @dataclass(frozen=True)

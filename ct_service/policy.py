@@ -92,6 +92,18 @@ HOPELESS_REMEDIES: tuple[Moves, ...] = (
     (Move(Role.REGULARIZATION, True),),
     (Move(Role.LEARNING_RATE, False, 3.0),),
 )
+# When the best attempt gave up (hopeless or behind) while under-fitting: a big step
+# up in capacity and learning speed at once, before TPE samples the space; one notch
+# at a time would spend an attempt's first epochs on every step.
+CAPACITY_JUMPS: tuple[Moves, ...] = (
+    (
+        Move(Role.DEPTH, True),
+        Move(Role.WIDTH, True),
+        Move(Role.WIDTH, True),
+        Move(Role.LEARNING_RATE, True, 3.0),
+    ),
+    (Move(Role.DEPTH, True), Move(Role.WIDTH, True), Move(Role.WIDTH, True)),
+)
 SAMPLES_PER_DECISION = 20  # TPE samples drawn before giving up on finding an untried one
 # Tried after the remedies, so a search never stalls while the space has room.
 FALLBACK: tuple[Moves, ...] = (
@@ -145,10 +157,11 @@ def decide(
     )
     finished = sorted((a for a in history if a.finished), key=_rank(target))
     worse = _worsening_changes(history, space, target)
-    hopeless = bool(finished) and finished[0].stopped_as(StopKind.HOPELESS.value)
+    hopeless = bool(finished) and StopKind.gave_up(finished[0].stopped_early)
     proposal = (
         _continue_short_stop(last, target, space, stop_rule)
         or _known_good_again(last, prior, tried, space, target)
+        or (_capacity_jump(finished[0], tried, space, worse) if hopeless else None)
         or (_sampled(history, finished, tried, space, target) if hopeless else None)
         or _curve_remedy(finished, tried, space, worse, stop_rule is not None)
         or (_sampled(history, finished, tried, space, target) if stop_rule else None)
@@ -393,13 +406,45 @@ def _sampled(
     return None
 
 
+def _capacity_jump(
+    best: Attempt, tried: set[ConfigKey], space: SearchSpace, worse: set[tuple[str, bool]]
+) -> Decision | None:
+    """The best attempt gave up on a curve that under-fits (flat or slow, no sign
+    of over-fitting or divergence): CAPACITY_JUMPS from it, trained for the most
+    epochs the space allows."""
+    diagnosis = diagnose(best)
+    if diagnosis.finding not in (
+        Finding.UNDERFITTING,
+        Finding.NOT_CONVERGED,
+        Finding.LEARNING_SLOWLY,
+    ):
+        return None
+    for moves in CAPACITY_JUMPS:
+        proposal = _apply(moves, best.config, space)
+        if proposal is None:
+            continue
+        proposal = _longest(proposal, space)
+        if RESUME_FROM in proposal:
+            proposal[RESUME_FROM] = ""
+        if space.key(proposal) in tried or _directions(best.config, proposal, space) & worse:
+            continue
+        return Decision(
+            Action.TRAIN,
+            f"attempt {best.number} stopped early, {best.stopped_early}, "
+            f"{diagnosis.finding.value}; more capacity: {_changes(best.config, proposal, space)}",
+            proposal,
+            best.run_id,
+        )
+    return None
+
+
 def _score(attempt: Attempt, space: SearchSpace, target: Target) -> float:
     """What an attempt tells the sampler: its metric, or for one stopped as hopeless
     where its validation curve was headed by the most epochs the space allows (its
     metric at the stop would compare an early epoch with others' last)."""
     assert attempt.metric is not None
     epochs = space.with_role(Role.EPOCHS)
-    if attempt.stopped_as(StopKind.HOPELESS.value) and len(epochs) == 1:
+    if StopKind.gave_up(attempt.stopped_early) and len(epochs) == 1:
         headed = projected(attempt.validation, target, int(epochs[0].high))
         if headed is not None:
             return headed
@@ -420,7 +465,7 @@ def _curve_remedy(
         diagnosis = diagnose(base)
         remedies = REMEDIES.get(diagnosis.finding, ())
         evidence = f"attempt {base.number} {diagnosis.finding.value}: {diagnosis.evidence}"
-        if base.stopped_as(StopKind.HOPELESS.value):
+        if StopKind.gave_up(base.stopped_early):
             remedies = HOPELESS_REMEDIES
             evidence = f"attempt {base.number} stopped early, {base.stopped_early}"
         fallback = FALLBACK
@@ -432,7 +477,7 @@ def _curve_remedy(
                 proposal = _longest(proposal, space)
             if proposal is None or space.key(proposal) in tried:
                 continue
-            if base.stopped_as(StopKind.HOPELESS.value) and _only_epochs(base, proposal, space):
+            if StopKind.gave_up(base.stopped_early) and _only_epochs(base, proposal, space):
                 continue
             if _directions(base.config, proposal, space) & worse:
                 continue

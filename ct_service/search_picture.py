@@ -13,7 +13,7 @@ from ct_service.run_tags import RESUME_FROM_PARAM
 from ct_service.target import Target
 
 FILE_NAME = "search.png"
-MARKERS = {"target met": ("*", 14), "hopeless": ("X", 10)}
+MARKERS = {"target met": ("*", 14), "hopeless": ("X", 10), "behind": ("v", 10)}
 
 
 def draw(attempts: Sequence[Attempt], target: Target, metric: str, title: str) -> bytes | None:
@@ -44,7 +44,7 @@ def draw(attempts: Sequence[Attempt], target: Target, metric: str, title: str) -
     axes.axhline(target.threshold, linestyle="--", color="black", linewidth=1, label="target")
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric)
-    axes.set_title(f"{title}: {target.describe()}  (* stopped: target met, X: hopeless)")
+    axes.set_title(f"{title}: {target.describe()}  (* stopped: target met, X: hopeless, v: behind)")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize="small")
     figure.tight_layout()

@@ -1,6 +1,8 @@
 """When to stop a running attempt, judged from outside on the per-epoch validation
-curve it logs: as soon as the curve shows the target met (with a margin), or shows
-that the target is out of its reach within the most epochs the search would give it.
+curve it logs: as soon as the curve shows the target met (with a margin), falls
+below the median of the pipeline's earlier attempts at the same epoch (Optuna's
+MedianPruner: the median stopping rule), or shows that the target is out of its
+reach within the most epochs the search would give it.
 
 A pure function of the curve, so it works for any project that logs a validation
 metric per epoch; `ct.yaml`'s `stop_early` section tunes or disables it.
@@ -9,6 +11,7 @@ metric per epoch; `ct.yaml`'s `stop_early` section tunes or disables it.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +29,8 @@ class StopRule:
     margin: float = 0.005  # validation must beat the threshold by this much
     min_epochs: int = 3  # epochs seen before a curve may be called hopeless
     optimism: float = 2.0  # the extrapolated gain is taken this many times over
+    behind: bool = True  # stop a curve below the earlier attempts' median at its epoch
+    behind_after: int = 2  # epochs seen before a curve may be called behind
 
     @classmethod
     def from_spec(cls, spec: Any) -> StopRule:
@@ -36,7 +41,8 @@ class StopRule:
             return cls(enabled=False)
         if not isinstance(spec, Mapping):
             raise ValueError("stop_early must be true, false or a mapping")
-        unknown = set(spec) - {"enabled", "metric", "margin", "min_epochs", "optimism"}
+        known = {"enabled", "metric", "margin", "min_epochs", "optimism", "behind", "behind_after"}
+        unknown = set(spec) - known
         if unknown:
             raise ValueError(f"stop_early: unknown key {sorted(unknown)[0]!r}")
         return cls(
@@ -45,6 +51,10 @@ class StopRule:
             margin=_number(spec.get("margin", cls.margin), "margin", 0.0),
             min_epochs=int(_number(spec.get("min_epochs", cls.min_epochs), "min_epochs", 2.0)),
             optimism=_number(spec.get("optimism", cls.optimism), "optimism", 1.0),
+            behind=_flag(spec.get("behind", True), "behind"),
+            behind_after=int(
+                _number(spec.get("behind_after", cls.behind_after), "behind_after", 1.0)
+            ),
         )
 
     def validation_metric(self, target: Target) -> str:
@@ -57,6 +67,13 @@ class StopRule:
 class StopKind(str, Enum):
     TARGET_MET = "target met"
     HOPELESS = "hopeless"
+    BEHIND = "behind"  # below the earlier attempts' median at the same epoch
+
+    @classmethod
+    def gave_up(cls, stopped_early: str) -> bool:
+        """Whether a run's ct.stopped_early says it was stopped as not worth its
+        epochs (hopeless or behind), rather than for meeting the target."""
+        return stopped_early.startswith((f"{cls.HOPELESS.value}:", f"{cls.BEHIND.value}:"))
 
 
 @dataclass(frozen=True)
@@ -72,10 +89,13 @@ def judge(
     rule: StopRule,
     horizon: int,
     margin: float | None = None,
+    earlier_curves: Sequence[Sequence[float]] = (),
 ) -> Stop | None:
     """Stop after the last of `values` (the validation metric, one per epoch from the
     first), or None to go on. `horizon`: the most epochs this configuration would be
-    trained. `margin` overrides the rule's (after a stop whose test metric fell short)."""
+    trained. `margin` overrides the rule's (after a stop whose test metric fell short).
+    `earlier_curves`: the same metric of the pipeline's other finished attempts (not
+    the one this run continues), for the median rule."""
     if not rule.enabled or not values or not all(math.isfinite(v) for v in values):
         return None
     sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
@@ -94,7 +114,18 @@ def judge(
             f"{name} {values[-1]:.4g} at epoch {epoch} meets the target with a margin of "
             f"{needed:g}",
         )
-    if epoch < rule.min_epochs or epoch >= horizon:
+    if epoch >= horizon:
+        return None
+    if rule.behind and epoch >= rule.behind_after:
+        median = _median_ahead(values, earlier_curves, target)
+        if median is not None:
+            return Stop(
+                StopKind.BEHIND,
+                epoch,
+                f"{name} {values[-1]:.4g} at epoch {epoch} is behind the median "
+                f"{median:.4g} of the earlier attempts at that epoch",
+            )
+    if epoch < rule.min_epochs:
         return None
     reach = _optimistic_reach(gains, horizon, rule.optimism)
     if reach < goal:
@@ -105,6 +136,40 @@ def judge(
             f"{sign * reach:.4g} by epoch {horizon}, short of {target.threshold:g}",
         )
     return None
+
+
+def _median_ahead(
+    values: Sequence[float], earlier_curves: Sequence[Sequence[float]], target: Target
+) -> float | None:
+    """The earlier attempts' median at this epoch when Optuna's MedianPruner prunes
+    the curve (its best value so far is worse than that median), else None. The
+    earlier curves are the study's completed trials, one report per epoch."""
+    import optuna
+    from optuna.trial import create_trial
+
+    epoch = len(values)
+    at_epoch = [
+        c[epoch - 1] for c in earlier_curves if len(c) >= epoch and all(math.isfinite(v) for v in c)
+    ]
+    if not at_epoch:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize" if target.direction is Direction.MAXIMIZE else "minimize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+    )
+    for curve in earlier_curves:
+        if curve and all(math.isfinite(v) for v in curve):
+            study.add_trial(
+                create_trial(
+                    value=curve[-1],
+                    intermediate_values={e: v for e, v in enumerate(curve, start=1)},
+                )
+            )
+    trial = study.ask()
+    for e, value in enumerate(values, start=1):
+        trial.report(value, e)
+    return statistics.median(at_epoch) if trial.should_prune() else None
 
 
 def projected(values: Sequence[float], target: Target, horizon: int) -> float | None:

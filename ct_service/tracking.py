@@ -485,19 +485,24 @@ class Tracker:
             environment_build=tags.get(run_tags.ENVIRONMENT_BUILD, ""),
         )
 
-    def earlier_values(self, run_id: str, metric: str) -> tuple[float, ...]:
-        """The per-epoch values of `metric` in the runs the attempt run `run_id`
-        carries on (the runs it resumed, the attempt it continues), oldest first."""
-        by_id: dict[str, Run] = {}
+    def carried_on(self, run_id: str) -> list[str]:
+        """The ids of the runs the attempt run `run_id` carries on (the runs it
+        resumed, the attempt it continues), newest first."""
+        found: list[str] = []
         current = self.client.get_run(run_id)
         while True:
             tags = current.data.tags
             previous = tags.get(run_tags.REPLACES_RUN) or tags.get(run_tags.CONTINUES, "")
-            if not previous or previous in by_id or previous == run_id:
-                break
-            current = by_id[previous] = self.client.get_run(previous)
+            if not previous or previous in found or previous == run_id:
+                return found
+            found.append(previous)
+            current = self.client.get_run(previous)
+
+    def earlier_values(self, run_id: str, metric: str) -> tuple[float, ...]:
+        """The per-epoch values of `metric` in the runs the attempt run `run_id`
+        carries on (the runs it resumed, the attempt it continues), oldest first."""
         by_step: dict[int, float] = {}
-        for link in reversed(list(by_id)):  # oldest first: a later value wins
+        for link in reversed(self.carried_on(run_id)):  # oldest first: a later value wins
             for m in sorted(
                 self.client.get_metric_history(link, metric), key=lambda m: (m.step, m.timestamp)
             ):

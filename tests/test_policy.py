@@ -379,8 +379,29 @@ def stopped(kind, number=1, metric=0.7, checkpoint_epoch=3, validation=(), **con
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("kind", ["hopeless", "behind"])
+def test_a_stop_that_gave_up_while_under_fitting_jumps_in_capacity_and_learning_rate(kind):
+    gave_up = stopped(kind, epochs=8, metric=0.72, curves=PLATEAU)
+    decision = decide([gave_up], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    assert (decision.config["conv_blocks"], decision.config["filters"]) == (2, 16)
+    assert decision.config["learning_rate"] == pytest.approx(0.003)
+    assert decision.config["epochs"] == 8  # the space's high: the stops bound it
+    assert decision.continues == "" and decision.config["resume_from"] == ""
+    assert decision.reason == (
+        f"attempt 1 stopped early, {kind}: val_accuracy ... at epoch 3, under-fitting; more "
+        "capacity: conv_blocks 1 -> 2, filters 4 -> 16, learning_rate 0.001 -> 0.003"
+    )
+    # tried already: the same jump without the learning rate
+    config = {k: v for k, v in decision.config.items() if k != "resume_from"}
+    jumped = stopped("hopeless", 2, metric=0.71, curves=PLATEAU, **config)
+    again = decide([gave_up, jumped], SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert again.config["learning_rate"] == 0.001 and again.config["filters"] == 16
+
+
+@pytest.mark.unit
 def test_after_a_hopeless_stop_tpe_proposes_a_new_configuration_given_the_most_epochs():
-    hopeless = stopped("hopeless", epochs=8, metric=0.72)
+    hopeless = stopped("hopeless", epochs=8, metric=0.72, curves=OVERFIT)  # no capacity jump
     decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
     assert decision.action is Action.TRAIN
     assert decision.config["epochs"] == 8  # the space's high: the stops bound it
@@ -396,7 +417,7 @@ def test_after_a_hopeless_stop_tpe_proposes_a_new_configuration_given_the_most_e
 
 @pytest.mark.unit
 def test_a_sampled_configuration_already_tried_is_not_proposed_again():
-    hopeless = stopped("hopeless", epochs=8, metric=0.72)
+    hopeless = stopped("hopeless", epochs=8, metric=0.72, curves=OVERFIT)
     first = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
     config = {k: v for k, v in first.config.items() if k != "resume_from"}
     again = stopped("hopeless", 2, metric=0.71, **config)

@@ -32,6 +32,7 @@ def test_nothing_is_drawn_without_a_validation_curve_and_a_png_with_one():
         attempt(2, (0.7, 0.78, 0.8), resume_from="run1", checkpoint_epoch=3),
         attempt(3, (0.6, 0.62, 0.63), stopped_early="hopeless: flat", checkpoint_epoch=3),
         attempt(4, (0.75, 0.82, 0.83), stopped_early="target met: cleared", checkpoint_epoch=3),
+        attempt(5, (0.5, 0.55), stopped_early="behind: below the median", checkpoint_epoch=2),
     ]
     picture = draw(history, Target(threshold=0.8), "val_accuracy", "lenet")
     assert picture is not None and picture.startswith(b"\x89PNG")

@@ -71,11 +71,59 @@ def test_a_larger_margin_waits_longer_and_a_disabled_rule_never_stops():
         ({"margin": -0.1}, "stop_early.margin must be at least 0"),
         ({"min_epochs": 1}, "stop_early.min_epochs must be at least 2"),
         ({"enabled": "yes"}, "stop_early.enabled must be true or false"),
+        ({"behind": 1}, "stop_early.behind must be true or false"),
+        ({"behind_after": 0}, "stop_early.behind_after must be at least 1"),
     ],
 )
 def test_a_bad_stop_early_section_names_its_key(spec, message):
     with pytest.raises(ValueError, match=message):
         StopRule.from_spec(spec)
+
+
+# Earlier attempts of a pipeline, measured like the curves above: the weak start and a
+# mid-size network (2 blocks of 8 filters at 0.001).
+EARLIER = (WEAK_CURVE, (0.812, 0.845, 0.859, 0.868))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("curve", "earlier", "kind", "why"),
+    [
+        ((0.70, 0.75), EARLIER, StopKind.BEHIND, "below both earlier curves at epoch 2"),
+        ((0.70,), EARLIER, None, "one epoch: too early to compare (behind_after 2)"),
+        ((0.80, 0.834), EARLIER, None, "at the median at epoch 2: not behind"),
+        ((0.84, 0.83), EARLIER, None, "its best so far reaches the median: a dip goes on"),
+        ((0.70, 0.75), (), None, "no earlier curve: nothing to compare with"),
+        ((0.70, 0.75), ((0.80,),), None, "the earlier curves stop before epoch 2"),
+        ((0.70, 0.75), ((0.8, float("nan")),), None, "a non-finite earlier curve is not used"),
+        (STRONG_START, EARLIER, None, "ahead of every earlier curve"),
+    ],
+)
+def test_a_curve_behind_the_earlier_attempts_median_at_its_epoch_is_stopped(
+    curve, earlier, kind, why
+):
+    stop = judge(curve, TARGET, RULE, horizon=20, earlier_curves=earlier)
+    assert (stop.kind if stop else None) is kind, why
+    if stop:
+        assert stop.reason == (
+            f"val_accuracy {curve[-1]:.4g} at epoch {len(curve)} is behind the median "
+            "0.8335 of the earlier attempts at that epoch"
+        )
+
+
+@pytest.mark.unit
+def test_the_median_rule_mirrors_for_a_minimised_target_and_can_be_turned_off():
+    rmse = Target("test_rmse", 0.1, Direction.MINIMIZE)
+    earlier = ((0.9, 0.6, 0.5), (0.8, 0.5, 0.4))
+    stop = judge((0.95, 0.8), rmse, RULE, horizon=20, earlier_curves=earlier)
+    assert stop is not None and stop.kind is StopKind.BEHIND
+    assert judge((0.7, 0.45), rmse, RULE, horizon=20, earlier_curves=earlier) is None
+    off = StopRule.from_spec({"behind": False})
+    assert judge((0.70, 0.75), TARGET, off, horizon=20, earlier_curves=EARLIER) is None
+    later = StopRule.from_spec({"behind_after": 3})
+    assert judge((0.70, 0.75), TARGET, later, horizon=20, earlier_curves=EARLIER) is None
+    assert StopKind.gave_up("behind: ...") and StopKind.gave_up("hopeless: ...")
+    assert not StopKind.gave_up("target met: ...") and not StopKind.gave_up("")
 
 
 @pytest.mark.unit
@@ -125,6 +173,33 @@ def test_the_watch_asks_a_hopeless_run_to_stop_and_halts_it_after_the_grace(sett
     halt = watch.check()
     assert halt is not None and not halt.interrupted
     assert halt.reason.startswith("stopped early: val_accuracy 0.846")
+
+
+@pytest.mark.integration
+def test_the_watch_stops_a_run_behind_the_earlier_attempts_and_halts_it_after_the_grace(
+    settings: Settings,
+):
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run_id = client.create_run(client.create_experiment("watch")).info.run_id
+    client.log_metric(run_id, "val_accuracy", 0.70, step=1)
+    clock = Clock()
+    watch = StopWatch(client, run_id, TARGET, RULE, horizon=20, earlier_curves=EARLIER, clock=clock)
+    for _ in range(20):  # one epoch only: never behind yet (behind_after 2)
+        clock.now += 1.0
+        assert watch.check() is None
+        if watch._reader is not None:
+            watch._reader.join()
+    assert watch.stop is None
+    client.log_metric(run_id, "val_accuracy", 0.75, step=2)
+    assert _poll(watch, clock) is None  # asked, not yet halted
+    tags = client.get_run(run_id).data.tags
+    assert tags[run_tags.STOPPED_EARLY] == (
+        "behind: val_accuracy 0.75 at epoch 2 is behind the median 0.8335 of the earlier "
+        "attempts at that epoch"
+    )
+    clock.now += watch.grace_seconds + 1
+    halt = watch.check()
+    assert halt is not None and not halt.interrupted
 
 
 @pytest.mark.integration

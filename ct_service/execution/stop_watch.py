@@ -2,7 +2,8 @@
 logs to MLflow while it trains, judges it (stop_early.judge) and, when it should
 stop, asks the project to (tag ct.stop_requested) and records why
 (ct.stopped_early). A project that honours the request ends by itself with its test
-metrics logged; a hopeless run that ignores it is killed after a grace period."""
+metrics logged; a run stopped as hopeless or behind that ignores it is killed after
+a grace period."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class StopWatch:
         horizon: int,
         earlier: Sequence[float] = (),
         margin: float | None = None,
+        earlier_curves: Sequence[Sequence[float]] = (),
         poll_seconds: float = 1.0,
         grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -42,6 +44,7 @@ class StopWatch:
         self.horizon = horizon
         self.earlier = tuple(earlier)  # the curve of the runs this one continues
         self.margin = margin
+        self.earlier_curves = tuple(tuple(c) for c in earlier_curves)  # other attempts'
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self.clock = clock
@@ -51,14 +54,15 @@ class StopWatch:
         self._reader: threading.Thread | None = None
 
     def check(self) -> Halt | None:
-        """Called while the attempt runs: a Halt once a hopeless run has ignored the
+        """Called while the attempt runs: a Halt once a run stopped as hopeless or
+        behind has ignored the
         request to stop for the grace period; else None (reads happen beside it)."""
         if not self.rule.enabled:
             return None
         now = self.clock()
         if self.stop is not None:
             ignored = now - self._asked_at > self.grace_seconds
-            if self.stop.kind is StopKind.HOPELESS and ignored:
+            if self.stop.kind is not StopKind.TARGET_MET and ignored:
                 return Halt(f"stopped early: {self.stop.reason}", interrupted=False)
             return None
         if now - self._last >= self.poll_seconds and not self._reading():
@@ -77,7 +81,9 @@ class StopWatch:
             values = self.earlier + tuple(
                 m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))
             )
-            stop = judge(values, self.target, self.rule, self.horizon, self.margin)
+            stop = judge(
+                values, self.target, self.rule, self.horizon, self.margin, self.earlier_curves
+            )
             if stop is None:
                 return
             self.client.set_tag(

@@ -299,9 +299,19 @@ def _stop_watch(
     settings: Settings, tracker: Tracker, pipeline: Pipeline, attempt_id: str, tags: dict[str, str]
 ) -> StopWatch:
     """What watches the attempt's validation curve to stop it early: the project's
-    rule, judged up to the most epochs its search space allows."""
+    rule, judged up to the most epochs its search space allows, beside the curves of
+    the pipeline's other finished attempts (not the one it continues)."""
     project = load_project(git_source.project_folder(settings, pipeline))
     rule = project.stop_rule
+    metric = rule.validation_metric(pipeline.spec.target)
+    others: list[tuple[float, ...]] = []
+    if rule.enabled and rule.behind:
+        carried_on = {attempt_id, *tracker.carried_on(attempt_id)}
+        others = [
+            a.validation
+            for a in tracker.attempts(pipeline, validation_metric=metric)
+            if a.finished and a.validation and a.run_id not in carried_on
+        ]
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
     try:
@@ -314,10 +324,9 @@ def _stop_watch(
         pipeline.spec.target,
         rule,
         horizon,
-        earlier=tracker.earlier_values(attempt_id, rule.validation_metric(pipeline.spec.target))
-        if rule.enabled
-        else (),
+        earlier=tracker.earlier_values(attempt_id, metric) if rule.enabled else (),
         margin=margin,
+        earlier_curves=others,
     )
 
 
