@@ -7,12 +7,19 @@ Each task starts every strategy from the same weak configuration (1 conv block o
 filters, 1 epoch) with the same budgets (attempts, and sample-epochs: training
 images x epochs). Search seed s is also the training seed of every attempt, and
 the samplers' seed. The baselines train in this process through projects/lenet's
-own code, sharing cached per-epoch curves (each request charged in full); `ct` runs
-real embedded pipelines (`ct-service run`, a fresh store each), so its continuation,
-early stops and fixed costs act as in production, and its compute is read back from
-the images and CPU time each attempt run logged. A search that has not reached the
-target within the budgets has no compute to target (shown as a dash; medians count
-it as infinite).
+own code, sharing cached per-epoch curves (each request charged in full; --curves
+keeps them between runs); `ct` runs real embedded pipelines (`ct-service run`, a
+fresh store each), so its continuation, early stops and fixed costs act as in
+production, and its compute is read back from the images and CPU time each attempt
+run logged; `ct-replay` drives the same policy code on the shared curves (quick, for
+trying a policy change on many seeds; `ct` is the measure). A search that has not
+reached the target within the budgets has no compute to target (shown as a dash;
+medians count it as infinite).
+
+The defaults are the sizes measured in README (20,000 images of each data set,
+Fashion-MNIST test_accuracy >= 0.88, MNIST >= 0.985): the issue's 0.90 and 0.99 are
+out of reach of this space below about the full 60,000 images, where one epoch of
+the larger networks takes 10-45 s on 2 cores and the table several hours.
 
 --smoke: one seed, a tiny subset, small budgets: checks only that every strategy
 completes (CI runs it).
@@ -93,19 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--fashion", default=FASHION)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--attempts", type=int, default=8, help="attempt budget")
+    parser.add_argument("--attempts", type=int, default=12, help="attempt budget")
     parser.add_argument(
         "--epochs-budget",
         type=int,
         default=24,
         help="compute budget, in epochs of the task's training subset",
     )
-    parser.add_argument("--fashion-samples", type=int, default=30000)
-    parser.add_argument("--mnist-samples", type=int, default=12000)
+    parser.add_argument("--fashion-samples", type=int, default=20000)
+    parser.add_argument("--mnist-samples", type=int, default=20000)
     parser.add_argument(
-        "--fashion-threshold", type=_thresholds, default=[0.90], help="one or more, by commas"
+        "--fashion-threshold", type=_thresholds, default=[0.88], help="one or more, by commas"
     )
-    parser.add_argument("--mnist-threshold", type=_thresholds, default=[0.99])
+    parser.add_argument("--mnist-threshold", type=_thresholds, default=[0.985])
     parser.add_argument("--tasks", default="fashion,mnist")
     parser.add_argument("--strategies", default=",".join(ORDER))
     parser.add_argument("--smoke", action="store_true", help="one seed, tiny: completes?")

@@ -3,7 +3,8 @@
 After each attempt it decides to promote (target met), to stop (budget spent or
 nothing new left to try) or to train again with a configuration derived from the
 best attempt so far, changing what that attempt's learning curves point to, or,
-once the best one was stopped as hopeless, one that Optuna's TPE proposes.
+once the best one gave up (stopped as hopeless or behind), a big step up in capacity
+or one that Optuna's TPE proposes.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def decide(
     1. promote if the last attempt met the target; 2. stop if the budget is spent;
     3. continue an attempt stopped for meeting the target on validation whose test
     metric fell short, with a larger margin; 4. try a configuration that met the
-    target in an earlier pipeline; 5. when the best attempt was stopped as hopeless,
+    target in an earlier pipeline; 5. when the best attempt gave up (hopeless or
+    behind), a capacity jump if its curves under-fit, else
     a configuration from TPE; 6. change the best finished attempt as its learning
     curves suggest (TPE again when nothing untried is left around them); 7. with no
     finished attempt, retry the crashed one clamped into the search space; else stop."""
@@ -157,12 +159,12 @@ def decide(
     )
     finished = sorted((a for a in history if a.finished), key=_rank(target))
     worse = _worsening_changes(history, space, target)
-    hopeless = bool(finished) and StopKind.gave_up(finished[0].stopped_early)
+    gave_up = bool(finished) and StopKind.gave_up(finished[0].stopped_early)
     proposal = (
         _continue_short_stop(last, target, space, stop_rule)
         or _known_good_again(last, prior, tried, space, target)
-        or (_capacity_jump(finished[0], tried, space, worse) if hopeless else None)
-        or (_sampled(history, finished, tried, space, target) if hopeless else None)
+        or (_capacity_jump(finished[0], tried, space, worse) if gave_up else None)
+        or (_sampled(history, finished, tried, space, target) if gave_up else None)
         or _curve_remedy(finished, tried, space, worse, stop_rule is not None)
         or (_sampled(history, finished, tried, space, target) if stop_rule else None)
         or (None if finished else _clamped_retry(last, tried, space))
@@ -439,7 +441,7 @@ def _capacity_jump(
 
 
 def _score(attempt: Attempt, space: SearchSpace, target: Target) -> float:
-    """What an attempt tells the sampler: its metric, or for one stopped as hopeless
+    """What an attempt tells the sampler: its metric, or for one that gave up
     where its validation curve was headed by the most epochs the space allows (its
     metric at the stop would compare an early epoch with others' last)."""
     assert attempt.metric is not None

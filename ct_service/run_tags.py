@@ -71,7 +71,7 @@ CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's r
 # callback): please stop after the current batch, keep the last complete epoch, then
 # log the test metrics and the model as usual. Its value is the reason.
 STOP_REQUESTED = "ct.stop_requested"
-STOPPED_EARLY = "ct.stopped_early"  # "<target met|hopeless>: <reason>": why it was stopped
+STOPPED_EARLY = "ct.stopped_early"  # "<target met|behind|hopeless>: <reason>": why stopped
 STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
 CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose checkpoint it loads
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed

@@ -29,5 +29,5 @@ def test_the_smoke_run_completes_every_strategy(mnist_dir: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout.split("benchmark wall time", 1)[1]
     for strategy in ("old-rule", "random", "tpe", "tpe-hyperband", "ct", "ct-replay"):
-        assert f"fashion>=0.9 seed 0 {strategy}: " in done.stdout
+        assert f"fashion>=0.88 seed 0 {strategy}: " in done.stdout
         assert any(line.startswith(f"{strategy} ") for line in table.splitlines()), table
