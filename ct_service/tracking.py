@@ -3,12 +3,16 @@ nested run, and their state lives in `ct.*` tags that every step re-reads."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -102,7 +106,9 @@ def use_account(settings: Settings) -> None:
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+        with _first_open(settings.tracking_uri):
+            self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+            self.client.search_experiments(max_results=1)
         # Some of MLflow's own internals (resolving `models:/<id>` sources when a version
         # is registered) read the process-wide URIs, not the client's: keep them equal.
         mlflow.set_tracking_uri(settings.tracking_uri)
@@ -508,6 +514,31 @@ class Tracker:
             ):
                 by_step[m.step] = m.value
         return tuple(by_step[step] for step in sorted(by_step))
+
+
+_OPENED: set[str] = set()  # SQLite stores this process has opened
+
+
+@contextmanager
+def _first_open(uri: str) -> Iterator[None]:
+    """MLflow creates a new SQLite store's tables when a client first opens it, in
+    every process that finds them missing; two processes doing so at once (a worker's
+    first intake and the webhook, say) fail in alembic ("expected to match one row").
+    Each process opens a SQLite store the first time under a lock file beside the
+    database, so one creates the tables and the others find them."""
+    if uri in _OPENED or not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    try:
+        lock = open(database.with_name(database.name + ".lock"), "a")
+    except OSError:  # no folder to lock in: MLflow reports the store's own error
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    _OPENED.add(uri)
 
 
 def _chain(run: Run, runs: dict[str, Run]) -> list[str]:
