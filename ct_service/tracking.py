@@ -106,9 +106,8 @@ def use_account(settings: Settings) -> None:
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
-        with _first_open(settings.tracking_uri):
+        with _first_open(settings.tracking_uri):  # creates a new SQLite store's tables
             self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
-            self.client.search_experiments(max_results=1)
         # Some of MLflow's own internals (resolving `models:/<id>` sources when a version
         # is registered) read the process-wide URIs, not the client's: keep them equal.
         mlflow.set_tracking_uri(settings.tracking_uri)
