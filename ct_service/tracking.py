@@ -530,8 +530,11 @@ def _first_open(uri: str) -> Iterator[None]:
         return
     database = Path(uri.removeprefix("sqlite:///"))
     try:
+        database.parent.mkdir(parents=True, exist_ok=True)  # as MLflow would make it
         lock = open(database.with_name(database.name + ".lock"), "a")
     except OSError:  # no folder to lock in: MLflow reports the store's own error
+        lock = None
+    if lock is None:
         yield
         return
     with lock:
