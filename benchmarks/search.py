@@ -173,6 +173,7 @@ def ct_pipeline(task: Task, seed: int, budget: Budget, smoke: bool) -> Outcome:
         command = [sys.executable, "-m", "ct_service.cli", "run", str(LENET), "--json"]
         command += [a for k, v in params.items() for a in ("-P", f"{k}={v}")]
         command += ["--threshold", str(task.threshold), "--max-attempts", str(budget.attempts)]
+        command += ["--max-epochs", str(budget.sample_epochs // _fitted(task.samples))]
         started = time.perf_counter()
         done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
         outcome.wall_seconds = time.perf_counter() - started

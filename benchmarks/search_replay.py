@@ -7,9 +7,10 @@ only its new epochs.
 
 It is the quick way to see what a policy change does on many seeds (curves the
 baselines trained cost nothing more to read); the `ct` strategy, real pipelines,
-stays the measure. Differences from a pipeline: a stop ends the attempt at the epoch
-it was judged on (a pipeline's training also runs part of the next epoch before it
-sees the request), and nothing crashes.
+stays the measure. The policy is given the same budgets as a pipeline (attempts, and
+epochs: `--max-epochs`). Differences from a pipeline: a stop ends the attempt at the
+epoch it was judged on (a pipeline's training also runs part of the next epoch before
+it sees the request), and nothing crashes.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
     budget runs out."""
     space, rule = project.space, project.stop_rule
     target = Target("test_accuracy", search.task.threshold)
-    budget = Budget(max_attempts=search.budget.attempts)
+    budget = Budget(
+        max_attempts=search.budget.attempts,
+        max_epochs=search.budget.sample_epochs // search.trainer.fitted_samples(),
+    )
     (epochs_dimension,) = space.with_role(Role.EPOCHS)
-    horizon = int(epochs_dimension.high)
     history: list[Attempt] = []
     config: dict[str, Any] = {**weak, RESUME_FROM_PARAM: ""}
     decision = policy.Decision(Action.TRAIN, "the weak start", config)
@@ -45,6 +48,7 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
         start = base.checkpoint_epoch if base else 0
         asked = int(float(decision.config[epochs_dimension.name]))
         last = min(asked, start + search.epochs_left())
+        horizon = min(int(epochs_dimension.high), asked)  # as the pipeline's stop watch
         validation = list(base.validation) if base else []
         carried_on = _carried_on(base, history)
         others = [a.validation for a in history if a.run_id not in carried_on]

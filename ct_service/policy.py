@@ -148,7 +148,7 @@ def decide(
         raise ValueError("the policy needs at least one attempt")
     last = history[-1]
     best = _best(history, target)
-    verdict = _promote_or_spent(history, target, budget, elapsed_seconds, best)
+    verdict = _promote_or_spent(history, space, target, budget, elapsed_seconds, best)
     if verdict is not None:
         return verdict
     tried = {space.key(a.config) for a in history}
@@ -173,7 +173,8 @@ def decide(
         config = dict(proposal.config)
         if RESUME_FROM in config:  # only a continuation loads a checkpoint
             config[RESUME_FROM] = proposal.continues
-        return replace(proposal, reason=prefix + proposal.reason, config=config)
+        proposal = within_epoch_budget(replace(proposal, config=config), history, space, budget)
+        return replace(proposal, reason=prefix + proposal.reason)
     if not finished:
         return Decision(
             Action.STOP, prefix + "no finished attempt to derive a new configuration from"
@@ -202,8 +203,12 @@ def decide_several(
     with the first one's epochs (the most the space allows under early stops): the
     remedy the curves point to, plus independent samples of the space beside it.
     A promotion or a stop is always alone."""
-    first = decide(history, space, target, budget, prior, elapsed_seconds, stop_rule)
     free = min(slots, budget.max_attempts - len(history))
+    if budget.max_epochs and free > 1:  # the epochs left are shared: at least one each
+        trained = epochs_trained(history, space)
+        free = max(1, min(free, budget.max_epochs - trained))
+        budget = replace(budget, max_epochs=trained + (budget.max_epochs - trained) // free)
+    first = decide(history, space, target, budget, prior, elapsed_seconds, stop_rule)
     if first.action is not Action.TRAIN or free <= 1:
         return [first]
     chosen = [first]
@@ -227,15 +232,14 @@ def decide_several(
         if space.key(config) in taken:
             continue
         taken.add(space.key(config))
-        chosen.append(
-            Decision(
-                Action.TRAIN,
-                f"trained alongside attempt {history[-1].number + 1}: TPE over {len(told)} "
-                f"finished attempts proposes {_changes(base, config, space)}",
-                config,
-                history[-1].run_id,
-            )
+        beside = Decision(
+            Action.TRAIN,
+            f"trained alongside attempt {history[-1].number + 1}: TPE over {len(told)} "
+            f"finished attempts proposes {_changes(base, config, space)}",
+            config,
+            history[-1].run_id,
         )
+        chosen.append(within_epoch_budget(beside, history, space, budget))
     return chosen
 
 
@@ -276,8 +280,59 @@ def warm_start(
     )
 
 
+def epochs_trained(history: Sequence[Attempt], space: SearchSpace) -> int:
+    """Epochs trained by the attempts of `history`, for the epoch budget: each
+    attempt's logged epochs (a resumed epoch once), less those of the attempt it
+    continues; an attempt without a per-epoch curve counts its checkpoint epoch, or
+    when finished its epochs parameter."""
+    by_run = {a.run_id: a for a in history}
+    return sum(
+        _epochs_logged(a, space)
+        - (_epochs_logged(by_run[a.config[RESUME_FROM]], space) if _continued(a, by_run) else 0)
+        for a in history
+    )
+
+
+def _continued(attempt: Attempt, by_run: Mapping[str, Attempt]) -> bool:
+    return bool(attempt.config.get(RESUME_FROM)) and attempt.config[RESUME_FROM] in by_run
+
+
+def _epochs_logged(attempt: Attempt, space: SearchSpace) -> int:
+    logged = max(
+        (len(curve) for curve in (attempt.validation, *attempt.curves.values())), default=0
+    )
+    if logged or attempt.checkpoint_epoch or not attempt.finished:
+        return max(logged, attempt.checkpoint_epoch)
+    epochs = space.with_role(Role.EPOCHS)
+    if len(epochs) == 1 and epochs[0].name in attempt.config:
+        return int(float(attempt.config[epochs[0].name]))
+    return 0
+
+
+def within_epoch_budget(
+    decision: Decision, history: Sequence[Attempt], space: SearchSpace, budget: Budget
+) -> Decision:
+    """A proposal trained for no more epochs than the epoch budget has left (a
+    continuation: on top of the epoch it starts from)."""
+    epochs = space.with_role(Role.EPOCHS)
+    if not budget.max_epochs or len(epochs) != 1 or epochs[0].name not in decision.config:
+        return decision
+    name = epochs[0].name
+    left = budget.max_epochs - epochs_trained(history, space)
+    start = next((a.checkpoint_epoch for a in history if a.run_id == decision.continues), 0)
+    if float(decision.config[name]) <= start + left:
+        return decision
+    capped = {**decision.config, name: epochs[0].cast(start + left)}
+    return replace(
+        decision,
+        config=capped,
+        reason=f"{decision.reason}; {name} {start + left}: what the budget has left",
+    )
+
+
 def _promote_or_spent(
     history: Sequence[Attempt],
+    space: SearchSpace,
     target: Target,
     budget: Budget,
     elapsed_seconds: float,
@@ -300,6 +355,13 @@ def _promote_or_spent(
             Action.STOP,
             f"budget spent: {len(history)} of {budget.max_attempts} attempts; "
             + _best_text(best, target),
+            budget_spent=True,
+        )
+    trained = epochs_trained(history, space)
+    if budget.max_epochs and trained >= budget.max_epochs:
+        return Decision(
+            Action.STOP,
+            f"budget spent: {trained} of {budget.max_epochs} epochs; " + _best_text(best, target),
             budget_spent=True,
         )
     if budget.max_wall_seconds and elapsed_seconds >= budget.max_wall_seconds:

@@ -25,6 +25,7 @@ TARGET_FROM = (
 BUDGET = "ct.budget"  # the budget, for people ("5 attempts")
 BUDGET_MAX_ATTEMPTS = "ct.budget.max_attempts"
 BUDGET_MAX_WALL_SECONDS = "ct.budget.max_wall_seconds"  # 0.0 when unlimited
+BUDGET_MAX_EPOCHS = "ct.budget.max_epochs"  # 0 when unlimited
 INITIAL_CONFIG = "ct.initial_config"  # JSON: the first attempt's parameters
 DECLARED = "ct.declared"  # digest of the project's MLproject and ct.yaml (warm starts match it)
 OUTCOME = "ct.outcome"  # how it ended: promoted, kept-champion, budget-exhausted, ...

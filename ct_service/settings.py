@@ -177,6 +177,7 @@ class Settings:
             budget=Budget(
                 env.number("CT_MAX_ATTEMPTS", 5, int, low=1),
                 env.number("CT_MAX_WALL_SECONDS", 0.0, float, low=0),
+                env.number("CT_MAX_EPOCHS", 0, int, low=0),
             ),
             attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
             parallel_attempts=env.number("CT_PARALLEL_ATTEMPTS", 1, int, low=1, high=64),

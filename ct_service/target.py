@@ -97,6 +97,7 @@ def choose_target(
 class Budget:
     max_attempts: int = 5
     max_wall_seconds: float = 0.0  # 0 = no wall-time limit
+    max_epochs: int = 0  # epochs trained over all attempts (a continued one once); 0 = none
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -105,7 +106,10 @@ class Budget:
             raise ValueError(
                 f"max_wall_seconds must be 0 (none) or more, got {self.max_wall_seconds}"
             )
+        if self.max_epochs < 0:
+            raise ValueError(f"max_epochs must be 0 (none) or more, got {self.max_epochs}")
 
     def describe(self) -> str:
+        epochs = f", {self.max_epochs} epochs" if self.max_epochs else ""
         wall = f", {self.max_wall_seconds:g} s" if self.max_wall_seconds else ""
-        return f"{self.max_attempts} attempts{wall}"
+        return f"{self.max_attempts} attempts{epochs}{wall}"

@@ -146,6 +146,7 @@ class Tracker:
             run_tags.BUDGET: spec.budget.describe(),
             run_tags.BUDGET_MAX_ATTEMPTS: str(spec.budget.max_attempts),
             run_tags.BUDGET_MAX_WALL_SECONDS: repr(spec.budget.max_wall_seconds),
+            run_tags.BUDGET_MAX_EPOCHS: str(spec.budget.max_epochs),
             run_tags.INITIAL_CONFIG: json.dumps(spec.initial_config, sort_keys=True),
             run_tags.SOURCE_URL: spec.source_url,
             run_tags.SOURCE_BRANCH: spec.source_branch,
@@ -195,6 +196,7 @@ class Tracker:
             budget=Budget(
                 int(tags[run_tags.BUDGET_MAX_ATTEMPTS]),
                 float(tags[run_tags.BUDGET_MAX_WALL_SECONDS]),
+                int(tags.get(run_tags.BUDGET_MAX_EPOCHS, "0")),  # older pipelines: none
             ),
             commit=tags.get(run_tags.COMMIT, ""),
             target_from=tags.get(run_tags.TARGET_FROM, "default"),

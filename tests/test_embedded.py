@@ -120,6 +120,10 @@ def test_bad_input_is_refused_before_anything_is_recorded(tmp_path: Path):
             ["run", str(LENET), "--max-wall-seconds", "-5"],
             "error: max_wall_seconds must be 0 (none) or more",
         ),
+        (
+            ["run", str(LENET), "--max-epochs", "-1"],
+            "error: max_epochs must be 0 (none) or more, got -1",
+        ),
     ]
     bad_space = tmp_path / "bad-space"
     shutil.copytree(LENET, bad_space)

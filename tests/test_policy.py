@@ -6,7 +6,7 @@ import pytest
 
 from ct_service.attempt import Attempt, AttemptStatus
 from ct_service.curves import Finding, diagnose
-from ct_service.policy import Action, decide, decide_several, warm_start
+from ct_service.policy import Action, decide, decide_several, epochs_trained, warm_start
 from ct_service.space import SearchSpace
 from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
@@ -203,6 +203,58 @@ def test_respects_the_wall_time_budget():
     assert decision.action is Action.STOP
     assert decision.budget_spent
     assert "61 s of 60 s" in decision.reason
+
+
+# The epoch budget (CT_MAX_EPOCHS, --max-epochs): epochs trained over all attempts,
+# a continued attempt's inherited epochs counted once.
+@pytest.mark.unit
+def test_epochs_trained_count_a_continued_attempts_inherited_epochs_once():
+    first = resumable(1, checkpoint_epoch=2, curves=HEALTHY_BUT_SHORT)  # 2 epochs logged
+    longer = {**HEALTHY_BUT_SHORT, "val_accuracy": (0.72, 0.77, 0.79, 0.8, 0.8)}
+    continued = resumable(2, checkpoint_epoch=5, curves=longer, epochs=5)
+    continued = Attempt(
+        **{**continued.__dict__, "config": {**continued.config, "resume_from": "run1"}}
+    )
+    fresh = attempt(3, curves=PLATEAU, epochs=3)  # 3 epochs from scratch
+    no_curve = attempt(4, curves={}, epochs=6)  # a project that logs no curve: its epochs
+    assert epochs_trained([first, continued, fresh, no_curve], SPACE) == 2 + 3 + 3 + 6
+
+
+@pytest.mark.unit
+def test_the_epoch_budget_caps_a_proposal_and_stops_the_pipeline_once_spent():
+    history = [attempt(1, curves=PLATEAU, epochs=3)]  # 3 epochs trained, under-fitting
+    decision = decide(history, SPACE, TARGET, Budget(5, max_epochs=7), stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    assert decision.config["epochs"] == 4  # 8 asked for, 4 left in the budget
+    assert decision.reason.endswith("; epochs 4: what the budget has left")
+    unbounded = decide(history, SPACE, TARGET, BUDGET, stop_rule=StopRule())
+    assert unbounded.config == {**decision.config, "epochs": 8}
+    second = attempt(2, curves={"val_accuracy": (0.5,) * 4}, **decision.config)
+    spent = decide([*history, second], SPACE, TARGET, Budget(5, max_epochs=7))
+    assert spent.action is Action.STOP and spent.budget_spent
+    assert spent.reason.startswith("budget spent: 7 of 7 epochs; best test_accuracy 0.7")
+
+
+@pytest.mark.unit
+def test_a_continuation_under_the_epoch_budget_trains_only_what_is_left_on_its_checkpoint():
+    short = resumable(epochs=2)  # 2 epochs, healthy but short: continued to the bound
+    decision = decide([short], SPACE, TARGET, Budget(5, max_epochs=5), stop_rule=StopRule())
+    assert decision.continues == "run1"
+    assert decision.config["epochs"] == 5  # from epoch 2, the 3 the budget has left
+
+
+@pytest.mark.unit
+def test_a_round_shares_the_epochs_left_between_its_attempts():
+    history = [attempt(1, 0.7, HEALTHY_BUT_SHORT)]  # 2 epochs trained
+    round_ = decide_several(
+        history, SPACE, TARGET, Budget(5, max_epochs=8), slots=3, stop_rule=StopRule()
+    )
+    assert len(round_) == 3
+    assert [d.config["epochs"] for d in round_] == [2, 2, 2]  # 6 left, 2 each
+    assert round_[0].reason.count("what the budget has left") == 1
+    assert round_[0].reason.endswith("; epochs 2: what the budget has left")
+    two_left = decide_several(history, SPACE, TARGET, Budget(5, max_epochs=4), slots=3)
+    assert len(two_left) == 2 and all(d.config["epochs"] == 1 for d in two_left)
 
 
 @pytest.mark.unit

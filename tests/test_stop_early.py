@@ -222,10 +222,12 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 @pytest.mark.slow
 def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_path):
     """LeNet's weakest network on a Fashion-MNIST subset against a target it cannot
-    reach: the worker stops it a few epochs into its 20 (LeNet honours the request:
-    test metric and model logged), and attempt 2 is a new configuration from TPE.
-    The copy's space is small, so attempt 2 is cheap too; its epochs are long enough
-    (12,000 images) that a stop asked for at epoch 3 lands well before the last."""
+    reach, under an epoch budget of 14: the 20 epochs asked for are cut to 14, the
+    worker stops it a few epochs in (LeNet honours the request: test metric and
+    model logged), and attempt 2 is a new configuration from TPE given the epochs
+    the budget has left. The copy's space is small, so attempt 2 is cheap too; its
+    epochs are long enough (12,000 images) that a stop asked for at epoch 3 lands
+    well before the last."""
     import json
     import shutil
     import subprocess
@@ -260,7 +262,7 @@ def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_pa
     params = [arg for k, v in weak.items() for arg in ("-P", f"{k}={v}")]
     done = subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "run", str(project), *params]
-        + ["--threshold", "0.97", "--max-attempts", "2", "--json"],
+        + ["--threshold", "0.97", "--max-attempts", "2", "--max-epochs", "14", "--json"],
         env=ct_env(CT_HOME=str(home)),
         cwd=ROOT,
         capture_output=True,
@@ -271,8 +273,10 @@ def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_pa
     tracker = Tracker(Settings.from_env({"CT_HOME": str(home)}))
     first, second = tracker.attempts(tracker.pipeline(only_pipeline(tracker)))
     assert first.stopped_as("hopeless"), (first.stopped_early, done.stderr[-2000:])
+    assert first.config["epochs"] == 14
+    assert first.reason == "initial configuration; epochs 14: what the budget has left"
     trained = epochs_logged(tracker, first.run_id)
-    assert trained == list(range(1, first.checkpoint_epoch + 1)) and len(trained) < 20
+    assert trained == list(range(1, first.checkpoint_epoch + 1)) and len(trained) < 14
     assert first.finished and first.metric is not None  # evaluated, as a finished run
     run = tracker.client.get_run(first.run_id)
     assert 10800 * len(trained) <= run.data.metrics["train_samples_seen"]
@@ -282,5 +286,6 @@ def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_pa
     assert "TPE over 1 finished attempts proposes" in second.reason
     searched = ("conv_blocks", "filters", "learning_rate")
     assert any(second.config[k] != first.config[k] for k in searched)  # not just longer
-    assert second.config["epochs"] == 20  # the space's most: its stops decide
+    assert second.config["epochs"] == 14 - len(trained)  # the space's most, capped
+    assert second.reason.endswith(f"; epochs {14 - len(trained)}: what the budget has left")
     assert json.loads(done.stdout)["outcome"] == "budget-exhausted"

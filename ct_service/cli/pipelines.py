@@ -115,6 +115,12 @@ def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-wall-seconds", type=float, help="time budget (default CT_MAX_WALL_SECONDS)"
     )
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        help="compute budget: epochs trained over all attempts, a continued epoch once "
+        "(default CT_MAX_EPOCHS; 0: none)",
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -189,6 +195,7 @@ def _target_and_budget(
             settings.budget.max_wall_seconds
             if args.max_wall_seconds is None
             else args.max_wall_seconds,
+            settings.budget.max_epochs if args.max_epochs is None else args.max_epochs,
         )
     except ValueError as error:
         raise CtError(str(error)) from None

@@ -41,7 +41,7 @@ class LocalExecutor:
     def __init__(
         self,
         settings: Settings,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings

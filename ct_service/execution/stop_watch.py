@@ -33,7 +33,7 @@ class StopWatch:
         earlier: Sequence[float] = (),
         margin: float | None = None,
         earlier_curves: Sequence[Sequence[float]] = (),
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 0.25,
         grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ):

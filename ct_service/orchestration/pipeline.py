@@ -240,6 +240,13 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
     if warm is not None:
         config, reason = warm
+    first = policy.within_epoch_budget(
+        policy.Decision(policy.Action.TRAIN, reason, config),
+        [],
+        project.space,
+        pipeline.spec.budget,
+    )
+    config, reason = first.config, first.reason
     tracker.set_tags(
         pipeline_id,
         {
@@ -299,8 +306,9 @@ def _stop_watch(
     settings: Settings, tracker: Tracker, pipeline: Pipeline, attempt_id: str, tags: dict[str, str]
 ) -> StopWatch:
     """What watches the attempt's validation curve to stop it early: the project's
-    rule, judged up to the most epochs its search space allows, beside the curves of
-    the pipeline's other finished attempts (not the one it continues)."""
+    rule, judged up to the most epochs its search space allows (under an epoch
+    budget: its own epochs, all the budget left it), beside the curves of the
+    pipeline's other finished attempts (not the one it continues)."""
     project = load_project(git_source.project_folder(settings, pipeline))
     rule = project.stop_rule
     metric = rule.validation_metric(pipeline.spec.target)
@@ -314,6 +322,9 @@ def _stop_watch(
         ]
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
+    own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
+    if pipeline.spec.budget.max_epochs and own is not None:
+        horizon = min(horizon, int(float(own)))
     try:
         margin: float | None = float(tags.get(run_tags.STOP_MARGIN, ""))
     except ValueError:

@@ -24,7 +24,7 @@ EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # second, the last complete epoch is kept, then the test metrics and the model are
 # logged as usual.
 STOP_REQUESTED_TAG = "ct.stop_requested"
-STOP_POLL_SECONDS = 1.0
+STOP_POLL_SECONDS = 0.25
 
 
 class ParameterError(ValueError):
