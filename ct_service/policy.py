@@ -151,7 +151,7 @@ def decide(
     verdict = _promote_or_spent(history, space, target, budget, elapsed_seconds, best)
     if verdict is not None:
         return verdict
-    tried = {space.key(a.config) for a in history}
+    tried = _tried(history, space)
     prefix = (
         ""
         if last.finished
@@ -212,7 +212,7 @@ def decide_several(
     if first.action is not Action.TRAIN or free <= 1:
         return [first]
     chosen = [first]
-    taken = {space.key(a.config) for a in history} | {space.key(first.config)}
+    taken = _tried(history, space) | {space.key(first.config)}
     finished = [a for a in history if a.finished and a.metric is not None]
     told = [(a.config, _score(a, space, target)) for a in finished]
     epochs = {
@@ -580,6 +580,20 @@ def _least_explored_first(
         return sum(changed[d.name] for move in option for d in space.with_role(move.role))
 
     return sorted(moves, key=times)
+
+
+def _tried(history: Sequence[Attempt], space: SearchSpace) -> set[ConfigKey]:
+    """The configurations tried: each attempt's, and for one that gave up (hopeless
+    or behind) the same trained for the most epochs the space allows, since that is
+    how a new configuration is proposed under early stops (an epoch budget may have
+    given the attempt fewer): a configuration that gave up is not tried again."""
+    keys = {space.key(a.config) for a in history}
+    keys |= {
+        space.key(_longest(dict(a.config), space))
+        for a in history
+        if StopKind.gave_up(a.stopped_early)
+    }
+    return keys
 
 
 def _longest(config: Config, space: SearchSpace) -> Config:

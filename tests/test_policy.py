@@ -452,6 +452,22 @@ def test_a_stop_that_gave_up_while_under_fitting_jumps_in_capacity_and_learning_
 
 
 @pytest.mark.unit
+def test_a_configuration_that_gave_up_with_the_epochs_a_budget_left_is_not_tried_again():
+    """Under an epoch budget a proposal gets fewer epochs than the space's most; once
+    it gave up, the same network at the most epochs counts as tried."""
+    gave_up = stopped("hopeless", epochs=8, metric=0.72, curves=PLATEAU)  # 3 epochs
+    budget = Budget(5, max_epochs=12)
+    jump = decide([gave_up], SPACE, TARGET, budget, stop_rule=StopRule())
+    assert jump.config["epochs"] == 8 and jump.config["learning_rate"] == pytest.approx(0.003)
+    capped = {k: v for k, v in jump.config.items() if k != "resume_from"} | {"epochs": 6}
+    behind = stopped("behind", 2, metric=0.70, curves=PLATEAU, **capped)  # 3 more epochs
+    again = decide([gave_up, behind], SPACE, TARGET, budget, stop_rule=StopRule())
+    assert again.action is Action.TRAIN
+    assert again.config["learning_rate"] == 0.001  # the next jump, not the same one again
+    assert again.config["epochs"] == 6  # what the budget has left
+
+
+@pytest.mark.unit
 def test_after_a_hopeless_stop_tpe_proposes_a_new_configuration_given_the_most_epochs():
     hopeless = stopped("hopeless", epochs=8, metric=0.72, curves=OVERFIT)  # no capacity jump
     decision = decide([hopeless], SPACE, TARGET, BUDGET, stop_rule=StopRule())
