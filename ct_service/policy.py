@@ -407,8 +407,7 @@ def _continue_short_stop(
 ) -> Decision | None:
     """The last attempt was stopped because its validation curve met the target, yet
     its test metric falls short: train it on from its checkpoint, and stop it only
-    once validation clears the target by that shortfall more (the steady distance
-    between validation and test is the stop watch's offset, measured apart)."""
+    once validation clears the target by that shortfall more."""
     if stop_rule is None or not (last.finished and last.stopped_as(StopKind.TARGET_MET.value)):
         return None
     if last.metric is None or not last.validation or RESUME_FROM not in last.config:
@@ -416,7 +415,7 @@ def _continue_short_stop(
     epochs = space.with_role(Role.EPOCHS)
     if len(epochs) != 1 or last.checkpoint_epoch >= float(last.config[epochs[0].name]):
         return None
-    shortfall = abs(target.threshold - last.metric)
+    shortfall = abs(last.validation[-1] - last.metric)
     margin = (last.stop_margin or stop_rule.margin) + max(shortfall, stop_rule.margin)
     return Decision(
         Action.TRAIN,

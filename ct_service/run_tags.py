@@ -74,7 +74,6 @@ CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's r
 STOP_REQUESTED = "ct.stop_requested"
 STOPPED_EARLY = "ct.stopped_early"  # "<target met|behind|hopeless>: <reason>": why stopped
 STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
-VALIDATION_OFFSET = "ct.validation_offset"  # target metric less validation, earlier attempts
 CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose checkpoint it loads
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
 

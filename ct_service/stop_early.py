@@ -6,13 +6,6 @@ reach within the most epochs the search would give it.
 
 A pure function of the curve, so it works for any project that logs a validation
 metric per epoch; `ct.yaml`'s `stop_early` section tunes or disables it.
-
-The validation set is one fixed sample, so the target metric (measured on the test
-set after training) runs a steady distance from it: measured on Fashion-MNIST with
-2,000 validation images, test minus validation was -0.005 to -0.010 for every
-network of one split, while the validation curve moved only about 0.003 from epoch
-to epoch. The threshold a curve is judged against is therefore the target's less
-that offset, as the pipeline's finished attempts measured it (validation_offset).
 """
 
 from __future__ import annotations
@@ -97,26 +90,18 @@ def judge(
     horizon: int,
     margin: float | None = None,
     earlier_curves: Sequence[Sequence[float]] = (),
-    offset: float = 0.0,
 ) -> Stop | None:
     """Stop after the last of `values` (the validation metric, one per epoch from the
     first), or None to go on. `horizon`: the most epochs this configuration would be
     trained. `margin` overrides the rule's (after a stop whose test metric fell short).
     `earlier_curves`: the same metric of the pipeline's other finished attempts (not
-    the one this run continues), for the median rule. `offset`: the target metric
-    less the validation metric, as earlier attempts measured it (validation_offset)."""
+    the one this run continues), for the median rule."""
     if not rule.enabled or not values or not all(math.isfinite(v) for v in values):
         return None
     sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
     gains = [sign * v for v in values]  # higher is better from here on
-    goal = sign * (target.threshold - offset)
+    goal = sign * target.threshold
     name = rule.validation_metric(target)
-    calibrated = (
-        f" ({target.metric} ran {abs(offset):.3g} {'below' if offset < 0 else 'above'} "
-        f"{name} in earlier attempts)"
-        if offset
-        else ""
-    )
     epoch = len(values)
     needed = rule.margin if margin is None else margin
     # Target met: the last two epochs' mean beats the threshold by the margin (a lone
@@ -127,7 +112,7 @@ def judge(
             StopKind.TARGET_MET,
             epoch,
             f"{name} {values[-1]:.4g} at epoch {epoch} meets the target with a margin of "
-            f"{needed:g}{calibrated}",
+            f"{needed:g}",
         )
     if epoch >= horizon:
         return None
@@ -148,18 +133,9 @@ def judge(
             StopKind.HOPELESS,
             epoch,
             f"{name} {values[-1]:.4g} at epoch {epoch} extrapolates to at best "
-            f"{sign * reach:.4g} by epoch {horizon}, short of {target.threshold - offset:.4g}"
-            f"{calibrated}",
+            f"{sign * reach:.4g} by epoch {horizon}, short of {target.threshold:g}",
         )
     return None
-
-
-def validation_offset(pairs: Sequence[tuple[float, float]]) -> float:
-    """How far the target metric ran from the validation metric in finished attempts:
-    the median of (target metric - validation metric at the same epoch) over `pairs`
-    of (validation, target metric); 0.0 without any finite pair."""
-    gaps = [t - v for v, t in pairs if math.isfinite(v) and math.isfinite(t)]
-    return statistics.median(gaps) if gaps else 0.0
 
 
 def _median_ahead(

@@ -33,7 +33,6 @@ class StopWatch:
         earlier: Sequence[float] = (),
         margin: float | None = None,
         earlier_curves: Sequence[Sequence[float]] = (),
-        offset: float = 0.0,
         poll_seconds: float = 0.25,
         grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -46,7 +45,6 @@ class StopWatch:
         self.earlier = tuple(earlier)  # the curve of the runs this one continues
         self.margin = margin
         self.earlier_curves = tuple(tuple(c) for c in earlier_curves)  # other attempts'
-        self.offset = offset  # target metric less validation, in earlier attempts
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self.clock = clock
@@ -84,13 +82,7 @@ class StopWatch:
                 m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))
             )
             stop = judge(
-                values,
-                self.target,
-                self.rule,
-                self.horizon,
-                self.margin,
-                self.earlier_curves,
-                self.offset,
+                values, self.target, self.rule, self.horizon, self.margin, self.earlier_curves
             )
             if stop is None:
                 return

@@ -37,7 +37,7 @@ from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import Role
-from ct_service.stop_early import StopRule, validation_offset
+from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Target, choose_target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
@@ -308,24 +308,18 @@ def _stop_watch(
     """What watches the attempt's validation curve to stop it early: the project's
     rule, judged up to the most epochs its search space allows (under an epoch
     budget: its own epochs, all the budget left it), beside the curves of the
-    pipeline's other finished attempts (not the one it continues), against the
-    target less the offset between test and validation those attempts measured."""
+    pipeline's other finished attempts (not the one it continues)."""
     project = load_project(git_source.project_folder(settings, pipeline))
     rule = project.stop_rule
     metric = rule.validation_metric(pipeline.spec.target)
-    finished = (
-        [
-            a
-            for a in tracker.attempts(pipeline, validation_metric=metric)
-            if a.finished and a.validation and a.run_id != attempt_id
-        ]
-        if rule.enabled
-        else []
-    )
     others: list[tuple[float, ...]] = []
-    if rule.behind and finished:
+    if rule.enabled and rule.behind:
         carried_on = {attempt_id, *tracker.carried_on(attempt_id)}
-        others = [a.validation for a in finished if a.run_id not in carried_on]
+        others = [
+            a.validation
+            for a in tracker.attempts(pipeline, validation_metric=metric)
+            if a.finished and a.validation and a.run_id not in carried_on
+        ]
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
     own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
@@ -335,11 +329,6 @@ def _stop_watch(
         margin: float | None = float(tags.get(run_tags.STOP_MARGIN, ""))
     except ValueError:
         margin = None  # none asked for (or unreadable): the rule's own
-    offset = validation_offset(
-        [(a.validation[-1], a.metric) for a in finished if a.metric is not None]
-    )
-    if offset:
-        tracker.set_tags(attempt_id, {run_tags.VALIDATION_OFFSET: f"{offset:.6g}"})
     return StopWatch(
         tracker.client,
         attempt_id,
@@ -349,7 +338,6 @@ def _stop_watch(
         earlier=tracker.earlier_values(attempt_id, metric) if rule.enabled else (),
         margin=margin,
         earlier_curves=others,
-        offset=offset,
     )
 
 
