@@ -158,6 +158,7 @@ class Trainer:
             "curves": entries,
         }
         partial = self._store.with_suffix(".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(kept))
         partial.replace(self._store)
 

@@ -106,6 +106,9 @@ class Settings:
     target_set: bool = False  # a CT_TARGET_* variable is set: it wins over a ct.yaml target
     budget: Budget = Budget()
     attempt_timeout_seconds: float = 7200.0
+    # A spare launcher with the project's libraries imported waits this long for the
+    # next attempt (local execution, spares.py); 0 = none, every attempt starts cold.
+    warm_launcher_seconds: float = 600.0
     parallel_attempts: int = 1  # attempts of one pipeline trained at once (policy.decide_several)
     model_name: str = ""  # empty = the project's name
     ui_url: str = ""
@@ -180,6 +183,7 @@ class Settings:
                 env.number("CT_MAX_EPOCHS", 0, int, low=0),
             ),
             attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
+            warm_launcher_seconds=env.number("CT_WARM_LAUNCHER_SECONDS", 600.0, float, low=0),
             parallel_attempts=env.number("CT_PARALLEL_ATTEMPTS", 1, int, low=1, high=64),
             model_name=env.text("CT_MODEL_NAME", ""),
             smtp=_smtp(env),

@@ -134,13 +134,18 @@ def enqueue(env: dict[str, str], project: Path, *arguments: str) -> str:
 
 
 def processes_with(text: str) -> list[int]:
-    """Processes whose command line or environment mentions `text`."""
+    """Processes whose command line, environment, working directory or open files
+    mention `text` (a warm launcher got its attempt after it started: its run's log
+    and project show it)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            blob += os.fsencode(os.readlink(entry / "cwd"))
+            for descriptor in (entry / "fd").iterdir():
+                blob += os.fsencode(os.readlink(descriptor))
         except OSError:
             continue
         if text.encode() in blob:

@@ -7,6 +7,7 @@ import json
 import os
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,13 @@ import pytest
 from ct_service.execution.executor import AttemptRequest, Halt, Heartbeat
 from ct_service.execution.local import LocalExecutor
 from ct_service.settings import Settings
+
+
+@pytest.fixture(params=["warm", "cold"])
+def either(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """An outcome must read the same whether a warm launcher ran the script in itself
+    (spares.py) or launcher.py ran the command under bash."""
+    return replace(settings, warm_launcher_seconds=600.0 if request.param == "warm" else 0.0)
 
 
 def make_project(folder: Path, script: str) -> Path:
@@ -63,7 +71,7 @@ def test_a_successful_run_logs_into_the_given_run(settings: Settings, tmp_path: 
 
 
 @pytest.mark.integration
-def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Path):
+def test_a_crash_is_reported_by_its_error_line(either: Settings, tmp_path: Path):
     project = make_project(
         tmp_path / "crash",
         """
@@ -71,14 +79,46 @@ def test_a_crash_is_reported_by_its_error_line(settings: Settings, tmp_path: Pat
         raise ValueError("the data has 3 classes, expected 10")
     """,
     )
-    result, recorded, _ = run(settings, project)
+    result, recorded, _ = run(either, project)
     assert not result.succeeded and not result.interrupted  # the code's fault: no resuming
     assert result.failure == "ValueError: the data has 3 classes, expected 10"
     assert recorded.info.status == "FAILED"
 
 
 @pytest.mark.integration
-def test_a_command_killed_from_outside_is_an_interruption(settings: Settings, tmp_path: Path):
+def test_a_script_ends_as_the_interpreter_ends_it(either: Settings, tmp_path: Path):
+    """Its threads finish, its exit handlers run, a file it left open is flushed, and
+    its exit status is its own (a warm launcher leaves without the interpreter's
+    teardown: none of this may be lost)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    project = make_project(
+        tmp_path / "ending",
+        f"""
+        import atexit, sys, threading, time
+        left_open = open({str(results / "open.txt")!r}, "w")
+        left_open.write("flushed")
+        def late():
+            time.sleep(0.5)
+            open({str(results / "thread.txt")!r}, "w").write("joined")
+        threading.Thread(target=late).start()
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(2)  # never shut down: its idle workers must not hold the exit
+        pool.submit(print, "pooled").result()
+        atexit.register(lambda: open({str(results / "atexit.txt")!r}, "w").write("ran"))
+        sys.exit("exiting: status 1")
+    """,
+    )
+    result, _, _ = run(either, project, timeout=60)
+    assert not result.succeeded and not result.interrupted
+    assert result.failure == "exiting: status 1"
+    assert (results / "open.txt").read_text() == "flushed"
+    assert (results / "thread.txt").read_text() == "joined"
+    assert (results / "atexit.txt").read_text() == "ran"
+
+
+@pytest.mark.integration
+def test_a_command_killed_from_outside_is_an_interruption(either: Settings, tmp_path: Path):
     """What the OOM killer does; the attempt is then resumed, not judged."""
     project = make_project(
         tmp_path / "victim",
@@ -87,13 +127,13 @@ def test_a_command_killed_from_outside_is_an_interruption(settings: Settings, tm
         os.kill(os.getpid(), signal.SIGKILL)
     """,
     )
-    result, _, _ = run(settings, project)
+    result, _, _ = run(either, project)
     assert not result.succeeded and result.interrupted
     assert result.failure == "ct-service: the training command was killed by SIGKILL"
 
 
 @pytest.mark.integration
-def test_a_segfault_is_a_failure_of_the_code(settings: Settings, tmp_path: Path):
+def test_a_segfault_is_a_failure_of_the_code(either: Settings, tmp_path: Path):
     project = make_project(
         tmp_path / "segv",
         """
@@ -101,12 +141,12 @@ def test_a_segfault_is_a_failure_of_the_code(settings: Settings, tmp_path: Path)
         os.kill(os.getpid(), signal.SIGSEGV)
     """,
     )
-    result, _, _ = run(settings, project)
+    result, _, _ = run(either, project)
     assert not result.succeeded and not result.interrupted
 
 
 @pytest.mark.integration
-def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_path: Path):
+def test_a_run_whose_lease_was_taken_over_is_stopped(either: Settings, tmp_path: Path):
     pid_file = tmp_path / "pid"
     project = make_project(
         tmp_path / "sleeper",
@@ -117,9 +157,7 @@ def test_a_run_whose_lease_was_taken_over_is_stopped(settings: Settings, tmp_pat
     """,
     )
     taken_over = Halt("stopped: another run took the attempt over", interrupted=True)
-    result, _, _ = run(
-        settings, project, heartbeat=lambda: taken_over if pid_file.exists() else None
-    )
+    result, _, _ = run(either, project, heartbeat=lambda: taken_over if pid_file.exists() else None)
     assert result.interrupted
     assert result.failure == "stopped: another run took the attempt over"
     assert not running(int(pid_file.read_text()))

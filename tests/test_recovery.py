@@ -131,7 +131,7 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
     try:
         pipeline_id = wait_for(lambda: only_pipeline(tracker), 120, "the pipeline")
         dead_id = wait_for(lambda: checkpointed_attempt(tracker, pipeline_id), 300, "a checkpoint")
-        training = [p for p in processes_with(f"MLFLOW_RUN_ID={dead_id}") if _is_train_py(p)]
+        training = [p for p in processes_with(dead_id) if _is_train_py(p)]
         assert len(training) == 1
         os.kill(training[0], signal.SIGKILL)
         assert run.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
@@ -150,13 +150,15 @@ def test_a_training_process_killed_from_outside_is_resumed_embedded(
 
 
 def _is_train_py(pid: int) -> bool:
-    """The Python process running train.py (not the shell MLflow starts it from)."""
+    """The Python process running train.py (not the shell MLflow starts it from):
+    `python train.py`, or the warm launcher that runs it in itself."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
     is_python = Path(argv[0].decode(errors="replace")).name.startswith("python")
-    return is_python and len(argv) > 1 and argv[1].endswith(b"train.py")
+    warm = argv[1:3] == [b"-m", b"ct_service.execution.warm_launcher"]
+    return is_python and len(argv) > 1 and (argv[1].endswith(b"train.py") or warm)
 
 
 BROKEN_PROJECT = {

@@ -1,5 +1,3 @@
-import sys
+from ct_service.cli import entry
 
-from ct_service.cli import main
-
-sys.exit(main())
+entry()

@@ -1,5 +1,6 @@
 """The commands of the distributed mode: `ct-service worker`, `ct-service beat`
-(the watchdog's clock) and `ct-service watchdog` (one scan now)."""
+(the watchdog's clock) and `ct-service watchdog` (one scan now). Each imports Celery
+and MLflow only when it runs: the other commands start without them."""
 
 from __future__ import annotations
 
@@ -10,11 +11,7 @@ from dataclasses import asdict
 from ct_service.cli.arguments import whole
 from ct_service.cli.exit_codes import EXIT_OK
 from ct_service.exceptions import CtError
-from ct_service.keystore import keystore_for
-from ct_service.orchestration.queue import enqueue, make_celery
-from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
-from ct_service.tracking import Tracker
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -48,6 +45,8 @@ def _require_broker(settings: Settings) -> None:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.orchestration.queue import make_celery
+
     _require_broker(settings)
     make_celery(settings).worker_main(
         [
@@ -66,12 +65,19 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _beat(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.orchestration.queue import make_celery
+
     _require_broker(settings)
     make_celery(settings).start(["beat", "--loglevel", settings.log_level])
     return EXIT_OK
 
 
 def _watchdog(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.keystore import keystore_for
+    from ct_service.orchestration.queue import enqueue, make_celery
+    from ct_service.recovery.watchdog import Watchdog
+    from ct_service.tracking import Tracker
+
     _require_broker(settings)
     app = make_celery(settings)
     dog = Watchdog(

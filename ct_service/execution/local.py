@@ -31,7 +31,10 @@ from ct_service.execution.executor import (
     Heartbeat,
     failure_reason,
 )
+from ct_service.execution.exit_status import outside_signal
 from ct_service.execution.launcher import INTERRUPTED, OUTSIDE_SIGNALS
+from ct_service.execution.spares import SPARES, modules_to_preload, script_argv, send, spawn
+from ct_service.execution.training_env import child_environment
 from ct_service.settings import Settings
 
 
@@ -73,7 +76,45 @@ class LocalExecutor:
         return payload
 
     def environment(self) -> dict[str, str]:
-        return _child_environment(self.settings)
+        return child_environment(self.settings)
+
+    def _warm(self, request: AttemptRequest, payload: dict[str, object]) -> subprocess.Popen | None:
+        """A plain `python script.py ...` runs in a warm launcher (spares.py): the spare
+        that has its libraries imported, or a new one; then a spare is readied for the
+        next attempt. None for any other command (launcher.py runs it under bash)."""
+        if "command" not in payload or self.settings.warm_launcher_seconds <= 0:
+            return None
+        env = self.environment()
+        argv = script_argv(str(payload["command"]), env)
+        if argv is None:
+            return None
+        modules = modules_to_preload(Path(str(payload["work_dir"])))
+        idle = self.settings.warm_launcher_seconds
+        process = SPARES.take(modules, env)
+        log.info(
+            "attempt %s: %s", request.run_id, "a spare launcher" if process else "a new launcher"
+        )
+        process = process or spawn(modules, env, idle)
+        run_ids = {"MLFLOW_RUN_ID": request.run_id, "MLFLOW_EXPERIMENT_ID": request.experiment_id}
+        send(
+            process,
+            {
+                "argv": argv,
+                "work_dir": payload["work_dir"],
+                "env": {**env, **run_ids},
+                "log": str(request.log_path),
+                "command": payload["command"],
+            },
+        )
+        return process
+
+    def _ready_the_next(self, payload: dict[str, object]) -> None:
+        """After a warm attempt (not during it: it would take CPU from training), a
+        spare for the attempt the policy may propose next."""
+        env = self.environment()
+        if script_argv(str(payload["command"]), env) is not None:
+            modules = modules_to_preload(Path(str(payload["work_dir"])))
+            SPARES.start(modules, env, self.settings.warm_launcher_seconds)
 
     def stop(self, request: AttemptRequest) -> None:
         """Stop what the launcher started beyond its own process group."""
@@ -88,13 +129,16 @@ class LocalExecutor:
         result = self._launch(request, payload, heartbeat)
         if "command" in payload:  # what mlflow.projects.run does when the command ends
             _end_run(self.settings, request.run_id, result.succeeded)
+            if self.settings.warm_launcher_seconds > 0:
+                self._ready_the_next(payload)
         return result
 
     def _launch(
         self, request: AttemptRequest, payload: dict[str, object], heartbeat: Heartbeat
     ) -> AttemptResult:
         with open(request.log_path, "wb") as output:
-            process = subprocess.Popen(
+            warm = self._warm(request, payload)
+            process = warm or subprocess.Popen(
                 [sys.executable, "-m", "ct_service.execution.launcher", json.dumps(payload)],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -121,10 +165,25 @@ class LocalExecutor:
             finally:
                 _running.discard(process)
         self.stop(request)
-        if process.returncode == 0:
+        returncode = process.returncode
+        if warm is not None:
+            returncode = _as_launcher_reports(returncode, request.log_path)
+        if returncode == 0:
             return AttemptResult(True)
-        reason = failure_reason(request.log_path, process.returncode)
-        return AttemptResult(False, reason, interrupted=_interrupted(process.returncode))
+        reason = failure_reason(request.log_path, returncode)
+        return AttemptResult(False, reason, interrupted=_interrupted(returncode))
+
+
+def _as_launcher_reports(returncode: int, log_path: Path) -> int:
+    """A warm launcher is the training process itself: when a signal from outside
+    (the OOM killer's SIGKILL, say) ended it, say so in its log and report it as
+    launcher.py reports a command killed so."""
+    killer = outside_signal(returncode) if returncode < 0 else ""
+    if not killer:
+        return returncode
+    with open(log_path, "a") as output:
+        output.write(f"ct-service: the training command was killed by {killer}\n")
+    return INTERRUPTED
 
 
 _running: set[subprocess.Popen] = set()
@@ -197,66 +256,6 @@ def _interrupted(returncode: int) -> bool:
     if returncode == INTERRUPTED or returncode == 128 + signal.SIGTERM:
         return True
     return returncode < 0 and -returncode in {int(s) for s in OUTSIDE_SIGNALS}
-
-
-# What training inherits from the worker's environment, by name; nothing else (cloud
-# credentials, repository secrets under other names, CT_* settings) reaches it.
-# CT_TRAINING_ENV adds names.
-TRAINING_ENV = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "TERM",
-    "CUDA_VISIBLE_DEVICES",
-    "NVIDIA_VISIBLE_DEVICES",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_CERT",
-    # building a project's declared environment (env_manager.py)
-    "MLFLOW_ENV_ROOT",
-    "UV_INDEX_URL",
-    "UV_EXTRA_INDEX_URL",
-    "UV_CACHE_DIR",
-    "UV_NATIVE_TLS",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH",
-)
-
-
-def training_environment(settings: Settings) -> dict[str, str]:
-    """The variables of this process that training may see: TRAINING_ENV and the
-    names in CT_TRAINING_ENV."""
-    allowed = set(TRAINING_ENV) | set(settings.training_env)
-    return {key: value for key, value in os.environ.items() if key in allowed}
-
-
-def _child_environment(settings: Settings) -> dict[str, str]:
-    """The training process gets the tracking store and an allow-list of this
-    process's variables (never the service's CT_* settings: they hold secrets).
-    MLflow runs the project's command with `python` from PATH: make that ours."""
-    env = training_environment(settings)
-    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    env["MLFLOW_REGISTRY_URI"] = settings.registry_uri
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _kill_group(process: subprocess.Popen) -> None:
