@@ -17,9 +17,10 @@ side by side mean anything):
     python benchmarks/overhead.py --data ../shared/data/mnist [--rounds 3]
         [--docker --base-image ct-base:bookworm]
     python benchmarks/overhead.py --data ../shared/data/mnist --breakdown
+        [--docker --base-image ct-base:bookworm]
 
 --breakdown: where the seconds go, phase by phase, read off MLflow's clocks for one
-direct run and one pipeline (overhead_breakdown.py).
+direct run and one pipeline, and one in Docker with --docker (overhead_breakdown.py).
 """
 
 from __future__ import annotations
@@ -111,8 +112,13 @@ def main() -> None:
         from overhead_breakdown import report
 
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "MLFLOW_"))}
+        env_for = {"direct": clean, "pipeline": clean}
+        timed_runs = {name: runs[name] for name in env_for}
+        if args.docker:
+            timed_runs["docker"] = runs["pipeline"]
+            env_for["docker"] = clean | docker_settings(args.base_image, data)
         with tempfile.TemporaryDirectory() as tmp:
-            report(runs, {"direct": clean, "pipeline": clean}, Path(tmp))
+            report(timed_runs, env_for, Path(tmp))
         return
     # The same pipeline without spare launchers: every attempt's interpreter starts
     # cold and imports its libraries after its run is created (as before spares.py).

@@ -15,7 +15,8 @@ Phases of the pipeline (embedded `ct-service run`):
   decide+register  attempt ended -> model version created
   promote+notify   model version -> the pipeline run ended
   summary+exit   pipeline ended -> the process exits
-The direct run has the same phases from "launch+load" on, without the service's.
+The direct run has the same phases from "launch+load" on, without the service's;
+a pipeline in Docker (--docker) the pipeline's.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def report(
     and print both breakdowns side by side."""
     measured: dict[str, dict[str, float]] = {}
     totals: dict[str, float] = {}
-    for name in ("direct", "pipeline"):
+    for name in commands:
         for attempt in ("warm-up", "measured"):
             store = workdir / f"{name}-{attempt}"
             store.mkdir()
@@ -119,13 +120,15 @@ def report(
         measured[name] = phases(clocks)
         totals[name] = clocks.exited
     rows = list(dict.fromkeys([*measured["pipeline"], *measured["direct"]]))
-    print(f"{'phase':18} {'direct':>9} {'pipeline':>9}")
+    print(f"{'phase':18}" + "".join(f" {name:>9}" for name in commands))
     for row in rows:
-        cells = [measured[n].get(row) for n in ("direct", "pipeline")]
+        cells = [measured[name].get(row) for name in commands]
         shown = [f"{c:8.1f}s" if c is not None else f"{'-':>9}" for c in cells]
-        print(f"{row:18} {shown[0]} {shown[1]}")
-    print(f"{'wall':18} {totals['direct']:8.1f}s {totals['pipeline']:8.1f}s")
-    print(f"pipeline / direct = {totals['pipeline'] / totals['direct']:.2f}")
+        print(f"{row:18} {' '.join(shown)}")
+    print(f"{'wall':18}" + "".join(f" {totals[name]:8.1f}s" for name in commands))
+    for name in commands:
+        if name != "direct":
+            print(f"{name} / direct = {totals[name] / totals['direct']:.2f}")
 
 
 def _store_env(store: Path) -> dict[str, str]:

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import mlflow
 import pytest
 from conftest import LENET, MNIST, ROOT, ct_env
 from helpers import (
@@ -129,12 +130,34 @@ def test_attempts_train_in_containers_and_an_unchanged_environment_is_not_rebuil
     assert f"{data}:{data}:ro" in log
     assert f"container ct-{runs[0].info.run_id}" in log
     assert "cpus 1.5" in log and "memory 3g" in log  # the resource limits
-    assert not docker_client.images.list(name=f"ct-run-{runs[0].info.run_id}")  # removed
+    # The second found the image cached (the first too, when an earlier test built
+    # it): a spare container of it imported the libraries while its pipeline was
+    # created, then trained; its artifacts are in the run's own folder, no spare is left.
+    second_log = next(home.glob(f"logs/attempt-{runs[1].info.run_id}.log")).read_text()
+    assert f"container ct-{runs[1].info.run_id} (a spare, started ahead)" in second_log
+    for run in runs:
+        folder = Path(run.info.artifact_uri.removeprefix("file://"))
+        assert folder.is_dir() and not folder.is_symlink()
+        assert (folder / "checkpoints").is_dir()
+    assert not docker_client.containers.list(all=True, filters={"name": "ct-spare-"})
+    assert not list((home / "work" / "spares").iterdir())
     recorded = json.dumps([(r.data.params, r.data.tags) for r in runs])
     for secret in SECRETS.values():
         assert secret not in log and secret not in recorded
     versions = tracker.client.search_model_versions("name = 'lenet'")
     assert {v.run_id for v in versions} <= {r.info.run_id for r in runs} and versions
+    # Each model the containers logged is in the store (MLflow 3 keeps it apart from
+    # its run's artifacts), whole: production loads.
+    for version in versions:
+        model = tracker.client.get_logged_model(version.source.removeprefix("models:/"))
+        assert (Path(model.artifact_location.removeprefix("file://")) / "MLmodel").is_file()
+    production = tracker.client.get_model_version_by_alias("lenet", "production")
+    loaded = mlflow.pyfunc.load_model(
+        tracker.client.get_logged_model(
+            production.source.removeprefix("models:/")
+        ).artifact_location
+    )
+    assert loaded.metadata.run_id == production.run_id
 
 
 @pytest.mark.slow
@@ -224,7 +247,7 @@ def test_a_container_removed_from_outside_is_an_interruption_and_is_resumed(
 
 @pytest.mark.unit
 def test_the_store_label_names_a_store_without_its_credentials() -> None:
-    from ct_service.execution.docker import store_label
+    from ct_service.execution.containers import store_label
 
     assert store_label("http://ci:s3cret@mlflow:5000") == store_label("http://mlflow:5000")
     assert store_label("sqlite:////a/mlflow.db") != store_label("sqlite:////b/mlflow.db")
@@ -235,11 +258,8 @@ def test_the_store_label_names_a_store_without_its_credentials() -> None:
 def test_the_watchdog_removes_orphaned_containers_of_its_own_store_only(docker_client) -> None:
     """Two services (or two users' embedded runs) on one engine: each watchdog sees
     the other's containers, whose runs are not in its store; it must leave them be."""
-    from ct_service.execution.docker import (
-        STORE_LABEL,
-        remove_orphaned_containers,
-        store_label,
-    )
+    from ct_service.execution.containers import STORE_LABEL, store_label
+    from ct_service.execution.docker import remove_orphaned_containers
 
     stores = {"mine": store_label("sqlite:////a/mlflow.db"), "theirs": store_label("http://b")}
     names = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from ct_service.checkout import fetch_commit, redact, url_problem
 from ct_service.exceptions import CheckoutError, ProjectError
 from ct_service.execution.docker import data_volumes
 from ct_service.execution.executor import AttemptRequest
-from ct_service.execution.pushed_files import copy_project, refuse_escaping_links
+from ct_service.execution.pushed_files import archive_project, refuse_escaping_links
 
 
 def request(tmp_path: Path, **parameters: str) -> AttemptRequest:
@@ -75,7 +76,7 @@ def test_no_data_root_means_no_host_path_is_mounted(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("target", ["/proc/self/environ", "/etc/passwd", "../../outside.txt"])
-def test_a_symlink_out_of_the_project_is_refused_in_a_work_copy(
+def test_a_symlink_out_of_the_project_is_refused_in_a_containers_code(
     tmp_path: Path, target: str
 ) -> None:
     project = tmp_path / "project"
@@ -85,8 +86,7 @@ def test_a_symlink_out_of_the_project_is_refused_in_a_work_copy(
     (project / "data").mkdir()
     (project / "data" / "leak.txt").symlink_to(target)
     with pytest.raises(ProjectError, match="data/leak.txt is a symlink to .*outside the project"):
-        copy_project(project, tmp_path / "copy", None)
-    assert not (tmp_path / "copy").exists()
+        archive_project(project, "/code", ())
 
 
 @pytest.mark.integration
@@ -95,9 +95,16 @@ def test_links_inside_the_project_stay_links(tmp_path: Path) -> None:
     (project / "conf").mkdir(parents=True)
     (project / "conf" / "base.yaml").write_text("x: 1\n")
     (project / "current.yaml").symlink_to("conf/base.yaml")
-    copy_project(project, tmp_path / "copy", None)
-    copied = tmp_path / "copy" / "current.yaml"
-    assert copied.is_symlink() and os.readlink(copied) == "conf/base.yaml"
+    (project / "__pycache__").mkdir()
+    (project / "__pycache__" / "stale.pyc").write_bytes(b"")
+    with tarfile.open(fileobj=archive_project(project, "/mlflow/code", ["__pycache__"])) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+    link = members["mlflow/code/current.yaml"]
+    assert link.issym() and link.linkname == "conf/base.yaml"
+    assert members["mlflow/code/conf/base.yaml"].isfile()
+    assert members["mlflow"].isdir()  # the folders above it too
+    assert not any("__pycache__" in name for name in members)  # left out
+    assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
 
 
 @pytest.mark.integration

@@ -1,7 +1,9 @@
 """The pipeline commands' arguments: `ct-service run`, `status`, `space` and
 `rollback`. What they do is in pipeline_commands.py, imported only when one runs
 (MLflow and Celery take about 1.5 s to import): `run` first has a spare launcher
-import the first attempt's libraries meanwhile (spares.py)."""
+(or a spare container) import the first attempt's libraries meanwhile (spares.py,
+spare_containers.py), and starts the MLflow server its containers will log to
+(tracking_server.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ct_service.cli.arguments import whole
-from ct_service.execution import spares
+from ct_service.execution import spare_containers, spares, tracking_server
 from ct_service.settings import Settings
 from ct_service.target import Direction
 
@@ -112,7 +114,11 @@ def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded and not args.git and not args.adopt_active_run:
-        spares.warm_up(settings, Path(args.project))  # its first attempt is trained here
+        # its first attempt is trained here: its libraries are imported meanwhile
+        spares.warm_up(settings, Path(args.project))
+        spare_containers.warm_up(settings, Path(args.project))
+    if settings.embedded:
+        tracking_server.start_early(settings)  # for its containers to log to
     from ct_service.cli import pipeline_commands
 
     return pipeline_commands.run(args, settings)

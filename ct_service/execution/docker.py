@@ -1,20 +1,21 @@
 """Runs an attempt in a Docker container, started through the Docker SDK.
 
 The environment is chosen from the project's code (environment.py) and built or
-reused (images.py); a per-run image adds the project's code to it (a work copy in
-which no symlink leaves the project). The container is started with the engine's
+reused (images.py); the container is created from it, the project's code is put
+into it (an archive in which no symlink leaves the project), then it starts: no
+per-run image is built. The container is started with the engine's
 API, not a shell command line: no operator or project value is interpreted by a
 shell, and credentials reach it as environment entries of the API call, never on a
 logged line. Each container is named `ct-<run id>`; only parameters naming paths
 under the operator's data roots are mounted, read-only, at the same path; containers
 log to MLflow over HTTP. Its exit status decides: 128+n for an outside signal (an OOM
 kill, `docker kill`) is an interruption, anything else non-zero a failure of the code.
-Containers, per-run images and work copies are removed afterwards.
+Containers are removed afterwards.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import re
 import shutil
@@ -22,21 +23,27 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import IO, Any
 
 import docker
-from docker.errors import APIError, BuildError, DockerException, NotFound
+from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import run_tags
 from ct_service.exceptions import InfrastructureError, ProjectError, SettingsError
 from ct_service.execution import images, tracking_server
+from ct_service.execution.container_models import collect, models_folder
+from ct_service.execution.containers import (
+    STORE_LABEL,
+    WORKDIR,
+    base_environment,
+    base_options,
+    network,
+)
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import (
     AttemptRequest,
@@ -45,19 +52,28 @@ from ct_service.execution.executor import (
     failure_reason,
 )
 from ct_service.execution.exit_status import outside_signal
-from ct_service.execution.pushed_files import copy_project
+from ct_service.execution.pushed_files import archive_project
+from ct_service.execution.spare_containers import (
+    SPARE_CONTAINERS,
+    SPARE_PREFIX,
+    Spare,
+    can_run,
+    hand_over,
+    image_environment,
+    link_artifacts,
+    release,
+)
+from ct_service.execution.spares import python_script
 from ct_service.execution.training_account import TrainingAccount
 from ct_service.project import load_project
 from ct_service.settings import Settings
 
+log = logging.getLogger(__name__)
+
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-# Which tracking store a container's run is recorded in: the watchdog of another
-# store (another deployment, someone's embedded runs on the same engine) leaves it be.
-STORE_LABEL = "ct-service.store"
 # MLflow's credentials, handed to containers through the API when the worker has them.
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-WORKDIR = "/mlflow/projects/code"  # where the code sits in the container, as with MLflow
-RUN_DOCKERFILE = ".ct-run.Dockerfile"
+LEFT_OUT = (".git", "mlruns", "__pycache__")  # of the project's code, in a container
 
 
 def container_name(run_id: str) -> str:
@@ -75,22 +91,20 @@ def remove_container(run_id: str) -> bool:
     return True
 
 
-def store_label(tracking_uri: str) -> str:
-    """The STORE_LABEL value of a store: a digest of its URI without credentials."""
-    parts = urlsplit(tracking_uri)
-    netloc = parts.netloc.rpartition("@")[2]
-    plain = urlunsplit(parts._replace(netloc=netloc))
-    return hashlib.sha256(plain.encode()).hexdigest()[:16]
-
-
 def remove_orphaned_containers(is_running: Callable[[str], bool], store: str) -> list[str]:
     """Containers `ct-<run id>` of this store (STORE_LABEL `store`) whose run is no
-    longer running: stopped and removed."""
+    longer running, and spare containers of it that exited unused: stopped and
+    removed."""
     removed = []
     found = docker.from_env(timeout=10).containers.list(
         all=True, filters={"name": "ct-", "label": f"{STORE_LABEL}={store}"}
     )
     for container in found:
+        if container.name.startswith(SPARE_PREFIX):  # idle too long, its owner gone
+            if container.status == "exited":
+                container.remove(force=True)
+                removed.append(container.name)
+            continue
         run_id = container.name.removeprefix("ct-")
         if RUN_ID.fullmatch(run_id) and not is_running(run_id):
             container.remove(force=True)
@@ -123,14 +137,15 @@ def engine_answers() -> bool:
 def for_settings(settings: Settings) -> DockerExecutor:
     """Containers log to CT_CONTAINER_TRACKING_URI, else to the tracking server, else to
     a local server this process starts on the store (over the host network)."""
-    tracking_uri = settings.docker.tracking_uri
-    if not tracking_uri and settings.tracking_uri.startswith(("http://", "https://")):
-        tracking_uri = settings.tracking_uri
-    if not tracking_uri:
-        tracking_uri = tracking_server.url_for(settings)
-        if not settings.docker.network:
-            settings = replace(settings, docker=replace(settings.docker, network="host"))
-    return DockerExecutor(settings, tracking_uri)
+    return DockerExecutor(settings, container_tracking_uri(settings))
+
+
+def container_tracking_uri(settings: Settings) -> str:
+    """Where containers log: CT_CONTAINER_TRACKING_URI, else the tracking server,
+    else a local server on the store (started on first use, on the host network)."""
+    if tracking_server.needed(settings):
+        return tracking_server.url_for(settings)
+    return settings.docker.tracking_uri or settings.tracking_uri
 
 
 def _training_account(settings: Settings) -> TrainingAccount | None:
@@ -150,11 +165,19 @@ def _training_account(settings: Settings) -> TrainingAccount | None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What prepare() readied for run(): the per-run image and how to start it."""
+    """What prepare() readied for run(): the environment image, the project's code
+    and how to start it."""
 
     image: str
+    code: IO[bytes]  # an archive that unpacks at WORKDIR
     command: str
     volumes: tuple[str, ...]  # "host:container:mode"
+    project: Path
+    artifacts: str  # the run's artifact folder on this host ("" with a served store)
+    models: str  # where its experiment's logged models go on this host (likewise)
+    # a spare container can run it: a plain `python script.py ...`, every data path
+    # mounted at its real path, no other run's folder mounted
+    spare_can_run_it: bool
 
 
 class DockerExecutor:
@@ -173,6 +196,7 @@ class DockerExecutor:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._prepared: dict[str, Prepared] = {}
+        self._spares: dict[str, Spare] = {}  # the attempts spare containers took
         self.training_account = _training_account(settings)
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
@@ -182,14 +206,28 @@ class DockerExecutor:
         if self.training_account:
             self.training_account.allow(request.experiment_id)
         image = images.ensure(self.client, environment, project.name, self.settings.docker)
-        volumes = data_volumes(request, self.settings.docker.data_dirs)
-        volumes += self._artifact_volumes(request)
-        copy = self._work_copy(request.run_id)
-        shutil.rmtree(copy, ignore_errors=True)
-        copy_project(folder, copy, shutil.ignore_patterns(".git", "mlruns", "__pycache__"))
-        self._build_run_image(copy, image.tag, request.run_id)
+        data = data_volumes(request, self.settings.docker.data_dirs)
+        own, continued = self._artifact_folders(request)
+        models = models_folder(self._mlflow(), request.experiment_id) if own else ""
+        staging = self._staging(request.run_id)
+        if models:
+            staging.mkdir(parents=True, exist_ok=True)
+        volumes = (
+            data
+            + [f"{own}:{own}:rw"] * bool(own)
+            + [f"{continued}:{continued}:ro"] * bool(continued)
+            + [f"{staging}:{models}:rw"] * bool(models)
+        )
+        command = project.command_line(request.parameters)
         self._prepared[request.run_id] = Prepared(
-            _run_image(request.run_id), project.command_line(request.parameters), tuple(volumes)
+            image.tag,
+            archive_project(folder, WORKDIR, LEFT_OUT),
+            command,
+            tuple(volumes),
+            folder,
+            own,
+            models,
+            spare_can_run_it=can_run(command, data, continued),
         )
         tags = {
             run_tags.ENVIRONMENT: environment.reason,
@@ -198,18 +236,17 @@ class DockerExecutor:
             run_tags.ENVIRONMENT_BUILT: "true" if image.built else "false",
             run_tags.CONTAINER: container_name(request.run_id),
         }
-        return replace(request, project_uri=str(copy)), tags
+        return request, tags
 
     def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: None) -> AttemptResult:
         prepared = self._prepared[request.run_id]
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "ab") as log:
-            log.write(self._describe(request, prepared).encode() + b"\n")
+            spare = self._spare_for(prepared)
+            log.write(self._describe(request, prepared, spare).encode() + b"\n")
             log.flush()
-            container = self.client.containers.run(
-                detach=True, **self.container_options(request, prepared)
-            )
-            _running[container.id] = self
+            container = self._hand_over(spare, request, prepared) if spare else None
+            container = container or self._start(request, prepared)
             copier = threading.Thread(target=_copy_logs, args=(container, log), daemon=True)
             copier.start()
             try:
@@ -237,41 +274,89 @@ class DockerExecutor:
             )
         return AttemptResult(False, failure_reason(request.log_path, 0))
 
+    def _spare_for(self, prepared: Prepared) -> Spare | None:
+        if not prepared.spare_can_run_it:
+            return None
+        return SPARE_CONTAINERS.take(
+            self.settings, prepared.image, prepared.project, prepared.command
+        )
+
+    def _hand_over(
+        self, spare: Spare, request: AttemptRequest, prepared: Prepared
+    ) -> Container | None:
+        """The spare, running the attempt; None (and the spare removed) when it could
+        not take it, for a new container to run it instead."""
+        words = python_script(prepared.command) or []
+        links = {}
+        if prepared.artifacts:
+            links[prepared.artifacts] = str(spare.folder / "artifacts")
+        if prepared.models:
+            links[prepared.models] = str(spare.folder / "models")
+        self._spares[request.run_id] = spare
+        _running[spare.container.id] = self
+        try:
+            (spare.folder / "models").mkdir(exist_ok=True)
+            if prepared.artifacts:
+                link_artifacts(prepared.artifacts, spare)
+            env = image_environment(spare) | self.run_environment(request)
+            hand_over(
+                spare,
+                container_name(request.run_id),
+                prepared.code,
+                {
+                    "argv": words[1:],
+                    "work_dir": WORKDIR,
+                    "env": env,
+                    "links": links,
+                    "command": prepared.command,
+                },
+            )
+        except (DockerException, OSError) as error:
+            log.warning("the spare container could not take %s: %s", request.run_id, error)
+            _running.pop(spare.container.id, None)
+            self._spares.pop(request.run_id, None)
+            release(spare, prepared.artifacts)
+            prepared.code.seek(0)
+            return None
+        return spare.container
+
+    def _start(self, request: AttemptRequest, prepared: Prepared) -> Container:
+        """Create the container, put the project's code in, start it; a step that
+        fails leaves nothing of it behind."""
+        container = self.client.containers.create(**self.container_options(request, prepared))
+        _running[container.id] = self
+        try:
+            container.put_archive("/", prepared.code)
+            container.start()
+        except BaseException:
+            _running.pop(container.id, None)
+            self.stop(request)
+            raise
+        return container
+
     def container_options(self, request: AttemptRequest, prepared: Prepared) -> dict[str, Any]:
-        """docker.containers.run() arguments: nothing here goes through a shell."""
-        settings = self.settings.docker
-        environment = {
-            "MLFLOW_RUN_ID": request.run_id,
-            "MLFLOW_EXPERIMENT_ID": request.experiment_id,
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            # artifacts through the tracking server, never presigned URLs of its store
-            "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
-            "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
-            "PYTHONUNBUFFERED": "1",
-            **self._credentials(),
-            **{n: os.environ[n] for n in self.settings.training_env if n in os.environ},
-        }
-        options: dict[str, Any] = {
+        """docker.containers.create() arguments: nothing here goes through a shell."""
+        return {
+            **base_options(self.settings),
             "image": prepared.image,
             "command": ["sh", "-c", prepared.command],  # the project's own command, inside
             "name": container_name(request.run_id),
-            "environment": environment,
-            "volumes": [volume for volume in prepared.volumes],
-            "working_dir": WORKDIR,
-            "labels": {STORE_LABEL: store_label(self.settings.tracking_uri)},
+            "environment": {
+                **base_environment(self.settings),
+                **self.run_environment(request),
+            },
+            "volumes": list(prepared.volumes),
         }
-        if settings.network == "host":
-            options["network_mode"] = "host"
-        elif settings.network:
-            options["network"] = settings.network
-        if settings.cpus:
-            options["nano_cpus"] = int(float(settings.cpus) * 1e9)
-        if settings.memory:
-            options["mem_limit"] = settings.memory
-        if settings.gpus:
-            count = -1 if settings.gpus == "all" else int(settings.gpus)
-            options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
-        return options
+
+    def run_environment(self, request: AttemptRequest) -> dict[str, str]:
+        """What a container's environment says of its run: where it logs, its ids and
+        credentials."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_RUN_ID": request.run_id,
+            "MLFLOW_EXPERIMENT_ID": request.experiment_id,
+            **self._credentials(),
+        }
 
     def _credentials(self) -> dict[str, str]:
         """The training account's, when one is set; else the worker's own."""
@@ -280,17 +365,27 @@ class DockerExecutor:
         return {name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)}
 
     def stop(self, request: AttemptRequest) -> None:
-        """Remove the attempt's container (stopping it if it runs), its per-run image
-        and its work copy; each may be gone already."""
+        """Remove the attempt's container (stopping it if it runs; it may be gone
+        already), then move the models it logged into the store."""
         remove_container(request.run_id)
-        try:
-            self.client.images.remove(_run_image(request.run_id), force=True)
-        except NotFound:
-            pass
-        except APIError as error:
-            if error.status_code != 409:  # 409: still in use by a container being removed
-                raise
-        shutil.rmtree(self._work_copy(request.run_id), ignore_errors=True)
+        prepared = self._prepared.pop(request.run_id, None)
+        spare = self._spares.pop(request.run_id, None)
+        if prepared is None:
+            return
+        prepared.code.close()
+        if spare:
+            release(spare, prepared.artifacts, keep=True)  # its artifacts back in place
+        staging = spare.folder / "models" if spare else self._staging(request.run_id)
+        if prepared.models:
+            collect(self._mlflow(), staging, prepared.models, request.run_id)
+        shutil.rmtree(spare.folder if spare else staging, ignore_errors=True)
+
+    def _staging(self, run_id: str) -> Path:
+        """The folder a new container's logged models are written to (container_models.py)."""
+        return self.settings.home / "work" / "models" / run_id
+
+    def _mlflow(self) -> MlflowClient:
+        return MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)
 
     def _wait(
         self, container: Container, request: AttemptRequest, heartbeat: Heartbeat
@@ -310,37 +405,26 @@ class DockerExecutor:
                 return AttemptResult(False, halt.reason, interrupted=halt.interrupted)
             time.sleep(self.poll_seconds)
 
-    def _build_run_image(self, copy: Path, base: str, run_id: str) -> None:
-        """The environment image plus the project's code (as MLflow's build_image)."""
-        (copy / RUN_DOCKERFILE).write_text(f"FROM {base}\nCOPY . {WORKDIR}/\nWORKDIR {WORKDIR}\n")
-        try:
-            self.client.images.build(
-                path=str(copy), dockerfile=RUN_DOCKERFILE, tag=_run_image(run_id), rm=True
-            )
-        except BuildError as error:
-            raise ProjectError(f"adding the code to {base} failed: {error.msg}"[:600]) from None
-
-    def _artifact_volumes(self, request: AttemptRequest) -> list[str]:
+    def _artifact_folders(self, request: AttemptRequest) -> tuple[str, str]:
         """With a local artifact store the container writes the run's artifacts into
         its folder (mounted read-write at the same path), and a resumed run reads the
-        checkpoint of the run it continues (read-only); a served store is reached
-        over HTTP and needs no mount."""
-        client = MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)
-        volumes = []
+        checkpoint of the run it continues (read-only): those two folders, "" where
+        the store is served (reached over HTTP, no mount)."""
+        client = self._mlflow()
         own = client.get_run(request.run_id).info.artifact_uri
+        folder = ""
         if own.startswith("file:"):
             folder = local_file_uri_to_path(own)
             os.makedirs(folder, exist_ok=True)
-            volumes.append(f"{folder}:{folder}:rw")
+        continued = ""
         resume_from = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
         if resume_from:
             earlier = client.get_run(resume_from).info.artifact_uri
             if earlier.startswith("file:"):
-                folder = local_file_uri_to_path(earlier)
-                volumes.append(f"{folder}:{folder}:ro")
-        return volumes
+                continued = local_file_uri_to_path(earlier)
+        return folder, continued
 
-    def _describe(self, request: AttemptRequest, prepared: Prepared) -> str:
+    def _describe(self, request: AttemptRequest, prepared: Prepared, spare: Spare | None) -> str:
         """One line for the attempt's log: what runs where (no environment values)."""
         settings = self.settings.docker
         limits = [
@@ -349,19 +433,18 @@ class DockerExecutor:
                 ("cpus", settings.cpus),
                 ("memory", settings.memory),
                 ("gpus", settings.gpus),
-                ("network", settings.network),
+                ("network", network(self.settings)),
             )
             if value
         ]
-        mounts = ", ".join(prepared.volumes) or "none"
+        volumes = spare.volumes if spare else prepared.volumes
+        mounts = ", ".join(volumes) or "none"
+        ahead = " (a spare, started ahead)" if spare else ""
         return (
-            f"ct-service: container {container_name(request.run_id)} from {prepared.image}"
+            f"ct-service: container {container_name(request.run_id)}{ahead} from {prepared.image}"
             f" ({', '.join(limits) or 'no limits'}); mounts: {mounts}; command: "
             f"{prepared.command}"
         )
-
-    def _work_copy(self, run_id: str) -> Path:
-        return self.settings.home / "work" / "containers" / run_id
 
 
 _running: dict[str, DockerExecutor] = {}
@@ -386,10 +469,6 @@ def _copy_logs(container: Container, log: Any) -> None:
             log.flush()
     except Exception:  # the container went away; what was copied stays
         pass
-
-
-def _run_image(run_id: str) -> str:
-    return f"ct-run-{run_id}"
 
 
 def data_volumes(request: AttemptRequest, data_dirs: tuple[str, ...]) -> list[str]:

@@ -66,11 +66,9 @@ def ensure(
     with tempfile.TemporaryDirectory(prefix="ct-build-") as context:
         files = _write_context(environment, Path(context))
         tag = f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}"
-        try:
-            found = client.images.get(tag)
-            return Image(tag, found.id, built=False)
-        except ImageNotFound:
-            pass
+        found = _on_engine(client, tag)
+        if found:
+            return found
         if settings.ca_file:
             shutil.copy(settings.ca_file, Path(context) / "ca.crt")
         try:
@@ -87,6 +85,28 @@ def ensure(
             tail = " | ".join(lines[-3:])
             raise ProjectError(f"building {tag} failed: {error.msg}; {tail}"[:600]) from None
     return Image(tag, str(image.id), built=True)
+
+
+def cached(
+    client: docker.DockerClient,
+    environment: Environment,
+    project_name: str,
+    settings: DockerSettings,
+) -> Image | None:
+    """The environment's image when it is on the engine already (nothing is built
+    or pulled)."""
+    if environment.image:
+        return _on_engine(client, environment.image)
+    with tempfile.TemporaryDirectory(prefix="ct-build-") as context:
+        files = _write_context(environment, Path(context))
+        return _on_engine(client, f"ct-env/{_slug(project_name)}:{content_hash(files, settings)}")
+
+
+def _on_engine(client: docker.DockerClient, tag: str) -> Image | None:
+    try:
+        return Image(tag, client.images.get(tag).id, built=False)
+    except ImageNotFound:
+        return None
 
 
 def _write_context(environment: Environment, context: Path) -> list[Path]:
@@ -123,10 +143,9 @@ def _context_files(dockerfile: Path) -> list[Path]:
 
 
 def _existing(client: docker.DockerClient, name: str) -> Image:
-    try:
-        return Image(name, client.images.get(name).id, built=False)
-    except ImageNotFound:
-        pass
+    found = _on_engine(client, name)
+    if found:
+        return found
     try:
         return Image(name, client.images.pull(name).id, built=False)
     except APIError as error:

@@ -1,14 +1,17 @@
-"""Pushed files are copied without following a symlink out of the project: a link
+"""Pushed files are packed without following a symlink out of the project: a link
 to /proc/self/environ, a secret file or the host's /etc must never become a regular
-file in a work copy or an image build context. Links that stay inside the project
-are kept as links."""
+file in a container's code or an image build context. Links that stay inside the
+project are kept as links."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
-import shutil
-from collections.abc import Callable, Iterable
+import tarfile
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from ct_service.exceptions import ProjectError
 
@@ -30,12 +33,31 @@ def refuse_escaping_links(root: Path, paths: Iterable[Path] | None = None) -> No
             )
 
 
-def copy_project(
-    source: Path, destination: Path, ignore: Callable[[str, list[str]], Iterable[str]] | None
-) -> None:
-    """Copy a project folder, links kept as links, after refusing links that leave it."""
+def archive_project(source: Path, destination: str, leave_out: Iterable[str]) -> IO[bytes]:
+    """The project folder as a tar archive (a temporary file, read from its start)
+    that unpacks at `destination` (an absolute path) owned by root, links kept as
+    links, names matching a pattern of `leave_out` left out at any depth; after
+    refusing links that leave the project."""
     refuse_escaping_links(source)
-    shutil.copytree(source, destination, symlinks=True, ignore=ignore)
+    patterns = tuple(leave_out)
+
+    def as_root(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if any(fnmatch.fnmatch(os.path.basename(member.name), p) for p in patterns):
+            return None  # a folder left out is not descended into
+        member.uid = member.gid = 0
+        member.uname = member.gname = "root"
+        return member
+
+    archive = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        parts = destination.strip("/").split("/")
+        for depth in range(1, len(parts)):  # the folders above it, as they are made
+            folder = tarfile.TarInfo("/".join(parts[:depth]))
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(folder)
+        tar.add(source, arcname="/".join(parts), filter=as_root)
+    archive.seek(0)
+    return archive
 
 
 def _walk(root: Path) -> Iterable[Path]:

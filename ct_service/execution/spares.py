@@ -47,6 +47,18 @@ Key = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
 def script_argv(command: str, env: dict[str, str]) -> list[str] | None:
     """The script and its arguments when `command` is `python <script.py> ...` run by
     this environment's interpreter, with nothing bash would interpret; else None."""
+    words = python_script(command)
+    if words is None:
+        return None
+    found = shutil.which(words[0], path=env.get("PATH", ""))
+    if found is None or Path(found).absolute().parent != Path(sys.executable).absolute().parent:
+        return None
+    return words[1:]
+
+
+def python_script(command: str) -> list[str] | None:
+    """The words of `command` when it is `python* <script.py> ...` with nothing a
+    shell would interpret; else None."""
     if SHELL_SYNTAX & set(command):
         return None
     try:
@@ -55,10 +67,7 @@ def script_argv(command: str, env: dict[str, str]) -> list[str] | None:
         return None
     if len(words) < 2 or not words[1].endswith(".py") or not words[0].startswith("python"):
         return None
-    found = shutil.which(words[0], path=env.get("PATH", ""))
-    if found is None or Path(found).absolute().parent != Path(sys.executable).absolute().parent:
-        return None
-    return words[1:]
+    return words
 
 
 def modules_to_preload(project: Path) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
 mlflow-skinny (in training images) cannot open a SQLite store, so when attempts run
 in Docker and no tracking server is configured, this process starts one on the same
 store, bound to 127.0.0.1 (containers reach it over the host network), once, and
-stops it when the process exits.
+stops it when the process exits. An embedded `ct-service run` starts it first thing
+(start()), so that it comes up while the pipeline is created rather than after.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from ct_service.exceptions import InfrastructureError
 from ct_service.settings import Settings
@@ -25,42 +27,82 @@ _lock = threading.Lock()
 _servers: dict[str, tuple[subprocess.Popen, str]] = {}
 
 
+def needed(settings: Settings) -> bool:
+    """Whether containers of these settings log to a server started here: none is
+    configured for them and the store is not one."""
+    return not settings.docker.tracking_uri and not settings.tracking_uri.startswith(
+        ("http://", "https://")
+    )
+
+
+def start(settings: Settings) -> None:
+    """Start the server on `settings.tracking_uri` if it is not running; url_for()
+    waits for it to answer."""
+    with _lock:
+        _start(settings)
+
+
+def start_early(settings: Settings) -> None:
+    """Start the server for containers ahead of the first attempt, where they will
+    need one (CT_EXECUTION=docker) and its store exists already: a new SQLite store's
+    tables are created by the pipeline first, as two processes creating them at once
+    would collide."""
+    store = settings.tracking_uri.removeprefix("sqlite:///")
+    if (
+        settings.execution == "docker"
+        and needed(settings)
+        and settings.tracking_uri.startswith("sqlite:///")
+        and os.path.isfile(store)
+    ):
+        start(settings)
+
+
 def url_for(settings: Settings, timeout: float = 90.0) -> str:
     """The URL of the server on `settings.tracking_uri`, started on first use."""
     with _lock:
-        found = _servers.get(settings.tracking_uri)
-        if found and found[0].poll() is None:
-            return found[1]
-        port = _free_port()
-        log_path = settings.home / "logs" / "mlflow-server.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            "server",
-            "--backend-store-uri",
-            settings.tracking_uri,
-            "--registry-store-uri",
-            settings.registry_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ]
-        if settings.artifact_root:
-            command += ["--default-artifact-root", settings.artifact_root, "--no-serve-artifacts"]
-        with open(log_path, "ab") as log:
-            # Its own process group, stopped as one; it also stops when this process dies.
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ct_service.execution.tracking_server", *command],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
+        process, url, log_path = _start(settings)
         _wait_until_healthy(process, url, timeout, log_path)
-        _servers[settings.tracking_uri] = (process, url)
         return url
+
+
+def _start(settings: Settings) -> tuple[subprocess.Popen, str, Path]:
+    log_path = settings.home / "logs" / "mlflow-server.log"
+    found = _servers.get(settings.tracking_uri)
+    if found and found[0].poll() is None:
+        return found[0], found[1], log_path
+    port = _free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--registry-store-uri",
+        settings.registry_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    if settings.artifact_root:
+        command += ["--default-artifact-root", settings.artifact_root, "--no-serve-artifacts"]
+    # Without MLflow 3's job runners: eight more processes, each importing MLflow
+    # (about 20 CPU-seconds at start, beside the attempt), for GenAI jobs that
+    # containers logging their runs never ask for.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "ab") as log:
+        # Its own process group, stopped as one; it also stops when this process dies.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ct_service.execution.tracking_server", *command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    _servers[settings.tracking_uri] = (process, url)
+    return process, url, log_path
 
 
 def stop_all() -> None:
@@ -78,7 +120,9 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def _wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, log_path) -> None:
+def _wait_until_healthy(
+    process: subprocess.Popen, url: str, timeout: float, log_path: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

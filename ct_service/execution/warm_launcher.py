@@ -9,9 +9,12 @@ launcher.py for any other command.
 
 It reads one request, a line of JSON, from stdin: argv (the script and its
 arguments), work_dir, env (the whole environment the command gets, the run's ids
-included), log (the file its output goes to) and command (for the log). Without a
-request within the idle time, or at end of input, it exits 0. Like launcher.py it
-leads its own process group and kills it when the process that started it dies.
+included), log (the file its output goes to; without one it stays on this
+process's output), links (symlinks to make first, {path: target}) and command (for
+the log). Without a request within the idle time, or at end of input, it exits 0.
+Like launcher.py it leads its own process group and kills it when the process that
+started it dies; as a container's first process (spare_containers.py: its parent is
+outside the container) it has none to watch, and the container is removed instead.
 
 Exit status is the script's own, as with `python script.py`: 0, the code it exits
 with, 1 for an uncaught exception, or death by the signal that killed it.
@@ -29,12 +32,14 @@ import sys
 import types
 from typing import NoReturn
 
-from ct_service.execution.launcher import die_with_parent
 from ct_service.quick_exit import leave
 
 
 def main(argv: list[str]) -> None:
-    die_with_parent(os.getppid())
+    if os.getppid() != 0:  # 0: a container's first process
+        from ct_service.execution.launcher import die_with_parent
+
+        die_with_parent(os.getppid())
     del sys.path[0]  # the working directory `-m` put first: imports come from the environment
     idle_seconds, modules = float(argv[0]), argv[1:]
     for module in modules:
@@ -64,10 +69,14 @@ def wait_for_request(idle_seconds: float) -> dict | None:
 def run(request: dict) -> NoReturn:
     """Become `python <argv...>` in the project's folder, with the command's
     environment and output, and exit with its status."""
-    output = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.close(output)
+    if request.get("log"):
+        output = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(output)
+    for path, target in request.get("links", {}).items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(target, path)
     nothing = os.open(os.devnull, os.O_RDONLY)
     os.dup2(nothing, 0)
     os.close(nothing)

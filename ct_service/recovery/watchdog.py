@@ -95,7 +95,8 @@ class Watchdog:
         return report
 
     def _remove_orphaned_containers(self) -> list[str]:
-        from ct_service.execution.docker import remove_orphaned_containers, store_label
+        from ct_service.execution.containers import store_label
+        from ct_service.execution.docker import remove_orphaned_containers
 
         def running(run_id: str) -> bool:
             try:
