@@ -80,8 +80,9 @@ class LocalExecutor:
 
     def _warm(self, request: AttemptRequest, payload: dict[str, object]) -> subprocess.Popen | None:
         """A plain `python script.py ...` runs in a warm launcher (spares.py): the spare
-        that has its libraries imported, or a new one; then a spare is readied for the
-        next attempt. None for any other command (launcher.py runs it under bash)."""
+        that has its libraries imported, or a new one (run() readies the next spare
+        once the attempt has ended). None for any other command (launcher.py runs it
+        under bash)."""
         if "command" not in payload or self.settings.warm_launcher_seconds <= 0:
             return None
         env = self.environment()
