@@ -3,14 +3,17 @@
 The environment is chosen from the project's code (environment.py) and built or
 reused (images.py); the container is created from it, the project's code is put
 into it (an archive in which no symlink leaves the project), then it starts: no
-per-run image is built. The container is started with the engine's
-API, not a shell command line: no operator or project value is interpreted by a
-shell, and credentials reach it as environment entries of the API call, never on a
-logged line. Each container is named `ct-<run id>`; only parameters naming paths
-under the operator's data roots are mounted, read-only, at the same path; containers
-log to MLflow over HTTP. Its exit status decides: 128+n for an outside signal (an OOM
-kill, `docker kill`) is an interruption, anything else non-zero a failure of the code.
-Containers are removed afterwards.
+per-run image is built. Or a spare container of that image, started before the
+attempt was known, takes it (spare_containers.py). The container is started with
+the engine's API, not a shell command line: no operator or project value is
+interpreted by a shell, and credentials reach it as environment entries of the API
+call (a spare's: through its stdin), never on a logged line. Each container is named
+`ct-<run id>`; only parameters naming paths under the operator's data roots are
+mounted, read-only, at the same path; containers log to MLflow over HTTP. Its exit
+status decides: 128+n for an outside signal (an OOM kill, `docker kill`) is an
+interruption, anything else non-zero a failure of the code. Containers are removed
+afterwards, and the models they logged to a local artifact store moved into it
+(container_models.py).
 """
 
 from __future__ import annotations
