@@ -26,7 +26,7 @@ from ct_service.policy import Action
 from ct_service.project import Project
 from ct_service.run_tags import RESUME_FROM_PARAM
 from ct_service.space import Role
-from ct_service.stop_early import judge
+from ct_service.stop_early import judge, lead_over_validation
 from ct_service.target import Budget, Target
 
 
@@ -52,13 +52,16 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
         validation = list(base.validation) if base else []
         carried_on = _carried_on(base, history)
         others = [a.validation for a in history if a.run_id not in carried_on]
+        lead = lead_over_validation(
+            ((a.metric, a.validation) for a in history if a.metric is not None), target
+        )
         trained, stopped = start, ""
         for epoch in range(start + 1, last + 1):
             charge = search.trainer.charge(decision.config, search.seed, epoch, start=epoch - 1)
             search.outcome.pay(charge)
             validation = list(charge.val_accuracy)
             trained = epoch
-            stop = judge(validation, target, rule, horizon, decision.stop_margin, others)
+            stop = judge(validation, target, rule, horizon, decision.stop_margin, others, lead)
             if stop is not None:
                 stopped = f"{stop.kind.value}: {stop.reason}"
                 break

@@ -9,7 +9,7 @@ import pytest
 from ct_service import run_tags
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.settings import Settings
-from ct_service.stop_early import StopKind, StopRule, judge
+from ct_service.stop_early import StopKind, StopRule, judge, lead_over_validation
 from ct_service.target import Direction, Target
 
 TARGET = Target("test_accuracy", 0.90)
@@ -59,6 +59,54 @@ def test_a_larger_margin_waits_longer_and_a_disabled_rule_never_stops():
     assert judge(curve, TARGET, RULE, 20) is not None
     assert judge(curve, TARGET, RULE, 20, margin=0.02) is None
     assert judge(curve, TARGET, StopRule.from_spec(False), 20) is None
+
+
+# Measured here: MNIST, 2 blocks of 32 filters, dense 128, dropout 0.4, 27,000
+# training images: validation (from the training set) ends near 0.986 while the
+# test metric reaches 0.99 at epoch 11 (0.9897, 0.9886, 0.991).
+MNIST_VALIDATION = (0.971, 0.9793, 0.981, 0.9843, 0.9857)
+MNIST_TARGET = Target("test_accuracy", 0.99)
+
+
+@pytest.mark.unit
+def test_the_hopeless_rule_aims_lower_by_the_test_metrics_lead_and_never_higher():
+    stop = judge(MNIST_VALIDATION[:4], MNIST_TARGET, RULE, horizon=12)
+    assert stop is not None and stop.kind is StopKind.HOPELESS  # would cut the winner
+    assert stop.reason.endswith("short of 0.99")
+    assert judge(MNIST_VALIDATION[:4], MNIST_TARGET, RULE, horizon=12, test_lead=0.004) is None
+    flat = (0.975, 0.976, 0.976, 0.9765)  # out of reach even of the lowered aim
+    stop = judge(flat, MNIST_TARGET, RULE, horizon=12, test_lead=0.004)
+    assert stop is not None and stop.kind is StopKind.HOPELESS
+    assert stop.reason.endswith("short of 0.99 less 0.004 (the test metric's lead over validation)")
+    # a negative lead never makes the rule stricter, nor does the lead move the
+    # target-met stop, which still needs the validation margin above the threshold
+    assert judge(STRONG_START, TARGET, RULE, horizon=20, test_lead=-0.05) is None
+    assert judge((0.992, 0.993), MNIST_TARGET, RULE, horizon=12, test_lead=0.004) is None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("finished", "target", "lead", "why"),
+    [
+        ([(0.988, (0.97, 0.983)), (0.99, (0.987,))], MNIST_TARGET, 0.004, "median of two"),
+        ([(0.988, (0.983,))], MNIST_TARGET, 0.0, "one attempt is not evidence"),
+        ([(0.88, (0.89,)), (0.87, (0.872,))], TARGET, 0.0, "test below validation"),
+        (
+            [(0.988, (0.983,)), (0.99, ()), (float("nan"), (0.9,)), (0.99, (0.987,))],
+            MNIST_TARGET,
+            0.004,
+            "attempts without a curve or a finite metric are left out",
+        ),
+        (
+            [(0.45, (0.5,)), (0.46, (0.49,)), (0.52, (0.5,))],
+            Target("test_rmse", 0.4, Direction.MINIMIZE),
+            0.03,
+            "a minimised metric's lead is its being lower",
+        ),
+    ],
+)
+def test_the_test_metrics_lead_over_validation(finished, target, lead, why):
+    assert lead_over_validation(finished, target) == pytest.approx(lead), why
 
 
 @pytest.mark.unit
@@ -289,3 +337,29 @@ def test_a_real_hopeless_attempt_is_stopped_early_and_the_policy_moves_on(tmp_pa
     assert second.config["epochs"] == 14 - len(trained)  # the space's most, capped
     assert second.reason.endswith(f"; epochs {14 - len(trained)}: what the budget has left")
     assert json.loads(done.stdout)["outcome"] == "budget-exhausted"
+
+
+@pytest.mark.integration
+def test_a_pipelines_watch_aims_lower_by_its_finished_attempts_lead(settings: Settings):
+    """The watch of a pipeline's third attempt gets the median lead of the test
+    metric over the last validation value of the two attempts that finished."""
+    from conftest import LENET
+
+    from ct_service.attempt import AttemptStatus
+    from ct_service.orchestration import pipeline
+    from ct_service.project import load_project
+    from ct_service.tracking import Tracker
+
+    tracker = Tracker(settings)
+    pipeline_id = pipeline.create(settings, str(LENET), target=MNIST_TARGET)
+    run = tracker.pipeline(pipeline_id)
+    config = load_project(LENET).initial_config({})
+    for number, (test, validation) in enumerate([(0.988, 0.983), (0.99, 0.987)], start=1):
+        attempt_id = tracker.create_attempt(run, number, config, "measured")
+        tracker.client.log_metric(attempt_id, "val_accuracy", validation, step=1)
+        tracker.client.log_metric(attempt_id, "test_accuracy", test)
+        tracker.set_tags(attempt_id, {run_tags.STATUS: AttemptStatus.FINISHED.value})
+    third = tracker.create_attempt(run, 3, config, "next")
+    tags = tracker.client.get_run(third).data.tags
+    watch = pipeline._stop_watch(settings, tracker, run, third, tags)
+    assert watch.test_lead == pytest.approx(0.004)

@@ -33,6 +33,7 @@ class StopWatch:
         earlier: Sequence[float] = (),
         margin: float | None = None,
         earlier_curves: Sequence[Sequence[float]] = (),
+        test_lead: float = 0.0,
         poll_seconds: float = 0.25,
         grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -45,6 +46,7 @@ class StopWatch:
         self.earlier = tuple(earlier)  # the curve of the runs this one continues
         self.margin = margin
         self.earlier_curves = tuple(tuple(c) for c in earlier_curves)  # other attempts'
+        self.test_lead = test_lead  # stop_early.lead_over_validation of the pipeline
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self.clock = clock
@@ -82,7 +84,13 @@ class StopWatch:
                 m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))
             )
             stop = judge(
-                values, self.target, self.rule, self.horizon, self.margin, self.earlier_curves
+                values,
+                self.target,
+                self.rule,
+                self.horizon,
+                self.margin,
+                self.earlier_curves,
+                self.test_lead,
             )
             if stop is None:
                 return

@@ -37,7 +37,7 @@ from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import Role
-from ct_service.stop_early import StopRule
+from ct_service.stop_early import StopRule, lead_over_validation
 from ct_service.target import Budget, Target, choose_target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
@@ -308,18 +308,26 @@ def _stop_watch(
     """What watches the attempt's validation curve to stop it early: the project's
     rule, judged up to the most epochs its search space allows (under an epoch
     budget: its own epochs, all the budget left it), beside the curves of the
-    pipeline's other finished attempts (not the one it continues)."""
+    pipeline's other finished attempts (not the one it continues), aiming as much
+    lower as their test metric has come out above their validation curve."""
     project = load_project(git_source.project_folder(settings, pipeline))
     rule = project.stop_rule
-    metric = rule.validation_metric(pipeline.spec.target)
-    others: list[tuple[float, ...]] = []
-    if rule.enabled and rule.behind:
-        carried_on = {attempt_id, *tracker.carried_on(attempt_id)}
-        others = [
-            a.validation
-            for a in tracker.attempts(pipeline, validation_metric=metric)
-            if a.finished and a.validation and a.run_id not in carried_on
-        ]
+    target = pipeline.spec.target
+    metric = rule.validation_metric(target)
+    finished = (
+        [a for a in tracker.attempts(pipeline, validation_metric=metric) if a.finished]
+        if rule.enabled
+        else []
+    )
+    carried_on = {attempt_id, *tracker.carried_on(attempt_id)} if rule.behind else set()
+    others = [
+        a.validation
+        for a in finished
+        if rule.behind and a.validation and a.run_id not in carried_on
+    ]
+    lead = lead_over_validation(
+        ((a.metric, a.validation) for a in finished if a.metric is not None), target
+    )
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
     own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
@@ -332,12 +340,13 @@ def _stop_watch(
     return StopWatch(
         tracker.client,
         attempt_id,
-        pipeline.spec.target,
+        target,
         rule,
         horizon,
         earlier=tracker.earlier_values(attempt_id, metric) if rule.enabled else (),
         margin=margin,
         earlier_curves=others,
+        test_lead=lead,
     )
 
 
