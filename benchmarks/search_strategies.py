@@ -175,12 +175,13 @@ def tpe_hyperband(search: Search, weak: Mapping[str, Any], space: SearchSpace) -
         if charge is None:
             study.tell(trial, state=TrialState.FAIL)
             break
-        pruned = trained < most
         search.outcome.record(config, trained, charge.test_accuracy, cut)
-        if pruned:
+        # a trial cut short (pruned, or by the budget) reaches the target like any
+        # other attempt whose test metric meets it, as ct's early-stopped ones do
+        search.outcome.reached = charge.test_accuracy >= search.task.threshold
+        if trained < most:
             study.tell(trial, state=TrialState.PRUNED)
             continue
-        search.outcome.reached = charge.test_accuracy >= search.task.threshold
         study.tell(trial, charge.test_accuracy)
     return search.outcome
 
