@@ -198,6 +198,7 @@ def _end_untrained(
     settings: Settings, tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str
 ) -> None:
     """Finish a pipeline that has nothing to train; nobody is notified."""
+    remove(settings.home / "work" / pipeline_id)  # gone before anyone sees it finished
     tracker.set_tags(
         pipeline_id,
         {
@@ -207,7 +208,6 @@ def _end_untrained(
         },
     )
     tracker.client.set_terminated(pipeline_id, "FINISHED")
-    remove(settings.home / "work" / pipeline_id)
 
 
 def start(settings: Settings, pipeline_id: str) -> Step | None:
@@ -319,11 +319,12 @@ def _stop_watch(
         if rule.enabled
         else []
     )
-    carried_on = {attempt_id, *tracker.carried_on(attempt_id)} if rule.behind else set()
+    watches_behind = rule.enabled and rule.behind
+    carried_on = {attempt_id, *tracker.carried_on(attempt_id)} if watches_behind else set()
     others = [
         a.validation
         for a in finished
-        if rule.behind and a.validation and a.run_id not in carried_on
+        if watches_behind and a.validation and a.run_id not in carried_on
     ]
     lead = lead_over_validation(
         ((a.metric, a.validation) for a in finished if a.metric is not None), target
@@ -639,6 +640,10 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
         settings, pipeline, attempts, _log_picture(tracker, pipeline, attempts, metric)
     )
     results = notify.send_all(summary, notify.transports(settings))
+    # The checkout goes before the status says finished, so a finished pipeline has
+    # none left on disk; were the worker to die here, the step runs again and
+    # fetches the commit once more to read its stop rule.
+    remove(settings.home / "work" / pipeline_id)
     tags = {run_tags.NOTIFY_PREFIX + name: result for name, result in results.items()}
     if not results:
         tags[run_tags.NOTIFY] = "no transport configured"
@@ -646,7 +651,6 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     tracker.set_tags(pipeline_id, tags)
     run_status = "FAILED" if pipeline.outcome == Outcome.FAILED.value else "FINISHED"
     tracker.client.set_terminated(pipeline_id, run_status)
-    remove(settings.home / "work" / pipeline_id)
     return None
 
 
