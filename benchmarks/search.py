@@ -58,6 +58,7 @@ WEAK = {
     "dropout": 0.0,
     "epochs": 1,
     "learning_rate": 0.001,
+    "lr_decay": 0.0,
 }
 ORDER = ("old-rule", "random", "tpe", "tpe-hyperband", "ct", "ct-replay")
 

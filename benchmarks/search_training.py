@@ -21,7 +21,7 @@ from typing import Any
 
 LENET = Path(__file__).resolve().parent.parent / "projects" / "lenet"
 KEPT_MODELS = 24  # models kept in memory to continue; an evicted one is retrained
-ARCHITECTURE = ("conv_blocks", "filters", "dense_units", "dropout", "learning_rate")
+ARCHITECTURE = ("conv_blocks", "filters", "dense_units", "dropout", "learning_rate", "lr_decay")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Trainer:
 
     def _train_one_epoch(self, key: tuple, config: Mapping[str, Any], seed: int, curve: Curve):
         import keras
-        from network import Architecture, build
+        from network import Architecture, build, learning_rate_at
 
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = self._splits(seed)
         model = self._models.pop(key, None)
@@ -113,6 +113,8 @@ class Trainer:
         while len(self._models) > KEPT_MODELS:
             self._models.pop(next(iter(self._models)))
         done = len(curve.val_accuracy)
+        rate = learning_rate_at(done, float(config["learning_rate"]), _decay(config))
+        model.optimizer.learning_rate.assign(rate)  # LeNet's schedule, epoch by epoch
         cpu, wall = time.process_time(), time.perf_counter()
         history = model.fit(
             x_train,
@@ -172,5 +174,10 @@ class Trainer:
         return self._split_cache[1]
 
 
+def _decay(config: Mapping[str, Any]) -> float:
+    return float(config.get("lr_decay", 0.0))  # LeNet's default: a constant rate
+
+
 def _key(config: Mapping[str, Any], seed: int) -> tuple:
-    return (tuple(float(config[name]) for name in ARCHITECTURE), seed)
+    values = {**config, "lr_decay": _decay(config)}
+    return (tuple(float(values[name]) for name in ARCHITECTURE), seed)

@@ -90,13 +90,25 @@ HOPELESS_REMEDIES: tuple[Moves, ...] = (
     (Move(Role.WIDTH, True),),
     (Move(Role.DEPTH, True),),
     (Move(Role.LEARNING_RATE, True, 3.0),),
+    (Move(Role.SCHEDULE, True),),
     (Move(Role.REGULARIZATION, True),),
     (Move(Role.LEARNING_RATE, False, 3.0),),
 )
 # When the best attempt gave up (hopeless or behind) while under-fitting: a big step
 # up in capacity and learning speed at once, before TPE samples the space; one notch
-# at a time would spend an attempt's first epochs on every step.
+# at a time would spend an attempt's first epochs on every step. Where the space has a
+# learning-rate schedule, the faster rate also falls faster: training fast early and
+# annealed late, a network gets within a few thousandths of its ceiling in a few
+# epochs (measured on MNIST, 27,000 images: 0.9906 at epoch 4 against 0.9884 at a
+# constant rate); a space without one skips to the next jump.
 CAPACITY_JUMPS: tuple[Moves, ...] = (
+    (
+        Move(Role.DEPTH, True),
+        Move(Role.WIDTH, True),
+        Move(Role.WIDTH, True),
+        Move(Role.LEARNING_RATE, True, 3.0),
+        Move(Role.SCHEDULE, True),
+    ),
     (
         Move(Role.DEPTH, True),
         Move(Role.WIDTH, True),

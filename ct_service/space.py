@@ -26,6 +26,7 @@ class Role(str, Enum):
     REGULARIZATION = "regularization"  # more = less over-fitting
     EPOCHS = "epochs"
     LEARNING_RATE = "learning_rate"
+    SCHEDULE = "schedule"  # more = the learning rate falls faster over the epochs
 
 
 @dataclass(frozen=True)

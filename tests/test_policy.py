@@ -452,6 +452,29 @@ def test_a_stop_that_gave_up_while_under_fitting_jumps_in_capacity_and_learning_
 
 
 @pytest.mark.unit
+def test_with_a_schedule_in_the_space_the_capacity_jump_also_anneals_the_faster_rate():
+    space = SearchSpace.from_spec(
+        {
+            **SPACE.to_spec(),
+            "lr_decay": {"role": "schedule", "type": "float", "values": [0.0, 0.2, 0.4]},
+        }
+    )
+    gave_up = stopped("hopeless", epochs=8, metric=0.72, curves=PLATEAU, lr_decay=0.0)
+    decision = decide([gave_up], space, TARGET, BUDGET, stop_rule=StopRule())
+    assert decision.action is Action.TRAIN
+    assert (decision.config["conv_blocks"], decision.config["filters"]) == (2, 16)
+    assert decision.config["learning_rate"] == pytest.approx(0.003)
+    assert decision.config["lr_decay"] == 0.2
+    assert decision.reason.endswith("learning_rate 0.001 -> 0.003, lr_decay 0 -> 0.2")
+    # tried already: the jump of a space without a schedule
+    config = {k: v for k, v in decision.config.items() if k != "resume_from"}
+    jumped = stopped("hopeless", 2, metric=0.71, curves=PLATEAU, **config)
+    again = decide([gave_up, jumped], space, TARGET, BUDGET, stop_rule=StopRule())
+    assert again.config["learning_rate"] == pytest.approx(0.003)
+    assert again.config["lr_decay"] == 0.0
+
+
+@pytest.mark.unit
 def test_a_configuration_that_gave_up_with_the_epochs_a_budget_left_is_not_tried_again():
     """Under an epoch budget a proposal gets fewer epochs than the space's most; once
     it gave up, the same network at the most epochs counts as tried."""

@@ -30,6 +30,7 @@ import mnist  # noqa: E402  (the project's own loader)
             "error: data file not found: /nonexistent/mnist.npz",
         ),
         (["--dropout", "1.5"], "error: dropout must be in [0, 1), got 1.5"),
+        (["--lr-decay", "1"], "error: lr_decay must be in [0, 1), got 1.0"),
         (["--epochs", "2.5"], "error: argument --epochs: expected a whole number, got '2.5'"),
     ],
 )
@@ -146,6 +147,7 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     import mlflow
 
     common = ["--max-train-samples", "1000", "--data", str(mnist_dir)]
+    common += ["--learning-rate", "0.004", "--lr-decay", "0.5"]
     first = train_py(tmp_path, "--epochs", "2", *common)
     assert first.returncode == 0, first.stderr[-2000:]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -199,6 +201,10 @@ def test_a_run_resumes_from_another_runs_last_checkpoint(tmp_path: Path, mnist_d
     per_epoch = steps_after_two_epochs // 2
     # the optimizer went on counting from the checkpoint: exactly one more epoch of steps
     assert int(after.optimizer.iterations.numpy()) == steps_after_two_epochs + per_epoch
+    # and the learning rate schedule went on from the base's epochs (0.004 halved each
+    # epoch: epoch 2 at 0.002, epoch 3 at 0.001), not from the continued run's first
+    assert float(before.optimizer.learning_rate.numpy()) == pytest.approx(0.002)
+    assert float(after.optimizer.learning_rate.numpy()) == pytest.approx(0.001)
 
 
 @pytest.mark.integration

@@ -25,6 +25,13 @@ class Architecture:
     dropout: float
 
 
+def learning_rate_at(epoch: int, learning_rate: float, lr_decay: float) -> float:
+    """The rate of 0-based `epoch`, counted from the first epoch of the whole training
+    (a run continued from a checkpoint goes on where its base left off): `lr_decay`
+    of the rate is lost each epoch; 0 keeps it constant."""
+    return learning_rate * (1.0 - lr_decay) ** epoch
+
+
 def build(arch: Architecture, learning_rate: float):  # -> keras.Model
     import keras
     from keras import layers

@@ -16,7 +16,7 @@ import time
 
 import checkpoints
 import mnist
-from network import Architecture, max_conv_blocks
+from network import Architecture, learning_rate_at, max_conv_blocks
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # ct-service asks a running attempt to stop by setting this tag on its run (the
@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=_integer, default=3)
     parser.add_argument("--batch-size", type=_integer, default=128)
     parser.add_argument("--learning-rate", type=float, default=0.001)
+    parser.add_argument(
+        "--lr-decay", type=float, default=0.0, help="share of the rate lost each epoch"
+    )
     parser.add_argument("--seed", type=_integer, default=42)
     parser.add_argument("--max-train-samples", type=_integer, default=0, help="0 = all")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -76,6 +79,8 @@ def validate(args: argparse.Namespace) -> None:
         raise ParameterError(f"dropout must be in [0, 1), got {args.dropout}")
     if not 0.0 < args.learning_rate <= 1.0:
         raise ParameterError(f"learning_rate must be in (0, 1], got {args.learning_rate}")
+    if not 0.0 <= args.lr_decay < 1.0:
+        raise ParameterError(f"lr_decay must be in [0, 1), got {args.lr_decay}")
     if args.max_train_samples < 0:
         raise ParameterError(
             f"max_train_samples must be 0 (all) or more, got {args.max_train_samples}"
@@ -171,6 +176,13 @@ def train(args: argparse.Namespace) -> float:
         logger = make_epoch_logger(
             args.epochs, checkpoint_dir, run.info.run_id, len(x_train), args.batch_size
         )
+        callbacks = [logger]
+        if args.lr_decay:  # set per epoch from the first one: a continued run goes on
+            callbacks.append(
+                keras.callbacks.LearningRateScheduler(
+                    lambda epoch: learning_rate_at(epoch, args.learning_rate, args.lr_decay)
+                )
+            )
         cpu_start = time.process_time()
         model.fit(
             x_train,
@@ -180,7 +192,7 @@ def train(args: argparse.Namespace) -> float:
             epochs=args.epochs,
             batch_size=args.batch_size,
             verbose=0,
-            callbacks=[logger],
+            callbacks=callbacks,
         )
         logger.finish(time.process_time() - cpu_start)
         test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
