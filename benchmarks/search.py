@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             store = f"{args.curves}/{task.dataset}-{task.samples}.json" if args.curves else ""
             trainers[task.dataset] = Trainer(task.data, task.samples, store=store)
         trainer = trainers[task.dataset]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.strategies:
                 search = Search(trainer, task, seed, budget, name)
                 if name == "ct":
@@ -101,7 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--fashion", default=FASHION)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many search seeds")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the first of them (to split a long run)"
+    )
     parser.add_argument("--attempts", type=int, default=12, help="attempt budget")
     parser.add_argument(
         "--epochs-budget",
