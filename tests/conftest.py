@@ -53,11 +53,11 @@ def docker_client():
     import docker
 
     try:
-        client = docker.from_env(timeout=10)
-        client.ping()
+        docker.from_env(timeout=10).ping()
     except Exception as error:
         pytest.fail(f"no Docker engine answers ({error}); start one: make docker-base")
-    return client
+    # A loaded engine takes longer than that to remove an image or a container's layers.
+    return docker.from_env(timeout=300)
 
 
 @pytest.fixture
