@@ -622,7 +622,9 @@ def _worsening_changes(
     history: Sequence[Attempt], space: SearchSpace, target: Target
 ) -> set[tuple[str, bool]]:
     """(dimension, raised?) for each change that made a finished attempt worse than
-    the finished attempt it was derived from: not to be repeated in that direction."""
+    the finished attempt it was derived from: not to be repeated in that direction.
+    Where either was stopped early their metrics come from other epochs; then only an
+    attempt that never learned counts, and against its raised learning rate."""
     by_run = {a.run_id: a for a in history}
     worse: set[tuple[str, bool]] = set()
     for attempt in history:
@@ -630,6 +632,13 @@ def _worsening_changes(
         if base is None or not (attempt.finished and base.finished):
             continue
         if attempt.stopped_early or base.stopped_early:  # compared at other epochs
+            if _never_learned(attempt, base, target):
+                rates = {d.name for d in space.with_role(Role.LEARNING_RATE)}
+                worse |= {
+                    (n, up)
+                    for n, up in _directions(base.config, attempt.config, space)
+                    if up and n in rates
+                }
             continue
         if attempt.metric is None or base.metric is None:
             continue
@@ -637,6 +646,16 @@ def _worsening_changes(
             continue
         worse |= _directions(base.config, attempt.config, space)
     return worse
+
+
+def _never_learned(attempt: Attempt, base: Attempt, target: Target) -> bool:
+    """At every epoch it trained, the attempt's validation metric was worse than its
+    base's after one epoch: it diverged or got stuck (a learning rate raised too far,
+    as a bigger network at 3x the rate did on MNIST: chance level, 0.11, twice)."""
+    if not attempt.validation or not base.validation:
+        return False
+    first = base.validation[0]
+    return all(target.is_better(first, value) for value in attempt.validation)
 
 
 def _directions(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ct_service.attempt import Attempt, AttemptStatus
@@ -472,6 +474,57 @@ def test_with_a_schedule_in_the_space_the_capacity_jump_also_anneals_the_faster_
     again = decide([gave_up, jumped], space, TARGET, BUDGET, stop_rule=StopRule())
     assert again.config["learning_rate"] == pytest.approx(0.003)
     assert again.config["lr_decay"] == 0.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("jump_validation", "next_rate", "why"),
+    [
+        ((0.1135, 0.1135), 0.001, "stuck at chance: the next jump keeps the base's rate"),
+        ((0.11, float("nan")), 0.001, "diverged to NaN: the same"),
+        ((0.95, 0.9, 0.91), 0.003, "learned, then gave up: the faster rate is not blamed"),
+        ((0.5, 0.95), 0.003, "slow first epoch, then past the base's first: not blamed"),
+    ],
+)
+def test_a_capacity_jump_that_never_learned_is_not_followed_by_another_at_that_rate(
+    jump_validation, next_rate, why
+):
+    """A jump at 3x the rate that never got as far as its base after one epoch
+    blames the raised rate: the next jump keeps the base's rate instead of trying the
+    same rate without the schedule (MNIST, 30,000 images, seed 3: 0.1135 twice)."""
+    mnist_99 = Target(threshold=0.99)
+    space = SearchSpace.from_spec(
+        {
+            **SPACE.to_spec(),
+            "lr_decay": {"role": "schedule", "type": "float", "values": [0.0, 0.2, 0.4]},
+        }
+    )
+    base = stopped(
+        "hopeless",
+        epochs=8,
+        metric=0.96,
+        curves=PLATEAU,
+        lr_decay=0.0,
+        validation=(0.94, 0.955, 0.96),
+    )
+    first = decide([base], space, mnist_99, BUDGET, stop_rule=StopRule())
+    config = {k: v for k, v in first.config.items() if k != "resume_from"}
+    jumped = replace(
+        stopped(
+            "hopeless",
+            2,
+            metric=jump_validation[-1],
+            curves=PLATEAU,
+            validation=jump_validation,
+            **config,
+        ),
+        derived_from=base.run_id,
+    )
+    again = decide([base, jumped], space, mnist_99, BUDGET, stop_rule=StopRule())
+    assert again.action is Action.TRAIN, why
+    assert (again.config["conv_blocks"], again.config["filters"]) == (2, 16), why
+    assert again.config["learning_rate"] == pytest.approx(next_rate), why
+    assert again.config["lr_decay"] == 0.0, why
 
 
 @pytest.mark.unit
