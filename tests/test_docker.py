@@ -7,11 +7,17 @@ Needs a Docker engine and a base image: `make docker-base` (what .ci/run does)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -281,6 +287,77 @@ def test_the_watchdog_removes_orphaned_containers_of_its_own_store_only(docker_c
         for name in names.values():
             for container in docker_client.containers.list(all=True, filters={"name": name}):
                 container.remove(force=True)
+
+
+class _SlowRemovals(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A Unix-socket proxy to the real engine that passes each DELETE request on
+    `delay` seconds late: an engine slow to remove containers, as this machine's was
+    under load (over 10 s). A boundary the test cannot load the engine into reliably."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, engine: str, delay: float) -> None:
+        self.engine, self.delay = engine, delay
+        super().__init__(path, _ProxiedConnection)
+
+
+class _ProxiedConnection(socketserver.BaseRequestHandler):
+    server: _SlowRemovals
+
+    def handle(self) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.server.engine)
+        back = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
+        back.start()
+        while chunk := self.request.recv(65536):
+            if chunk.startswith(b"DELETE "):
+                time.sleep(self.server.delay)  # the injected latency, not a wait
+            upstream.sendall(chunk)
+        upstream.shutdown(socket.SHUT_WR)
+        back.join()
+        upstream.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_container_is_removed_when_the_engine_takes_longer_than_ten_seconds(
+    docker_client, monkeypatch
+) -> None:
+    """The watchdog and an attempt's end remove its container; an engine that took
+    over 10 s made that call give up, leaving the container (and at an attempt's end
+    its logged models unmoved)."""
+    from ct_service.execution.docker import remove_container
+
+    run_id = uuid.uuid4().hex
+    docker_client.containers.run(
+        "ct-base:bookworm", ["sleep", "600"], name=f"ct-{run_id}", detach=True
+    )
+    engine = (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock").removeprefix(
+        "unix://"
+    )
+    folder = tempfile.mkdtemp(prefix="ct-engine-")  # short: a socket path's limit
+    proxy = _SlowRemovals(f"{folder}/docker.sock", engine, delay=12.0)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{folder}/docker.sock")
+        started = time.monotonic()
+        assert remove_container(run_id)
+        assert time.monotonic() - started >= 12.0  # it went through the slow engine
+        assert not docker_client.containers.list(all=True, filters={"name": f"ct-{run_id}"})
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        shutil.rmtree(folder, ignore_errors=True)
+        for container in docker_client.containers.list(all=True, filters={"name": run_id}):
+            container.remove(force=True)
 
 
 def _running_container_of_resumed(tracker, client, pipeline_id: str, dead_id: str) -> str:

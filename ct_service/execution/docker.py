@@ -83,12 +83,22 @@ def container_name(run_id: str) -> str:
     return f"ct-{run_id}"
 
 
+# How long a call that stops or removes a container may take: force-removing a running
+# container took over 10 s on this 2-core machine under load, and a call that gives up
+# leaves the container behind (and, at an attempt's end, the models it logged unmoved).
+REMOVE_SECONDS = 300
+
+
+def _remover() -> docker.DockerClient:
+    return docker.from_env(timeout=REMOVE_SECONDS)
+
+
 def remove_container(run_id: str) -> bool:
     """Stop and remove a run's container on this machine's engine, if it is there.
     A worker that dies leaves its container running (killing `docker run` does not
     stop it): the watchdog removes it before resuming the run elsewhere."""
     try:
-        docker.from_env(timeout=10).containers.get(container_name(run_id)).remove(force=True)
+        _remover().containers.get(container_name(run_id)).remove(force=True)
     except NotFound:
         return False
     return True
@@ -99,7 +109,7 @@ def remove_orphaned_containers(is_running: Callable[[str], bool], store: str) ->
     longer running, and spare containers of it that exited unused: stopped and
     removed."""
     removed = []
-    found = docker.from_env(timeout=10).containers.list(
+    found = _remover().containers.list(
         all=True, filters={"name": "ct-", "label": f"{STORE_LABEL}={store}"}
     )
     for container in found:
@@ -458,7 +468,7 @@ def stop_running_containers() -> int:
     stopped = 0
     for container_id in list(_running):
         try:
-            docker.from_env(timeout=10).containers.get(container_id).remove(force=True)
+            _remover().containers.get(container_id).remove(force=True)
             stopped += 1
         except NotFound:
             pass
