@@ -62,6 +62,7 @@ ENVIRONMENT_BUILD = "ct.environment.build"  # local: "building", "built in N s" 
 ENVIRONMENT_IMAGE = "ct.environment.image"  # the image's tag
 ENVIRONMENT_IMAGE_ID = "ct.environment.image_id"  # the image's content id
 ENVIRONMENT_BUILT = "ct.environment.built"  # "true" when this attempt built the image
+REFUSED = "ct.refused"  # one line: calls its training code made outside its run, refused
 
 # -- resumption: a run whose process died is continued by a new run ------------------
 REPLACES_RUN = "ct.replaces_run"  # on the new run: the dead run it takes over from

@@ -44,23 +44,22 @@ class SmtpSettings:
 class DockerSettings:
     """How attempts run in containers (CT_EXECUTION=docker, or auto with an engine)."""
 
-    network: str = ""  # the containers' network: empty = Docker's default bridge
+    network: str = ""  # the containers' network: empty = ct-service's internal ct-training
     build_network: str = ""  # the network image builds use (to reach the package index)
     base_image: str = ""  # BASE_IMAGE build argument; empty = the Dockerfile's default
     ca_file: str = ""  # a CA bundle given to image builds as ca.crt (TLS-intercepting proxy)
     cpus: str = ""  # --cpus, e.g. "2"
-    memory: str = ""  # --memory, e.g. "4g"
+    memory: str = ""  # --memory, e.g. "4g"; empty = half the host's memory
+    pids: int = 4096  # --pids-limit: processes and threads a container may run
     gpus: str = ""  # --gpus, e.g. "all"
     environments_file: str = ""  # framework -> image table (see environment.py)
-    # The tracking URI as the containers see it; empty = the tracking URI when it is a
-    # server, else a local `mlflow server` that ct-service starts on the same store.
-    tracking_uri: str = ""
     # The operator's data roots: a parameter naming a path under one of them is mounted
     # read-only; no other host path is ever mounted (CT_DATA_DIRS, ':'-separated).
     data_dirs: tuple[str, ...] = ()
-    # The tracking server account training containers log with (CT_TRAINING_TRACKING_*):
-    # the worker lets it edit the runs of the experiments it trains, nothing else. Empty:
-    # containers get the worker's own credentials (then training can change the registry).
+    # The tracking server account the worker's gateway forwards training's calls with
+    # (CT_TRAINING_TRACKING_*): the worker lets it edit the runs of the experiments it
+    # trains, nothing else. Empty: the worker's own (the gateway admits only the
+    # attempt's own run either way; this adds the server's own check).
     training_username: str = ""
     training_password: str = field(default="", repr=False)
 
@@ -335,9 +334,9 @@ def _docker(env: _Env) -> DockerSettings:
         ca_file=env.existing_file("CT_DOCKER_CA_FILE"),
         cpus=env.text("CT_DOCKER_CPUS", ""),
         memory=env.text("CT_DOCKER_MEMORY", ""),
+        pids=env.number("CT_DOCKER_PIDS", 4096, int, low=16),
         gpus=env.text("CT_DOCKER_GPUS", ""),
         environments_file=env.existing_file("CT_ENVIRONMENTS_FILE"),
-        tracking_uri=env.url("CT_CONTAINER_TRACKING_URI", ("http://", "https://")),
         data_dirs=env.directories("CT_DATA_DIRS"),
         training_username=env.text("CT_TRAINING_TRACKING_USERNAME", ""),
         training_password=env.secret("CT_TRAINING_TRACKING_PASSWORD"),

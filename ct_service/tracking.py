@@ -301,7 +301,7 @@ class Tracker:
         stop_margin: float | None = None,
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
-        existing = self._attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
+        existing = self.attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
         first = [run for run in existing if not run.data.tags.get(run_tags.REPLACES_RUN)]
         if first:
             return first[0].info.run_id
@@ -372,7 +372,7 @@ class Tracker:
         return {k: param_text(v) for k, v in config.items()}
 
     def resumption_of(self, pipeline: Pipeline, run_id: str) -> str:
-        runs = self._attempt_runs(pipeline, f"and {_tag(run_tags.REPLACES_RUN, run_id)}")
+        runs = self.attempt_runs(pipeline, f"and {_tag(run_tags.REPLACES_RUN, run_id)}")
         return min(runs, key=lambda r: r.info.start_time).info.run_id if runs else ""
 
     def attempts_in(self, statuses: tuple[AttemptStatus, ...]) -> list[Run]:
@@ -406,7 +406,7 @@ class Tracker:
         the runs it resumed from. `validation_metric`: the per-epoch metric read as
         each attempt's validation curve (default: val_<target metric without test_>)."""
         validation = validation_metric or StopRule().validation_metric(pipeline.spec.target)
-        runs = self._attempt_runs(pipeline)
+        runs = self.attempt_runs(pipeline)
         current = [
             r for r in runs if r.data.tags.get(run_tags.STATUS) != AttemptStatus.RESUMED.value
         ]
@@ -444,7 +444,7 @@ class Tracker:
             runs = [run for run in runs if run.data.tags.get(run_tags.PIPELINE_ID) in alike]
         return [self._to_attempt(run, pipeline.spec.target, curves=False) for run in runs]
 
-    def _attempt_runs(self, pipeline: Pipeline, extra: str = "") -> list:
+    def attempt_runs(self, pipeline: Pipeline, extra: str = "") -> list:
         return list(
             self.client.search_runs(
                 [pipeline.experiment_id],

@@ -1,7 +1,13 @@
 """What every training container of a store is started with, whether it is created
 for its attempt (docker.py) or ahead of it (spare_containers.py): its labels,
-network, resource limits and the part of its environment that names no run. Apart
-from docker.py so that `ct-service run` can start a spare without importing MLflow.
+network, hardening, resource limits and the part of its environment that names no
+run. Apart from docker.py so that `ct-service run` can start a spare without
+importing MLflow.
+
+Hardened by default: a network of its own (training_network.py; never the host's),
+every Linux capability dropped, no privilege gained through setuid files, and
+limits on processes, memory and CPUs (CT_DOCKER_PIDS, CT_DOCKER_MEMORY,
+CT_DOCKER_CPUS; unset: 4,096 processes, half the host's memory, all its CPUs).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from docker.types import DeviceRequest
 
-from ct_service.execution import tracking_server
+from ct_service.execution.training_network import DEFAULT_NETWORK
 from ct_service.settings import Settings
 
 # Which tracking store a container's run is recorded in: the watchdog of another
@@ -31,11 +37,14 @@ def store_label(tracking_uri: str) -> str:
 
 
 def network(settings: Settings) -> str:
-    """CT_DOCKER_NETWORK; the host's when containers log to a server started here
-    (it listens on 127.0.0.1) and none is set."""
-    if not settings.docker.network and tracking_server.needed(settings):
-        return "host"
-    return settings.docker.network
+    """CT_DOCKER_NETWORK, else ct-service's own internal network."""
+    return settings.docker.network or DEFAULT_NETWORK
+
+
+def default_memory() -> str:
+    """Half the host's memory, in bytes: what a container may use when
+    CT_DOCKER_MEMORY is not set."""
+    return str(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
 
 
 def base_environment(settings: Settings) -> dict[str, str]:
@@ -57,16 +66,13 @@ def base_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "working_dir": WORKDIR,
         "labels": {STORE_LABEL: store_label(settings.tracking_uri)},
+        "network": network(settings),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": docker_settings.pids,
+        "mem_limit": docker_settings.memory or default_memory(),
+        "nano_cpus": int(float(docker_settings.cpus or os.cpu_count() or 1) * 1e9),
     }
-    chosen = network(settings)
-    if chosen == "host":
-        options["network_mode"] = "host"
-    elif chosen:
-        options["network"] = chosen
-    if docker_settings.cpus:
-        options["nano_cpus"] = int(float(docker_settings.cpus) * 1e9)
-    if docker_settings.memory:
-        options["mem_limit"] = docker_settings.memory
     if docker_settings.gpus:
         count = -1 if docker_settings.gpus == "all" else int(docker_settings.gpus)
         options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]

@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +38,7 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 
 from ct_service import run_tags
 from ct_service.exceptions import InfrastructureError, ProjectError, SettingsError
-from ct_service.execution import images, tracking_server
+from ct_service.execution import images, tracking_server, training_network
 from ct_service.execution.container_models import collect, models_folder
 from ct_service.execution.containers import (
     STORE_LABEL,
@@ -55,6 +55,7 @@ from ct_service.execution.executor import (
     failure_reason,
 )
 from ct_service.execution.exit_status import outside_signal
+from ct_service.execution.gateway import Gateway, gateway_for
 from ct_service.execution.pushed_files import archive_project
 from ct_service.execution.spare_containers import (
     SPARE_CONTAINERS,
@@ -74,8 +75,6 @@ from ct_service.settings import Settings
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-# MLflow's credentials, handed to containers through the API when the worker has them.
-CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 LEFT_OUT = (".git", "mlruns", "__pycache__")  # of the project's code, in a container
 
 
@@ -148,17 +147,17 @@ def engine_answers() -> bool:
 
 
 def for_settings(settings: Settings) -> DockerExecutor:
-    """Containers log to CT_CONTAINER_TRACKING_URI, else to the tracking server, else to
-    a local server this process starts on the store (over the host network)."""
-    return DockerExecutor(settings, container_tracking_uri(settings))
+    """Containers log through the worker's gateway, which forwards to the tracking
+    server, else to a local server this process starts on the store."""
+    return DockerExecutor(settings, upstream_tracking_uri(settings))
 
 
-def container_tracking_uri(settings: Settings) -> str:
-    """Where containers log: CT_CONTAINER_TRACKING_URI, else the tracking server,
-    else a local server on the store (started on first use, on the host network)."""
+def upstream_tracking_uri(settings: Settings) -> str:
+    """Where the gateway forwards training's calls: the tracking server, else a local
+    server on the store (started on first use, on 127.0.0.1)."""
     if tracking_server.needed(settings):
         return tracking_server.url_for(settings)
-    return settings.docker.tracking_uri or settings.tracking_uri
+    return settings.tracking_uri
 
 
 def _training_account(settings: Settings) -> TrainingAccount | None:
@@ -205,12 +204,17 @@ class DockerExecutor:
     ):
         self.settings = settings
         self.client = engine()
-        self.tracking_uri = tracking_uri  # as the containers reach it
+        self.network = network(settings)
+        training_network.ensure(self.client, self.network)
+        self.tracking_uri = tracking_uri  # where the gateway forwards to
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._prepared: dict[str, Prepared] = {}
         self._spares: dict[str, Spare] = {}  # the attempts spare containers took
         self.training_account = _training_account(settings)
+        self._gateway: Gateway | None = None
+        self._tokens: dict[str, str] = {}  # run id -> its gateway token, while it runs
+        self._refused: dict[str, list[str]] = {}  # run id -> its refused calls, once ended
 
     def prepare(self, request: AttemptRequest) -> tuple[AttemptRequest, dict[str, str]]:
         folder = Path(request.project_uri)
@@ -221,6 +225,7 @@ class DockerExecutor:
         image = images.ensure(self.client, environment, project.name, self.settings.docker)
         data = data_volumes(request, self.settings.docker.data_dirs)
         own, continued = self._artifact_folders(request)
+        continued_run = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
         models = models_folder(self._mlflow(), request.experiment_id) if own else ""
         staging = self._staging(request.run_id)
         if models:
@@ -232,6 +237,9 @@ class DockerExecutor:
             + [f"{staging}:{models}:rw"] * bool(models)
         )
         command = project.command_line(request.parameters)
+        self._tokens[request.run_id] = self._gateway_for().grant(
+            request.run_id, request.experiment_id, {continued_run} - {""}
+        )
         self._prepared[request.run_id] = Prepared(
             image.tag,
             archive_project(folder, WORKDIR, LEFT_OUT),
@@ -252,6 +260,15 @@ class DockerExecutor:
         return request, tags
 
     def run(self, request: AttemptRequest, heartbeat: Heartbeat = lambda: None) -> AttemptResult:
+        result = self._run(request, heartbeat)
+        refused = self._refused.pop(request.run_id, [])
+        if not refused:
+            return result
+        first = refused[0]
+        more = f"{len(refused)} calls" if len(refused) > 1 else "1 call"
+        return replace(result, refused=f"{more} outside its own run refused; first: {first}")
+
+    def _run(self, request: AttemptRequest, heartbeat: Heartbeat) -> AttemptResult:
         prepared = self._prepared[request.run_id]
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(request.log_path, "ab") as log:
@@ -362,25 +379,31 @@ class DockerExecutor:
         }
 
     def run_environment(self, request: AttemptRequest) -> dict[str, str]:
-        """What a container's environment says of its run: where it logs, its ids and
-        credentials."""
+        """What a container's environment says of its run: where it logs (the
+        gateway), its ids and its token there; never a tracking server credential."""
         return {
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_TRACKING_URI": self._gateway_for().url,
+            "MLFLOW_TRACKING_TOKEN": self._tokens[request.run_id],
             "MLFLOW_RUN_ID": request.run_id,
             "MLFLOW_EXPERIMENT_ID": request.experiment_id,
-            **self._credentials(),
         }
 
-    def _credentials(self) -> dict[str, str]:
-        """The training account's, when one is set; else the worker's own."""
-        if self.training_account:
-            return self.training_account.credentials()
-        return {name: os.environ[name] for name in CREDENTIALS if os.environ.get(name)}
+    def _gateway_for(self) -> Gateway:
+        """The gateway containers of this network log through (started on first use),
+        forwarding with the training account when one is set, else the worker's own."""
+        if self._gateway is None:
+            address = training_network.gateway_address(self.client, self.network)
+            credentials = self.training_account.credentials() if self.training_account else {}
+            self._gateway = gateway_for(self.tracking_uri, address, credentials)
+        return self._gateway
 
     def stop(self, request: AttemptRequest) -> None:
         """Remove the attempt's container (stopping it if it runs; it may be gone
         already), then move the models it logged into the store."""
         remove_container(request.run_id)
+        token = self._tokens.pop(request.run_id, None)
+        if token:
+            self._refused[request.run_id] = self._gateway_for().revoke(token)
         prepared = self._prepared.pop(request.run_id, None)
         spare = self._spares.pop(request.run_id, None)
         if prepared is None:
@@ -446,7 +469,7 @@ class DockerExecutor:
                 ("cpus", settings.cpus),
                 ("memory", settings.memory),
                 ("gpus", settings.gpus),
-                ("network", network(self.settings)),
+                ("network", self.network),
             )
             if value
         ]

@@ -40,6 +40,8 @@ class AttemptResult:
     # Killed from outside (OOM killer, a stopping worker, a vanished container), not
     # by its own code: the attempt is resumed instead of going to the policy.
     interrupted: bool = False
+    # One line: calls its training code made outside its own run, refused (Docker).
+    refused: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,9 @@ _servers: dict[str, tuple[subprocess.Popen, str]] = {}
 
 
 def needed(settings: Settings) -> bool:
-    """Whether containers of these settings log to a server started here: none is
-    configured for them and the store is not one."""
-    return not settings.docker.tracking_uri and not settings.tracking_uri.startswith(
-        ("http://", "https://")
-    )
+    """Whether containers of these settings log (through the gateway) to a server
+    started here: the store is not one."""
+    return not settings.tracking_uri.startswith(("http://", "https://"))
 
 
 def start(settings: Settings) -> None:

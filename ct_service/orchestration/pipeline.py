@@ -416,6 +416,8 @@ def _record_result(
         log.warning("attempt run %s was resumed by another run meanwhile", attempt_id)
         return None
     _keep_log(tracker, attempt_id, log_path)
+    if result.refused:
+        tracker.set_tags(attempt_id, {run_tags.REFUSED: result.refused})
     if result.interrupted:
         tracker.set_tags(
             attempt_id,
@@ -537,7 +539,7 @@ def _act(
         )
         return _Acted(Step(Task.PROMOTE, (pipeline.id,)), f"promote: {first.reason}")
     outcome, reason = _stop_outcome(attempts, first)
-    _finish(tracker, pipeline.id, outcome, reason)
+    _finish(tracker, pipeline.id, outcome, reason + _refusals(tracker, pipeline))
     return _Acted(Step(Task.NOTIFY, (pipeline.id,)), f"stop: {first.reason}")
 
 
@@ -612,8 +614,20 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
         {run_tags.MODEL_VERSION: promotion.version, run_tags.PROMOTION: promotion.reason},
     )
     outcome = Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
-    _finish(tracker, pipeline_id, outcome, f"{pipeline.reason}; {promotion.reason}")
+    reason = f"{pipeline.reason}; {promotion.reason}{_refusals(tracker, pipeline)}"
+    _finish(tracker, pipeline_id, outcome, reason)
     return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def _refusals(tracker: Tracker, pipeline: Pipeline) -> str:
+    """ "; training code's calls refused: ..." for the pipeline's reason, naming each
+    attempt whose code tried to reach beyond its own run; "" when none did."""
+    refused = [
+        f"attempt {run.data.tags.get(run_tags.ATTEMPT, '?')}: {run.data.tags[run_tags.REFUSED]}"
+        for run in tracker.attempt_runs(pipeline)
+        if run.data.tags.get(run_tags.REFUSED)
+    ]
+    return f"; training code's calls refused: {'; '.join(refused)}" if refused else ""
 
 
 def _lineage(candidate: Run) -> dict[str, str]:
