@@ -7,7 +7,7 @@ import os
 import socket
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -302,57 +302,6 @@ def test_a_tag_deletion_is_not_called_a_branch_deletion(hook) -> None:
 
 # -- 4. isolation: the training account edits its runs, never the registry -----------
 # (the network half, with the services brought up for real: tests/test_compose_stack.py)
-
-
-@pytest.fixture
-def server_with_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real `mlflow server --app-name basic-auth`, its admin's password from the
-    environment as compose.yaml gives it; this process logged in as that admin."""
-    import subprocess
-    import sys
-
-    from conftest import free_port
-    from helpers import wait_for
-
-    port = free_port()
-    (tmp_path / "auth.ini").write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{tmp_path / 'users.db'}\nadmin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    env = {
-        **os.environ,
-        "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth.ini"),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-secret-1",
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32,
-    }
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", (tmp_path / "artifacts").as_uri(),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, 90, "the MLflow server", tmp_path / "server.log")
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "admin-secret-1")
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _as(credentials: dict[str, str], action: Callable[[], object]) -> str:
