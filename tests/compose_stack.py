@@ -195,7 +195,7 @@ def attempt(action):
 
 def make_admin():
     endpoint = "/api/2.0/mlflow/users/update-admin"
-    body = {{"username": os.environ["MLFLOW_TRACKING_USERNAME"], "is_admin": True}}
+    body = {{"username": "ct-training", "is_admin": True}}
     creds = get_default_host_creds(os.environ["MLFLOW_TRACKING_URI"])
     verify_rest_response(http_request(creds, endpoint, "PATCH", json=body), endpoint)
 
@@ -209,6 +209,9 @@ addresses = json.loads(client.get_experiment_by_name("stack").tags["addresses"])
 for name, address in addresses.items():
     outcome[f"probe.address.{{name}}"] = connect(address, TARGETS[name])
 outcome["probe.user"] = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+outcome["probe.tracking"] = os.environ.get("MLFLOW_TRACKING_URI", "")
+outcome["probe.pipeline_tag"] = attempt(lambda: client.set_tag(
+    client.get_run(run_id).data.tags["ct.pipeline_id"], "ct.model_name", "other"))
 outcome["probe.set_alias"] = attempt(
     lambda: client.set_registered_model_alias("lenet", "production", "1"))
 outcome["probe.delete_alias"] = attempt(

@@ -1,8 +1,8 @@
 """The trust boundary in compose (README "Security", issue 11 item 4), attacked on the
 stack brought up for real (tests/compose_stack.py): a pushed project probes its
-surroundings from inside its training container and reaches the MLflow server and
-nothing else of the service, by name or by address, and cannot change the registry
-with the account it is given; from this host, only the webhook's port is published
+surroundings from inside its training container and reaches its worker's gateway and
+nothing else of the service (the MLflow server neither), by name or by address, holds
+no tracking-server credential, and cannot change the registry or its pipeline; from this host, only the webhook's port is published
 beyond 127.0.0.1, and Redis, MLflow and Flower refuse requests without passwords."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_redis_mlflow_and_flower_refuse_requests_without_their_passwords(stack: 
     assert get(stack.flower_url + "/", "admin", stack.passwords["flower_password"])[0] == 200
 
 
-def test_training_code_reaches_only_mlflow_and_cannot_change_the_registry(
+def test_training_code_reaches_only_its_gateway_and_cannot_change_the_registry(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
@@ -64,7 +64,7 @@ def test_training_code_reaches_only_mlflow_and_cannot_change_the_registry(
     # What the probe goes for: a production model, and the services' addresses (an
     # attacker may know them; the test leaves them where the probe can read them).
     experiment = client.create_experiment("stack")
-    addresses = {service: address(service) for service in PROBE_TARGETS if service != "mlflow"}
+    addresses = {service: address(service) for service in PROBE_TARGETS}
     client.set_experiment_tag(experiment, "addresses", json.dumps(addresses))
     run_id = client.create_run(experiment).info.run_id
     client.create_registered_model("lenet")
@@ -83,17 +83,18 @@ def test_training_code_reaches_only_mlflow_and_cannot_change_the_registry(
     reached = {name: tags[f"probe.{name}"] for name in PROBE_TARGETS}
     assert reached == {
         "redis": "unresolvable", "postgres": "unresolvable", "flower": "unresolvable",
-        "webhook": "unresolvable", "git": "unresolvable",
-        "mlflow": "open",
+        "webhook": "unresolvable", "git": "unresolvable", "mlflow": "unresolvable",
     }, reached  # fmt: skip
     by_address = {k.removeprefix("probe.address."): v for k, v in tags.items() if ".address." in k}
-    assert set(by_address) == set(PROBE_TARGETS) - {"mlflow"}
+    assert set(by_address) == set(PROBE_TARGETS)
     # the networks are kept apart: no answer at all (a refusal would prove a route)
     assert not {"open", "ConnectionRefusedError"} & set(by_address.values()), by_address
-    assert tags["probe.user"] == "ct-training"
-    for action in ("set_alias", "delete_alias", "new_version", "make_admin"):
+    assert tags["probe.user"] == ""  # no credential of the tracking server in the container
+    assert tags["probe.tracking"].startswith("http://") and ":5000" not in tags["probe.tracking"]
+    for action in ("set_alias", "delete_alias", "new_version", "make_admin", "pipeline_tag"):
         assert tags[f"probe.{action}"] == "PERMISSION_DENIED", (action, tags[f"probe.{action}"])
     environment = set(tags["probe.environment"].split(","))
     assert not {n for n in environment if n.startswith("CT_")}
+    assert "MLFLOW_TRACKING_PASSWORD" not in environment
     assert client.get_model_version_by_alias("lenet", "production").version == before
     assert json.dumps(tags).count(stack.passwords["mlflow_admin_password"]) == 0
