@@ -234,7 +234,15 @@ for what, action in {
         registry[what] = "allowed"
     except Exception as error:
         registry[what] = getattr(error, "error_code", type(error).__name__)
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+              if line.startswith(("CapEff", "NoNewPrivs")))
+for limit in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"):
+    try:
+        status["pids.max"] = open(limit).read().strip()
+    except OSError:
+        pass
 with mlflow.start_run():
+    mlflow.set_tag("probe.process", json.dumps(status))
     mlflow.set_tag("probe.network", json.dumps(reached))
     mlflow.set_tag("probe.registry", json.dumps(registry))
     mlflow.log_metric("test_accuracy", 1.0)
@@ -300,10 +308,6 @@ def test_a_container_reaches_the_gateway_and_nothing_on_the_hosts_loopback(
         "      ports: {type: string, default: '0'}\n      hosts: {type: string, default: ''}\n"
         "    command: python probe.py {ports} {hosts}\n"
     )
-    settings = Settings(
-        home=tmp_path / "ct",
-        execution="docker",
-    )
     settings = Settings.from_env(
         {
             "CT_HOME": str(tmp_path / "ct"),
@@ -343,13 +347,14 @@ def test_a_container_reaches_the_gateway_and_nothing_on_the_hosts_loopback(
     reached = json.loads(tags["probe.network"])
     assert reached and all(outcome != "open" for outcome in reached.values()), reached
     assert seen == []  # the listener never saw a connection
+    process = json.loads(tags["probe.process"])  # hardened: no capability, no escalation
+    assert process["CapEff"].strip() == "0000000000000000", process
+    assert process["NoNewPrivs"].strip() == "1" and process["pids.max"] == "4096", process
     registry = json.loads(tags["probe.registry"])
     assert registry == dict.fromkeys(registry, "PERMISSION_DENIED"), registry
     assert "registered-models" in result.refused or "alias" in result.refused
     assert MlflowClient(settings.tracking_uri).search_registered_models() == []
-    container = docker_client.api.inspect_container  # nothing of it is left
     assert not docker_client.containers.list(all=True, filters={"name": f"ct-{run_id}"})
-    del container
 
 
 ATTACK = '''
