@@ -1,11 +1,12 @@
-"""The tracking server account training containers log with.
+"""The tracking server account the worker's gateway forwards training's calls with.
 
 On a server that runs MLflow's basic-auth app, the worker (logged in with the
 service's own account, an admin) makes sure the training account exists with the
 operator's password and may edit the runs of the experiment it is about to train
 in: EDIT on that experiment, nothing more. Every other permission is the server's
-default (READ in compose.yaml), so training code can log its run but cannot change
-a registered model, a version or an alias, nor manage users.
+default (READ in compose.yaml). The gateway (gateway.py) admits only the attempt's
+own run; this account is the server's own check behind it, should the gateway admit
+more than it should. Containers never hold it.
 
 It calls the auth app's REST endpoints with MLflow's own request helpers: the
 `mlflow.server.auth.client` module would import the whole auth server (Flask-WTF and
