@@ -23,6 +23,7 @@ from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
 from ct_service.recovery.dead_letters import (
     DEATHS_BEFORE_DEAD_LETTER,
+    DeadLetters,
     dead_letters_for,
     reason_for,
 )
@@ -38,35 +39,49 @@ MAX_RETRIES = 8
 class CountedTask(CeleryTask):
     """A step whose deliveries are counted (recovery/dead_letters.py): one that
     finds two earlier deliveries of its message that never ended (each killed its
-    worker) is not run; it is recorded as a dead letter and its pipeline fails."""
+    worker) is not run; its pipeline fails and it is recorded as a dead letter. The
+    count is a guard, never a reason to lose a step: one that cannot be kept (Redis
+    away for a moment) lets the step run."""
 
     def __call__(self, *args: str, **kwargs: object) -> object:
         letters = dead_letters_for(self.app.settings)
-        if letters is None:
-            return super().__call__(*args, **kwargs)
         task_id = str(self.request.id)
-        deaths = letters.arrived(task_id)
-        if deaths >= DEATHS_BEFORE_DEAD_LETTER:
-            reason = reason_for(self.name, deaths)
-            log.error("%s[%s] %s: a dead letter now", self.name, task_id, reason)
-            letters.record(task_id, self.name, args, reason)
-            _fail_dead_letter(self, args, reason)
+        try:
+            deaths = letters.arrived(task_id) if letters is not None else 0
+        except Exception as error:
+            log.warning("%s[%s]: its delivery was not counted: %s", self.name, task_id, error)
+            letters = None
+            deaths = 0
+        if letters is not None and deaths >= DEATHS_BEFORE_DEAD_LETTER:
+            self._dead_letter(letters, task_id, args, reason_for(self.name, deaths))
             return None
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            letters.ended(task_id)
+            try:
+                if letters is not None:
+                    letters.ended(task_id)
+            except Exception as error:  # the count expires on its own
+                log.warning("%s[%s]: its delivery count stays: %s", self.name, task_id, error)
 
-
-def _fail_dead_letter(task: CeleryTask, args: tuple[str, ...], reason: str) -> None:
-    """Fail the pipeline of a dead letter (a step of one: its first argument), and
-    clear its step's mark, so the watchdog does not send it again."""
-    settings = task.app.settings
-    if args:
-        next_step = pipeline.fail(settings, args[0], reason)
+    def _dead_letter(
+        self, letters: DeadLetters, task_id: str, args: tuple[str, ...], reason: str
+    ) -> None:
+        """Fail the pipeline of the step (its first argument), clear the step's mark
+        so the watchdog does not send it again, then keep the letter; a broken
+        connection on the way is retried (the count stays, so the retry comes here)."""
+        log.error("%s[%s] %s: a dead letter now", self.name, task_id, reason)
+        settings = self.app.settings
+        try:
+            next_step = pipeline.fail(settings, args[0], reason) if args else None
+        except Exception as error:
+            if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
+                raise self.retry(exc=error, countdown=_backoff(self.request.retries)) from error
+            raise
         if next_step is not None:
-            enqueue(task.app, next_step.task, *next_step.args)
-    _forget(settings, names.step(task.name, args))
+            enqueue(self.app, next_step.task, *next_step.args)
+        _forget(settings, names.step(self.name, args))
+        letters.record(task_id, self.name, args, reason)
 
 
 def _run_step(
