@@ -7,6 +7,8 @@ None of them is a record (MLflow is), but for two: a push the webhook recorded
 (`push_record`) is the push's only copy until a worker has created its pipeline run,
 and `push_sequence` orders a branch's pushes (restarted from 1, queued older pushes
 look newer than new ones until it catches up); so the webhook's Redis must persist.
+`DEAD_LETTERS` is the only record of a message that was not run because it had
+killed its worker twice (its pipeline says so too).
 Losing the others may delay recovery or repeat an idempotent step, never lose or
 duplicate work.
 """
@@ -26,6 +28,10 @@ DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
 INTAKE_MARK_SECONDS = SHORT_STEP_SECONDS  # an intake marked queued longer was lost: resend
 WAITING_PUSHES = "waiting"  # sorted set (by time recorded) of pushes whose run is not created
+# List of the messages not run because they killed their worker (JSON, newest first,
+# the latest DEAD_LETTERS_KEPT kept; no TTL: an operator reads them).
+DEAD_LETTERS = "dead-letters"
+DEAD_LETTERS_KEPT = 1000
 
 
 def decide_claim(pipeline_id: str, round_: str) -> str:
@@ -108,3 +114,10 @@ def push_sequence(provider: str, repository: str, branch: str) -> str:
 def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:
     """The pipeline a push of this commit to this branch recorded (as `delivery`)."""
     return f"commit:{provider}:{repository}:{branch}:{sha}"
+
+
+def deliveries(task_id: str) -> str:
+    """How many deliveries of a step's message started and did not finish (INCR when
+    one starts, deleted when it ends; TTL twice the broker's visibility timeout, the
+    longest a redelivery can take)."""
+    return f"deliveries:{task_id}"

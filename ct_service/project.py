@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import string
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ct_service.exceptions import ProjectError
+from ct_service.project_files import read_bytes, read_yaml
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
 from ct_service.stop_early import StopRule
@@ -25,6 +25,8 @@ PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow proje
 # int parameter ("2.0") would not parse.
 NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
 CT_YAML_KEYS = ("search_space", "stop_early", "target")
+# A filled-in command is one argument of `sh -c`: Linux takes at most 128 KiB there.
+MAX_COMMAND_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,34 @@ class Project:
     target: Target | None = None  # ct.yaml's target, used unless the pipeline is given one
 
     def command_line(self, values: Mapping[str, str]) -> str:
-        """The entry point's command with these parameter values, as MLflow builds it:
-        declared parameters substituted (shell-quoted), others appended as
-        `--name value`; defaults fill what `values` leaves out."""
+        """The entry point's command with these parameter values, as MLflow builds it
+        (EntryPoint.compute_command): declared parameters substituted (shell-quoted),
+        others appended as `--name value` (both quoted); defaults fill what `values`
+        leaves out. MLflow fills the command with str.format; here only the plain
+        `{name}` fields load_project accepted are filled, never a format spec of the
+        push's, and the result is at most MAX_COMMAND_BYTES long."""
         given = {**{n: str(p.default) for n, p in self.parameters.items() if not p.required}}
         given.update({n: str(v) for n, v in values.items()})
         declared = {n: shlex.quote(v) for n, v in given.items() if n in self.parameters}
-        try:
-            line = self.command.format(**declared)
-        except (KeyError, IndexError, ValueError) as error:
-            raise ProjectError(f"{self.name}: its command cannot be filled in: {error}") from None
+        parts = []
+        length = 0
+        for literal, field in command_fields(self.command, self.name):
+            missing = field and field not in declared
+            if missing:
+                raise ProjectError(f"{self.name}: its command needs a value for {field}")
+            parts += [literal, declared[field] if field else ""]
+            length += len(literal) + len(parts[-1])
+            if length > MAX_COMMAND_BYTES:
+                raise ProjectError(
+                    f"{self.name}: its command would be longer than {MAX_COMMAND_BYTES:,} "
+                    "characters once its parameters are filled in"
+                )
         extra = [
-            f"--{n} {shlex.quote(v)}" for n, v in sorted(given.items()) if n not in self.parameters
+            f"--{shlex.quote(n)} {shlex.quote(v)}"
+            for n, v in sorted(given.items())
+            if n not in self.parameters
         ]
-        return " ".join([line, *extra])
+        return " ".join(["".join(parts), *extra])
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -113,7 +129,8 @@ class Project:
         digest = hashlib.sha256()
         for name in ("MLproject", "ct.yaml"):
             file = self.path / name
-            digest.update(name.encode() + b"\0" + (file.read_bytes() if file.is_file() else b""))
+            content = read_bytes(self.path, file) if file.is_file() else b""
+            digest.update(name.encode() + b"\0" + content)
         return digest.hexdigest()[:16]
 
     def commit(self) -> str:
@@ -135,7 +152,7 @@ def load_project(location: str | Path) -> Project:
     mlproject = path / "MLproject"
     if not mlproject.is_file():
         raise ProjectError(f"{path} is not an MLflow project: it has no MLproject file")
-    spec = _read_yaml(mlproject)
+    spec = _read_yaml(path, mlproject)
     entry = (spec.get("entry_points") or {}).get(ENTRY_POINT)
     if not isinstance(entry, Mapping):
         raise ProjectError(f"{mlproject} has no '{ENTRY_POINT}' entry point")
@@ -147,7 +164,7 @@ def load_project(location: str | Path) -> Project:
         for name, spec in declared.items()
     }
     ct_yaml = path / "ct.yaml"
-    ct_spec = _read_yaml(ct_yaml) if ct_yaml.is_file() else {}
+    ct_spec = _read_yaml(path, ct_yaml) if ct_yaml.is_file() else {}
     unknown = sorted(str(key) for key in ct_spec if key not in CT_YAML_KEYS)
     if unknown:
         raise ProjectError(
@@ -176,6 +193,12 @@ def load_project(location: str | Path) -> Project:
     command = entry.get("command")
     if not isinstance(command, str) or not command.strip():
         raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
+    for _, field in command_fields(command, mlproject):
+        if field and field not in parameters:
+            raise ProjectError(
+                f"{mlproject}: the '{ENTRY_POINT}' command names {{{field}}}, which is not "
+                "one of its parameters"
+            )
     name = str(spec.get("name") or path.name)
     return Project(
         path,
@@ -189,11 +212,31 @@ def load_project(location: str | Path) -> Project:
     )
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def command_fields(command: str, where: object) -> list[tuple[str, str]]:
+    """The command template as (literal text, parameter name or "") pairs, read by
+    str.format's own parser without filling anything in; ProjectError for anything
+    but a plain `{name}` field: a format spec (`{lr:>1000000000}` would pad to a
+    gigabyte), a conversion, an attribute or index (`{lr.__class__}`), a positional
+    field, or unbalanced braces."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ProjectError(f"cannot read {path}: {error}") from None
+        parsed = list(string.Formatter().parse(command))
+    except ValueError as error:
+        raise ProjectError(f"{where}: its command is not a valid template: {error}") from None
+    pairs = []
+    for literal, field, spec, conversion in parsed:
+        if field is not None and (spec or conversion or not field.isidentifier()):
+            shown = "{" + field + (f"!{conversion}" if conversion else "")
+            shown += (f":{spec[:20]}" if spec else "") + "}"
+            raise ProjectError(
+                f"{where}: its command has the field {shown}; only plain {{name}} fields "
+                "naming a parameter are filled in (no format specs, conversions or indexes)"
+            )
+        pairs.append((literal, field or ""))
+    return pairs
+
+
+def _read_yaml(project: Path, path: Path) -> dict[str, Any]:
+    data = read_yaml(project, path) or {}
     if not isinstance(data, dict):
         raise ProjectError(f"{path} must hold a mapping")
     return data

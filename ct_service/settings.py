@@ -105,6 +105,10 @@ class Settings:
     target_set: bool = False  # a CT_TARGET_* variable is set: it wins over a ct.yaml target
     budget: Budget = Budget()
     attempt_timeout_seconds: float = 7200.0
+    # Celery's hard time limit on a host-side step (intake, start, decide, promote,
+    # notify, resume, the watchdog's scan); its soft limit, 90% of it, fails the
+    # pipeline with that reason. Training has its own (training_time_limit_seconds).
+    step_time_limit_seconds: float = 300.0
     # A spare launcher with the project's libraries imported waits this long for the
     # next attempt (local execution, spares.py); 0 = none, every attempt starts cold.
     warm_launcher_seconds: float = 600.0
@@ -139,6 +143,20 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.broker_url
+
+    @property
+    def step_soft_time_limit_seconds(self) -> float:
+        """Past this a host-side step is interrupted (SoftTimeLimitExceeded) and its
+        pipeline fails; the hard limit kills the step's process a little later."""
+        return self.step_time_limit_seconds * 0.9
+
+    @property
+    def training_time_limit_seconds(self) -> float:
+        """Celery's hard limit on the training step: a minute before the broker would
+        hand its message to another worker. The executor stops training itself at
+        CT_ATTEMPT_TIMEOUT_SECONDS; this is the backstop for a step stuck around it
+        (readying the environment, recording the result)."""
+        return self.visibility_timeout_seconds - 60.0
 
     @property
     def visibility_timeout_seconds(self) -> int:
@@ -182,6 +200,9 @@ class Settings:
                 env.number("CT_MAX_EPOCHS", 0, int, low=0),
             ),
             attempt_timeout_seconds=env.number("CT_ATTEMPT_TIMEOUT_SECONDS", 7200.0, float, low=1),
+            step_time_limit_seconds=env.number(
+                "CT_STEP_TIME_LIMIT_SECONDS", 300.0, float, low=10, high=24 * 3600
+            ),
             warm_launcher_seconds=env.number("CT_WARM_LAUNCHER_SECONDS", 600.0, float, low=0),
             parallel_attempts=env.number("CT_PARALLEL_ATTEMPTS", 1, int, low=1, high=64),
             model_name=env.text("CT_MODEL_NAME", ""),

@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from celery import Task as CeleryTask
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from ct_service import keys as names
 from ct_service import run_tags
@@ -20,6 +21,12 @@ from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
+from ct_service.recovery.dead_letters import (
+    DEATHS_BEFORE_DEAD_LETTER,
+    DeadLetters,
+    dead_letters_for,
+    reason_for,
+)
 from ct_service.recovery.resume import resume as resume_attempt
 from ct_service.recovery.watchdog import Watchdog
 from ct_service.settings import Settings
@@ -29,6 +36,54 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 8
 
 
+class CountedTask(CeleryTask):
+    """A step whose deliveries are counted (recovery/dead_letters.py): one that
+    finds two earlier deliveries of its message that never ended (each killed its
+    worker) is not run; its pipeline fails and it is recorded as a dead letter. The
+    count is a guard, never a reason to lose a step: one that cannot be kept (Redis
+    away for a moment) lets the step run."""
+
+    def __call__(self, *args: str, **kwargs: object) -> object:
+        letters = dead_letters_for(self.app.settings)
+        task_id = str(self.request.id)
+        try:
+            deaths = letters.arrived(task_id) if letters is not None else 0
+        except Exception as error:
+            log.warning("%s[%s]: its delivery was not counted: %s", self.name, task_id, error)
+            letters = None
+            deaths = 0
+        if letters is not None and deaths >= DEATHS_BEFORE_DEAD_LETTER:
+            self._dead_letter(letters, task_id, args, reason_for(self.name, deaths))
+            return None
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            try:
+                if letters is not None:
+                    letters.ended(task_id)
+            except Exception as error:  # the count expires on its own
+                log.warning("%s[%s]: its delivery count stays: %s", self.name, task_id, error)
+
+    def _dead_letter(
+        self, letters: DeadLetters, task_id: str, args: tuple[str, ...], reason: str
+    ) -> None:
+        """Fail the pipeline of the step (its first argument), clear the step's mark
+        so the watchdog does not send it again, then keep the letter; a broken
+        connection on the way is retried (the count stays, so the retry comes here)."""
+        log.error("%s[%s] %s: a dead letter now", self.name, task_id, reason)
+        settings = self.app.settings
+        try:
+            next_step = pipeline.fail(settings, args[0], reason) if args else None
+        except Exception as error:
+            if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
+                raise self.retry(exc=error, countdown=_backoff(self.request.retries)) from error
+            raise
+        if next_step is not None:
+            enqueue(self.app, next_step.task, *next_step.args)
+        _forget(settings, names.step(self.name, args))
+        letters.record(task_id, self.name, args, reason)
+
+
 def _run_step(
     task: CeleryTask, pipeline_id: str, step: Callable[[], Step | tuple[Step, ...] | None]
 ) -> None:
@@ -36,6 +91,12 @@ def _run_step(
     marker = _marker(task)
     try:
         next_step = step()
+    except SoftTimeLimitExceeded:
+        log.error("%s ran past its time limit for pipeline %s", task.name, pipeline_id)
+        limit = settings.step_soft_time_limit_seconds
+        next_step = pipeline.fail(
+            settings, pipeline_id, f"{task.name} ran past its time limit of {limit:g} s"
+        )
     except Exception as error:
         if is_infrastructure_failure(error) and task.request.retries < MAX_RETRIES:
             log.warning("%s: infrastructure failure, retrying: %s", task.name, error)
@@ -72,7 +133,7 @@ def _backoff(retries: int) -> float:
     return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
 
 
-@shared_task(bind=True, name=Task.INTAKE.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.INTAKE.value, max_retries=MAX_RETRIES)
 def intake(self: CeleryTask) -> None:
     """The runs of the recorded pushes, each started as soon as it exists; then, its
     mark cleared, another intake if pushes were recorded while this one ran (the
@@ -93,36 +154,36 @@ def intake(self: CeleryTask) -> None:
     send_intake_if_pushes_wait(self.app, seen)
 
 
-@shared_task(bind=True, name=Task.START.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.START.value, max_retries=MAX_RETRIES)
 def start(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.start(self.app.settings, pipeline_id))
 
 
-@shared_task(bind=True, name=Task.RUN_ATTEMPT.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.RUN_ATTEMPT.value, max_retries=MAX_RETRIES)
 def run_attempt(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     _run_step(
         self, pipeline_id, lambda: pipeline.run_attempt(self.app.settings, pipeline_id, attempt_id)
     )
 
 
-@shared_task(bind=True, name=Task.DECIDE.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.DECIDE.value, max_retries=MAX_RETRIES)
 def decide(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     _run_step(
         self, pipeline_id, lambda: pipeline.decide(self.app.settings, pipeline_id, attempt_id)
     )
 
 
-@shared_task(bind=True, name=Task.PROMOTE.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.PROMOTE.value, max_retries=MAX_RETRIES)
 def promote(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.promote(self.app.settings, pipeline_id))
 
 
-@shared_task(bind=True, name=Task.NOTIFY.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.NOTIFY.value, max_retries=MAX_RETRIES)
 def notify(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.notify_people(self.app.settings, pipeline_id))
 
 
-@shared_task(bind=True, name=Task.RESUME.value, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=CountedTask, name=Task.RESUME.value, max_retries=MAX_RETRIES)
 def resume(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     def step() -> Step | None:
         tracker = Tracker(self.app.settings)
@@ -133,7 +194,7 @@ def resume(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     _run_step(self, pipeline_id, step)
 
 
-@shared_task(bind=True, name=Task.WATCHDOG_SCAN.value)
+@shared_task(bind=True, base=CountedTask, name=Task.WATCHDOG_SCAN.value)
 def watchdog_scan(self: CeleryTask) -> dict[str, object]:
     """One scan (Celery beat sends it); infrastructure failures wait for the next."""
     settings = self.app.settings

@@ -4,7 +4,8 @@ else a conda.yaml), and the pip requirements and Python version in it (or in a
 requirements.txt).
 
 The files come from a push, so they are read defensively: only files inside the
-project (links resolved), UTF-8, at most MAX_REQUIREMENTS requirements. Each
+project (links resolved), UTF-8, at most MAX_FILE_BYTES each (project_files.py
+reads them) and at most MAX_REQUIREMENTS requirements. Each
 requirement must be a name with an optional version range, extras, markers and
 `--hash` options; `-r FILE` includes another file of the project (relative to the
 including file, as pip reads it). Anything else (other pip options, URLs, local
@@ -18,17 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ct_service.exceptions import ProjectError
+from ct_service.project_files import MAX_FILE_BYTES, parse_yaml, read_text, read_yaml
 
 PYTHON_ENV_FILE = "python_env.yaml"
 CONDA_FILE = "conda.yaml"
 REQUIREMENTS_FILE = "requirements.txt"
 CONDA_BASICS = ("python", "pip")  # conda packages an image with pip has already
 MAX_REQUIREMENTS = 500
-MAX_FILE_BYTES = 1_000_000
 INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)(\S+)$")
 COMMENT = re.compile(r"(^|\s)#.*$")
 CONDA_PYTHON = re.compile(r"^python\s*=+\s*([0-9][0-9.]*)\*?$")
@@ -176,24 +176,16 @@ def _requirement(project: Path, where: object, line: str) -> str:
 
 
 def _read(project: Path, path: Path, what: str) -> str:
-    """A file of the project, its links resolved; never one outside it."""
+    """A file of the project, its links resolved; never one outside it, never more
+    than MAX_FILE_BYTES of it (project_files.py reads it)."""
     real = path.resolve()
     if not real.is_relative_to(project.resolve()) or not real.is_file():
         raise ProjectError(f"{project.name}: {what}: names no file of the project")
-    if real.stat().st_size > MAX_FILE_BYTES:
-        raise ProjectError(f"{project.name}: {what}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        return real.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ProjectError(f"{project.name}: {what}: cannot be read: {error}") from None
+    return read_text(project, path, MAX_FILE_BYTES)
 
 
 def _yaml_mapping(project: Path, name: str) -> dict[str, Any]:
-    text = _read(project, project / name, name)
-    try:
-        spec = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ProjectError(f"{project.name}: cannot read {name}: {error}") from None
+    spec = parse_yaml(_read(project, project / name, name), f"{project.name}: {name}") or {}
     if not isinstance(spec, dict):
         raise ProjectError(f"{project.name}: {name} must hold a mapping")
     return spec
@@ -214,7 +206,7 @@ def _name(line: str) -> str:
 def read_mlproject(project: Path) -> dict[str, Any]:
     """The MLproject as a mapping; empty when it cannot be read (load_project says why)."""
     try:
-        spec = yaml.safe_load((project / "MLproject").read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        spec = read_yaml(project, project / "MLproject") or {}
+    except ProjectError:
         return {}
     return spec if isinstance(spec, dict) else {}

@@ -28,6 +28,7 @@ from ct_service.execution.declared import (
     declared_requirements,
     read_mlproject,
 )
+from ct_service.project_files import MAX_SOURCE_BYTES, python_files, read_bytes
 
 # Top-level import names and distribution names, by framework; the first framework
 # of this order that a project uses decides (Keras code may import sklearn too).
@@ -154,10 +155,10 @@ def _framework_of(name: str) -> str:
 
 def _imports(project: Path) -> list[tuple[str, str]]:
     found = []
-    for path in sorted(project.rglob("*.py")):
+    for path in python_files(project):
         try:
-            tree = ast.parse(path.read_text(errors="replace"))
-        except SyntaxError:
+            tree = ast.parse(read_bytes(project, path, MAX_SOURCE_BYTES))
+        except (SyntaxError, ValueError):
             continue  # the training run will report it
         where = f"imports in {path.relative_to(project)}:"
         for node in ast.walk(tree):

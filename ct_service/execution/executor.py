@@ -18,6 +18,7 @@ ERROR_LINE = re.compile(
     re.IGNORECASE,
 )
 TRACEBACK = "Traceback (most recent call last):"
+LOG_TAIL_BYTES = 1_000_000  # of a failed run's output, read for its reason
 MLFLOW_NOISE = ("=== Run (ID", "ct-service: Run (ID", "View run ", "View experiment at:")
 
 
@@ -75,7 +76,9 @@ def failure_reason(log_path: Path, returncode: int) -> str:
     the project's command as its own exit code 1, so only a signal that killed the
     launcher itself is worth adding."""
     try:
-        lines = log_path.read_text(errors="replace").splitlines()
+        with open(log_path, "rb") as log:  # training wrote it: only its tail is read
+            log.seek(max(0, log.seek(0, 2) - LOG_TAIL_BYTES))
+            lines = log.read(LOG_TAIL_BYTES).decode(errors="replace").splitlines()
     except OSError:
         lines = []
     meaningful = [

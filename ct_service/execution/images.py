@@ -24,7 +24,7 @@ from docker.errors import APIError, BuildError, ImageNotFound
 
 from ct_service.exceptions import ProjectError
 from ct_service.execution.environment import Environment
-from ct_service.execution.pushed_files import refuse_escaping_links
+from ct_service.project_files import read_bytes
 from ct_service.settings import DockerSettings
 
 DEPENDENCY_FILES = ("requirements*.txt", "python_env.yaml", "conda.yaml")
@@ -118,9 +118,9 @@ def _write_context(environment: Environment, context: Path) -> list[Path]:
         (context / "requirements.txt").write_text("\n".join(environment.requirements) + "\n")
         return [context / "Dockerfile", context / "requirements.txt"]
     files = _context_files(environment.dockerfile)
-    refuse_escaping_links(environment.dockerfile.parent, files)
-    for path in files:
-        shutil.copy(path, context / path.name)
+    project = environment.dockerfile.parent
+    for path in files:  # each checked and bounded before a byte is read
+        (context / path.name).write_bytes(read_bytes(project, path))
     return sorted((context / path.name for path in files), key=lambda p: p.name)
 
 

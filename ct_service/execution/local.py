@@ -35,6 +35,7 @@ from ct_service.execution.exit_status import outside_signal
 from ct_service.execution.launcher import INTERRUPTED, OUTSIDE_SIGNALS
 from ct_service.execution.spares import SPARES, modules_to_preload, script_argv, send, spawn
 from ct_service.execution.training_env import child_environment
+from ct_service.project import load_project as read_bounded
 from ct_service.settings import Settings
 
 
@@ -215,6 +216,7 @@ def entry_point_command(request: AttemptRequest) -> tuple[str, str] | None:
         load_project,
     )
 
+    read_bounded(Path(request.project_uri))  # MLflow's reading has no bounds: ours first
     work_dir = fetch_and_validate_project(
         request.project_uri, None, request.entry_point, request.parameters
     )

@@ -1,7 +1,8 @@
 """Pushed files are packed without following a symlink out of the project: a link
 to /proc/self/environ, a secret file or the host's /etc must never become a regular
 file in a container's code or an image build context. Links that stay inside the
-project are kept as links."""
+project are kept as links (the check lives in ct_service/project_files.py, which
+reads the project's files for the worker)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from ct_service.exceptions import ProjectError
-
-
-def refuse_escaping_links(root: Path, paths: Iterable[Path] | None = None) -> None:
-    """Raise when a symlink among `paths` (default: everything under `root`) points
-    outside `root`, after following every link on the way."""
-    top = os.path.realpath(root)
-    candidates = paths if paths is not None else _walk(root)
-    for path in candidates:
-        if not path.is_symlink():
-            continue
-        target = os.path.realpath(path)
-        if target != top and not target.startswith(top + os.sep):
-            shown = path.relative_to(root) if path.is_relative_to(root) else path
-            raise ProjectError(
-                f"{shown} is a symlink to {os.readlink(path)}, outside the project; "
-                "pushed links may only point inside it"
-            )
+from ct_service.project_files import refuse_escaping_links
 
 
 def archive_project(source: Path, destination: str, leave_out: Iterable[str]) -> IO[bytes]:
@@ -58,9 +42,3 @@ def archive_project(source: Path, destination: str, leave_out: Iterable[str]) ->
         tar.add(source, arcname="/".join(parts), filter=as_root)
     archive.seek(0)
     return archive
-
-
-def _walk(root: Path) -> Iterable[Path]:
-    for folder, dirs, files in os.walk(root):  # does not descend into linked folders
-        for name in dirs + files:
-            yield Path(folder) / name

@@ -33,11 +33,11 @@ from ct_service.exceptions import CtError
 from ct_service.execution import env_manager
 from ct_service.execution.environment import declared_image
 from ct_service.execution.training_env import child_environment
+from ct_service.project_files import MAX_SOURCE_BYTES, python_files, read_bytes
 from ct_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_FILES = 200  # a project's Python files read for its imports
 SHELL_SYNTAX = set("$`*?[]{}~<>|&;()!#\\\n")
 ENVIRONMENT_WRITES = {"update", "setdefault", "pop", "popitem", "clear", "putenv", "unsetenv"}
 
@@ -72,23 +72,19 @@ def python_script(command: str) -> list[str] | None:
 
 def modules_to_preload(project: Path) -> tuple[str, ...]:
     """The top-level names of the libraries the project's Python files import."""
-    files = sorted(p for p in project.rglob("*.py") if not _hidden(p.relative_to(project)))
+    files = python_files(project)
     own = {p.stem for p in files} | {p.name for p in project.iterdir() if p.is_dir()}
     names: set[str] = set()
-    for path in files[:MAX_FILES]:
+    for path in files:
         try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError, OSError):
+            tree = ast.parse(read_bytes(project, path, MAX_SOURCE_BYTES))
+        except (SyntaxError, ValueError):
             continue
         if _writes_environment(tree):
             log.info("%s sets environment variables in code: nothing preloaded", path.name)
             return ()
         names |= _imported(tree)
     return tuple(sorted(names - own - set(sys.stdlib_module_names) - {"__future__"}))
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
 
 
 def _imported(tree: ast.AST) -> set[str]:

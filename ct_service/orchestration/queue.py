@@ -4,7 +4,9 @@ which the app imports by name when a worker starts).
 
 Training runs on its own queue with late acknowledgement and a prefetch of one,
 and the broker's visibility timeout outlasts the longest allowed attempt, so a
-message is redelivered only when its worker died.
+message is redelivered only when its worker died. Every step has a Celery time
+limit (CT_STEP_TIME_LIMIT_SECONDS for host-side steps), and a message that killed
+its worker twice is not run again (recovery/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ def make_celery(settings: Settings) -> CtCelery:
         accept_content=["json"],
         task_ignore_result=True,
         task_acks_late=True,
+        # A message whose worker process died, or that ran past its hard time limit,
+        # goes back to the queue at once; workers.tasks counts its deliveries and makes
+        # it a dead letter after two deaths (recovery/dead_letters.py).
         task_reject_on_worker_lost=True,
+        task_acks_on_timeout=False,
+        task_annotations=_time_limits(settings),
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
@@ -78,6 +85,20 @@ def make_celery(settings: Settings) -> CtCelery:
         },
     )
     return app
+
+
+def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
+    """Celery's time limits by task: a host-side step gets a soft limit (its pipeline
+    fails with that reason) and a hard one (its process is killed); training gets only
+    a hard one, a minute inside the broker's visibility timeout (the executor stops
+    training itself at the attempt's time limit)."""
+    host = {
+        "soft_time_limit": settings.step_soft_time_limit_seconds,
+        "time_limit": settings.step_time_limit_seconds,
+    }
+    limits = {name: host for name in ROUTES if name != Task.RUN_ATTEMPT.value}
+    limits[Task.RUN_ATTEMPT.value] = {"time_limit": settings.training_time_limit_seconds}
+    return limits
 
 
 def _transport_options(settings: Settings) -> dict[str, float]:
