@@ -5,10 +5,12 @@ Coordination keys live in the KeyStore (keystore.py: Redis under `ct:`, or an
 in-process table when embedded); webhook deliveries live in Redis under `ct:push:`.
 None of them is a record (MLflow is), but for two: a push the webhook recorded
 (`push_record`) is the push's only copy until a worker has created its pipeline run,
-and `push_sequence` orders a branch's pushes (restarted from 1, queued older pushes
-look newer than new ones until it catches up); so the webhook's Redis must persist.
-`DEAD_LETTERS` is the only record of a message that was not run because it had
-killed its worker twice (its pipeline says so too).
+and `push_sequence` with `first_seen` orders a branch's pushes (restarted from 1,
+queued older pushes look newer than new ones until it catches up; without
+`first_seen`, MLflow's pipeline run of a commit still gives its number to a replay
+once a worker sees it); so the webhook's Redis must persist. `DEAD_LETTERS` is the
+only record of a message that was not run because it had killed its worker twice
+(its pipeline says so too).
 Losing the others may delay recovery or repeat an idempotent step, never lose or
 duplicate work.
 """
@@ -106,9 +108,17 @@ def delivery(provider: str, delivery_id: str) -> str:
 
 
 def push_sequence(provider: str, repository: str, branch: str) -> str:
-    """A counter of the pushes to this branch, in the order the webhook recorded them
-    (INCR; no TTL: it orders pushes, which a clock's millisecond cannot)."""
+    """A counter of the commits pushed to this branch, in the order the webhook first
+    saw them (INCR; no TTL: it orders pushes, which a clock's millisecond cannot)."""
     return f"sequence:{provider}:{repository}:{branch}"
+
+
+def first_seen(repository: str, branch: str) -> str:
+    """Hash: each commit pushed to this branch (`<provider>:<name>`) -> the number its
+    first push got from `push_sequence` (no TTL, one field per pushed commit): a commit
+    keeps its number however late it is delivered again, so a replay never ranks above
+    a push first seen after it."""
+    return f"first:{repository}:{branch}"
 
 
 def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:

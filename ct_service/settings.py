@@ -126,6 +126,7 @@ class Settings:
     trust_pushed_code: bool = False  # run pushed code outside a container (CT_EXECUTION=local)
     training_env: tuple[str, ...] = ()  # more variable names training may inherit
     webhook_max_body_bytes: int = 5 * 1024 * 1024
+    webhook_body_seconds: float = 10.0  # a push body not in by then gets 408 (slow clients)
     recovery: RecoverySettings = RecoverySettings()
     docker: DockerSettings = DockerSettings()
 
@@ -225,6 +226,9 @@ class Settings:
             ),
             webhook_max_body_bytes=env.number(
                 "CT_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024, int, low=1024
+            ),
+            webhook_body_seconds=env.number(
+                "CT_WEBHOOK_BODY_SECONDS", 10.0, float, low=0.1, high=600
             ),
             docker=_docker(env),
             recovery=_recovery(env),

@@ -83,6 +83,7 @@ def test_values_are_read_and_typed():
         ("CT_MAX_RESUMES", "-1", "CT_MAX_RESUMES must be at least 0"),
         ("CT_HEARTBEAT_SECONDS", "0", "CT_HEARTBEAT_SECONDS must be at least 0.2"),
         ("CT_LEASE_SECONDS", "20", "CT_LEASE_SECONDS must be at least 3 x CT_HEARTBEAT_SECONDS"),
+        ("CT_WEBHOOK_BODY_SECONDS", "0", "CT_WEBHOOK_BODY_SECONDS must be between 0.1 and 600"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value, message):

@@ -105,8 +105,8 @@ def test_a_burst_while_mlflow_and_the_workers_are_down_becomes_one_pipeline_per_
     port = free_port()
     webhook_log = (tmp_path / "webhook.log").open("wb")
     webhook = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "ct_service.webhook.app:create_app()"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:ct_service.webhook.gunicorn_conf",
+         "-b", f"127.0.0.1:{port}"],
         env=env, cwd=ROOT, stdout=webhook_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -18,7 +18,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="run the push webhook (development server; use gunicorn in production)",
         description="Serve POST /hooks, GET /pipelines, GET /pipelines/<id> and GET /healthz. "
         "Needs CT_BROKER_URL and CT_REPOSITORIES_FILE. In production: "
-        "gunicorn -w 2 -b 0.0.0.0:8000 'ct_service.webhook.app:create_app()'",
+        "gunicorn -c python:ct_service.webhook.gunicorn_conf (threads, and a deadline on "
+        "request bodies: CT_WEBHOOK_BODY_SECONDS; add -b HOST:PORT to listen elsewhere "
+        "than 0.0.0.0:8000)",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)

@@ -158,8 +158,8 @@ def _create_run(settings: Settings, records: PushRecords, record: PushRecord) ->
         records.created(push_id, existing)
         return Step(Task.START, (existing,))  # start is idempotent
     earlier = tracker.pipeline_for_commit(record.url, record.branch, record.commit)
-    if earlier:
-        records.created(push_id, earlier)
+    if earlier:  # a delivery again (or a replay) of a commit trained already
+        records.same_commit_as(record, earlier, tracker.pipeline(earlier).spec.source_sequence)
         return None
     run_id = git_source.create_pipeline(
         settings,
@@ -184,14 +184,39 @@ def _create_run(settings: Settings, records: PushRecords, record: PushRecord) ->
 
 def _newer_push(settings: Settings, tracker: Tracker, pipeline: Pipeline) -> str:
     """A later push to the pipeline's branch: one whose run exists, or one the
-    webhook recorded whose run is not created yet."""
+    webhook recorded whose run is not created yet. Later means its commit was first
+    seen later (pushes.py numbers a commit once): a delivery of an older commit, however
+    late, never ends a newer pipeline."""
     newer = tracker.newer_pipeline(pipeline)
     records = push_records_for(settings)
     repository = pipeline.tags.get(run_tags.SOURCE_REPOSITORY, "")
-    if newer or records is None or not repository or not pipeline.spec.source_sequence:
-        return newer
     spec = pipeline.spec
-    return records.newer_than(repository, spec.source_branch, spec.source_sequence)
+    if newer or records is None or not repository or not spec.source_sequence:
+        return newer
+    for push_id in records.numbered_after(repository, spec.source_branch, spec.source_sequence):
+        if _first_seen_after(tracker, records, push_id, spec.source_sequence):
+            return push_id
+    return ""
+
+
+def _first_seen_after(tracker: Tracker, records: PushRecords, push_id: str, sequence: int) -> bool:
+    """Whether a push numbered after `sequence` carries a commit first seen after it.
+    A push whose commit has a pipeline already ranks as that pipeline: a replay of a
+    commit first seen before the webhook kept first sights got a new number, and the
+    commit's pipeline run in MLflow keeps the one it had (the intake maps the push to
+    it; until then this check does)."""
+    run_id = records.run_of(push_id)
+    if not run_id:
+        record = records.load(push_id)
+        if record is None:  # nothing left but its number
+            return True
+        run_id = tracker.pipeline_for_commit(record.url, record.branch, record.commit)
+    if not run_id:
+        return True
+    try:
+        return tracker.pipeline(run_id).spec.source_sequence > sequence
+    except PipelineNotFound:  # its run was deleted: its number decides
+        return True
 
 
 def _end_untrained(

@@ -42,7 +42,7 @@ class PushRecord:
     project: str  # the project's path in the repository
     branch: str
     commit: str
-    sequence: int = 0  # the push's place among the pushes to its branch (set by Redis)
+    sequence: int = 0  # when its branch first saw the commit, among its pushes (set by Redis)
     changed_since: str = ""  # the before-commit, when the push listed no changed paths
     watched: tuple[str, ...] = ()
     target: dict[str, object] | None = None  # the allow-list's target, as declared
@@ -77,17 +77,21 @@ def describe_target(target: Target | None) -> dict[str, object] | None:
 
 
 # One round trip records a push: claim its delivery keys (or answer with the pipeline
-# an earlier delivery of it recorded), number it among its branch's pushes, store it,
-# list it as waiting and as its branch's newest, and mark the intake step queued
-# unless it is queued or running already (then the caller sends it: one message for
-# a whole burst).
+# an earlier delivery of it recorded), number it among its branch's pushes (the number
+# its commit got when first seen, else the next one), store it, list it as waiting and
+# as its branch's newest, and mark the intake step queued unless it is queued or
+# running already (then the caller sends it: one message for a whole burst).
 _RECORD = """
 local claims = tonumber(ARGV[1])
 for i = 1, claims do
   local earlier = redis.call('GET', KEYS[i])
   if earlier then return {earlier, 0, 0} end
 end
-local sequence = redis.call('INCR', KEYS[claims + 1])
+local sequence = tonumber(redis.call('HGET', KEYS[claims + 6], ARGV[9]) or '')
+if not sequence then
+  sequence = redis.call('INCR', KEYS[claims + 1])
+  redis.call('HSET', KEYS[claims + 6], ARGV[9], sequence)
+end
 redis.call('HSET', KEYS[claims + 2], 'json', ARGV[3], 'sequence', sequence, 'keys', ARGV[8])
 redis.call('ZADD', KEYS[claims + 3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[claims + 4], sequence, ARGV[2])
@@ -122,8 +126,11 @@ class PushRecords:
         intake_mark: tuple[str, float],
     ) -> Recorded:
         """Record the push atomically, unless one of its delivery keys is taken (an
-        earlier delivery recorded it). `intake_mark` is the KeyStore key that marks
-        the intake step queued, and how long that mark lasts."""
+        earlier delivery recorded it). Its sequence is the one its commit got when
+        this branch first saw it (a delivery again after its keys expired, or a
+        replay, ranks as old as the commit), else the branch's next. `intake_mark`
+        is the KeyStore key that marks the intake step queued, and how long that
+        mark lasts."""
         prefix = names.DELIVERY_PREFIX
         mark, mark_seconds = intake_mark
         keys = [
@@ -133,6 +140,7 @@ class PushRecords:
             prefix + names.WAITING_PUSHES,
             prefix + names.newest_pushes(record.repository, record.branch),
             names.KEYSTORE_PREFIX + mark,
+            prefix + names.first_seen(record.repository, record.branch),
         ]
         pipeline_id, sequence, send = self._record(
             keys=keys,
@@ -145,6 +153,7 @@ class PushRecords:
                 int(names.DELIVERY_SECONDS),
                 max(1, int(mark_seconds * 1000)),
                 json.dumps(keys[: len(delivery_keys)]),  # released if it fails
+                record.commit,
             ],
         )
         return Recorded(_text(pipeline_id), int(sequence), bool(send))
@@ -185,13 +194,33 @@ class PushRecords:
 
     def created(self, pipeline_id: str, run_id: str) -> None:
         """The push's run exists: map it, stop waiting, let the record expire."""
+        with self.client.pipeline(transaction=True) as batch:
+            self._map(batch, pipeline_id, run_id)
+            batch.execute()
+
+    def same_commit_as(self, record: PushRecord, run_id: str, first_sequence: int) -> None:
+        """The push's commit already has a pipeline (`run_id`, numbered
+        `first_sequence` when its branch first saw the commit): map the push to it
+        and let it rank as that pipeline, not as a newer push; the commit keeps that
+        number for its next delivery (it lost it if it was first seen before
+        `first_seen` was kept)."""
+        prefix = names.DELIVERY_PREFIX
+        with self.client.pipeline(transaction=True) as batch:
+            self._map(batch, record.pipeline_id, run_id)
+            newest = prefix + names.newest_pushes(record.repository, record.branch)
+            batch.zrem(newest, record.pipeline_id)
+            if first_sequence > 0:
+                first_seen = prefix + names.first_seen(record.repository, record.branch)
+                batch.hset(first_seen, record.commit, first_sequence)
+            batch.execute()
+
+    @staticmethod
+    def _map(batch: redis.client.Pipeline, pipeline_id: str, run_id: str) -> None:
         prefix = names.DELIVERY_PREFIX
         ttl = int(names.DELIVERY_SECONDS)
-        with self.client.pipeline(transaction=True) as batch:
-            batch.set(prefix + names.push_run(pipeline_id), run_id, ex=ttl)
-            batch.expire(prefix + names.push_record(pipeline_id), ttl)
-            batch.zrem(prefix + names.WAITING_PUSHES, pipeline_id)
-            batch.execute()
+        batch.set(prefix + names.push_run(pipeline_id), run_id, ex=ttl)
+        batch.expire(prefix + names.push_record(pipeline_id), ttl)
+        batch.zrem(prefix + names.WAITING_PUSHES, pipeline_id)
 
     def failed(self, pipeline_id: str, reason: str) -> None:
         """The push's run could not be created, for a reason retrying cannot fix: it
@@ -224,14 +253,13 @@ class PushRecords:
         found = self.client.zrange(names.DELIVERY_PREFIX + names.WAITING_PUSHES, 0, -1)
         return [_text(value) for value in found]
 
-    def newer_than(self, repository: str, branch: str, sequence: int) -> str:
-        """The pipeline id of the newest push to this branch after `sequence`, or ""."""
-        newest = self.client.zrevrange(
-            names.DELIVERY_PREFIX + names.newest_pushes(repository, branch), 0, 0, withscores=True
+    def numbered_after(self, repository: str, branch: str, sequence: int) -> list[str]:
+        """The pipeline ids of the latest pushes to this branch numbered after
+        `sequence`, newest first."""
+        newest = self.client.zrevrangebyscore(
+            names.DELIVERY_PREFIX + names.newest_pushes(repository, branch), "+inf", f"({sequence}"
         )
-        if not newest or newest[0][1] <= sequence:
-            return ""
-        return _text(newest[0][0])
+        return [_text(value) for value in newest]
 
 
 def push_records_for(settings: Settings) -> PushRecords | None:

@@ -1,7 +1,7 @@
 """The git push webhook (Flask): the app factory. The endpoints are in views.py;
 the work happens in workers. Every answer is JSON; bad input never gets a 5xx.
 
-    gunicorn -w 2 -b 0.0.0.0:8000 'ct_service.webhook.app:create_app()'   (or `ct-service serve`)
+    gunicorn -c python:ct_service.webhook.gunicorn_conf   (production; or `ct-service serve`)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ct_service.orchestration.pushes import PushRecords
 from ct_service.orchestration.queue import make_celery
 from ct_service.repositories import Repository, load_repositories
 from ct_service.settings import Settings
+from ct_service.webhook.body_deadline import BodyDeadline
 from ct_service.webhook.push import Provider
 from ct_service.webhook.views import WebhookContext, hooks
 
@@ -31,6 +32,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]
+        app.wsgi_app, settings.webhook_body_seconds, settings.webhook_max_body_bytes
+    )
     app.extensions["ct"] = WebhookContext(
         settings=settings,
         repositories=_allow_list(settings),
