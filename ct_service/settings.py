@@ -44,7 +44,7 @@ class SmtpSettings:
 class DockerSettings:
     """How attempts run in containers (CT_EXECUTION=docker, or auto with an engine)."""
 
-    network: str = ""  # the containers' network: empty = ct-service's internal ct-training
+    network: str = ""  # the containers' network: empty = ct-service's internal ct-attempts
     build_network: str = ""  # the network image builds use (to reach the package index)
     base_image: str = ""  # BASE_IMAGE build argument; empty = the Dockerfile's default
     ca_file: str = ""  # a CA bundle given to image builds as ca.crt (TLS-intercepting proxy)

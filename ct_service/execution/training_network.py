@@ -1,7 +1,7 @@
 """The network training containers run on, and where the gateway listens on it.
 
 Containers never share the host's network: they join CT_DOCKER_NETWORK, by default
-`ct-training`, an internal Docker network that ct-service creates on first use (no
+`ct-attempts`, an internal Docker network that ct-service creates on first use (no
 route out of it; the engine drops traffic to other networks). The only service on
 it is the worker's gateway (gateway.py): bound to the worker's address on that
 network, so the host's loopback services (Redis, the local MLflow server, anything
@@ -20,7 +20,7 @@ from docker.errors import APIError, NotFound
 
 from ct_service.exceptions import InfrastructureError, SettingsError
 
-DEFAULT_NETWORK = "ct-training"
+DEFAULT_NETWORK = "ct-attempts"  # not compose's ct-training: each its own
 MANAGED_LABEL = "ct-service.training-network"  # on a network ct-service created
 
 
