@@ -205,7 +205,8 @@ run_id = os.environ["MLFLOW_RUN_ID"]
 client = MlflowClient()
 outcome = {{f"probe.{{name}}": connect(name, port) for name, port in TARGETS.items()}}
 # Knowing the services' addresses (read from MLflow, where the test left them) is no help.
-addresses = json.loads(client.get_experiment_by_name("stack").tags["addresses"])
+own_experiment = client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+addresses = json.loads(own_experiment.tags["addresses"])
 for name, address in addresses.items():
     outcome[f"probe.address.{{name}}"] = connect(address, TARGETS[name])
 outcome["probe.user"] = os.environ.get("MLFLOW_TRACKING_USERNAME", "")

@@ -86,7 +86,7 @@ def test_a_symlink_out_of_the_project_is_refused_in_a_containers_code(
     (project / "data").mkdir()
     (project / "data" / "leak.txt").symlink_to(target)
     with pytest.raises(ProjectError, match="data/leak.txt is a symlink to .*outside the project"):
-        archive_project(project, "/code", ())
+        archive_project(project, ())
 
 
 @pytest.mark.integration
@@ -97,12 +97,12 @@ def test_links_inside_the_project_stay_links(tmp_path: Path) -> None:
     (project / "current.yaml").symlink_to("conf/base.yaml")
     (project / "__pycache__").mkdir()
     (project / "__pycache__" / "stale.pyc").write_bytes(b"")
-    with tarfile.open(fileobj=archive_project(project, "/mlflow/code", ["__pycache__"])) as tar:
+    with tarfile.open(fileobj=archive_project(project, ["__pycache__"])) as tar:
         members = {member.name: member for member in tar.getmembers()}
-    link = members["mlflow/code/current.yaml"]
+    link = members["current.yaml"]
     assert link.issym() and link.linkname == "conf/base.yaml"
-    assert members["mlflow/code/conf/base.yaml"].isfile()
-    assert members["mlflow"].isdir()  # the folders above it too
+    assert members["conf/base.yaml"].isfile()
+    assert members["conf"].isdir()
     assert not any("__pycache__" in name for name in members)  # left out
     assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
 

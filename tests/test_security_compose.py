@@ -62,11 +62,11 @@ def test_training_code_reaches_only_its_gateway_and_cannot_change_the_registry(
         monkeypatch.setenv(name, value)
     client = stack.client()
     # What the probe goes for: a production model, and the services' addresses (an
-    # attacker may know them; the test leaves them where the probe can read them).
-    experiment = client.create_experiment("stack")
+    # attacker may know them; the test leaves them on the probe's own experiment, the
+    # one experiment its gateway lets it read).
     addresses = {service: address(service) for service in PROBE_TARGETS}
-    client.set_experiment_tag(experiment, "addresses", json.dumps(addresses))
-    run_id = client.create_run(experiment).info.run_id
+    client.create_experiment("ct/probe", tags={"addresses": json.dumps(addresses)})
+    run_id = client.create_run(client.create_experiment("stack")).info.run_id
     client.create_registered_model("lenet")
     before = client.create_model_version("lenet", f"runs:/{run_id}/model", run_id=run_id).version
     client.set_registered_model_alias("lenet", "production", before)

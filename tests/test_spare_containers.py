@@ -18,6 +18,7 @@ from ct_service.execution.containers import STORE_LABEL, WORKDIR, store_label
 from ct_service.execution.docker import LEFT_OUT, remove_orphaned_containers
 from ct_service.execution.pushed_files import archive_project
 from ct_service.execution.spare_containers import (
+    LAUNCHER_HOME,
     SPARE_PREFIX,
     can_run,
     create,
@@ -112,10 +113,19 @@ def test_a_spare_reaches_only_what_an_attempt_container_may_and_runs_its_script_
         assert container.name.startswith(SPARE_PREFIX)
         assert container.labels[STORE_LABEL] == store_label(settings.tracking_uri)
         # Before its attempt: the data roots read-only, its own empty folder
-        # read-write, nothing else of the host; no run id, no credentials.
+        # read-write, an empty folder of its own for the code at the working folder
+        # and the launcher read-only (the root file system is read-only), nothing
+        # else of the host; no run id, no credentials.
         mounts = {(m["Source"], m["Destination"], m["RW"]) for m in container.attrs["Mounts"]}
         own = str(spare.folder)
-        assert mounts == {(str(data), str(data), False), (own, own, True)}
+        assert mounts == {
+            (str(data), str(data), False),
+            (own, own, True),
+            (str(spare.code_folder), WORKDIR, True),
+            (str(spare.launcher_folder), LAUNCHER_HOME, False),
+        }
+        assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        assert list(spare.code_folder.iterdir()) == []
         names = {entry.split("=", 1)[0] for entry in container.attrs["Config"]["Env"]}
         assert not names & {"MLFLOW_RUN_ID", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"}
         assert list(spare.folder.iterdir()) == []
@@ -133,7 +143,7 @@ def test_a_spare_reaches_only_what_an_attempt_container_may_and_runs_its_script_
             "links": {str(run_folder): f"{own}/artifacts"},
             "command": f"python3 job.py probe {data}",
         }
-        hand_over(spare, f"ct-{run_id}", archive_project(project, WORKDIR, LEFT_OUT), request)
+        hand_over(spare, f"ct-{run_id}", archive_project(project, LEFT_OUT), request)
         assert container.wait(timeout=120)["StatusCode"] == 0
         output = container.logs().decode()
         [seen] = [json.loads(line[5:]) for line in output.splitlines() if line.startswith("SEEN ")]

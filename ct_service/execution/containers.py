@@ -5,9 +5,11 @@ run. Apart from docker.py so that `ct-service run` can start a spare without
 importing MLflow.
 
 Hardened by default: a network of its own (training_network.py; never the host's),
-every Linux capability dropped, no privilege gained through setuid files, and
-limits on processes, memory and CPUs (CT_DOCKER_PIDS, CT_DOCKER_MEMORY,
-CT_DOCKER_CPUS; unset: 4,096 processes, half the host's memory, all its CPUs).
+every Linux capability dropped, no privilege gained through setuid files, a
+read-only root file system (writable: the working folder, a host folder of the
+container's own mounted there, and /tmp, in memory), and limits on processes, memory
+and CPUs (CT_DOCKER_PIDS, CT_DOCKER_MEMORY, CT_DOCKER_CPUS; unset: 4,096 processes,
+half the host's memory, all its CPUs).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def base_options(settings: Settings) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": docker_settings.pids,
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,exec,nosuid,nodev"},  # exec: libraries that compile there
         "mem_limit": docker_settings.memory or default_memory(),
         "nano_cpus": int(float(docker_settings.cpus or os.cpu_count() or 1) * 1e9),
     }

@@ -230,8 +230,11 @@ class DockerExecutor:
         staging = self._staging(request.run_id)
         if models:
             staging.mkdir(parents=True, exist_ok=True)
+        code = self._code_folder(request.run_id)
+        code.mkdir(parents=True, exist_ok=True)
         volumes = (
             data
+            + [f"{code}:{WORKDIR}:rw"]
             + [f"{own}:{own}:rw"] * bool(own)
             + [f"{continued}:{continued}:ro"] * bool(continued)
             + [f"{staging}:{models}:rw"] * bool(models)
@@ -242,7 +245,7 @@ class DockerExecutor:
         )
         self._prepared[request.run_id] = Prepared(
             image.tag,
-            archive_project(folder, WORKDIR, LEFT_OUT),
+            archive_project(folder, LEFT_OUT),
             command,
             tuple(volumes),
             folder,
@@ -356,7 +359,7 @@ class DockerExecutor:
         container = self.client.containers.create(**self.container_options(request, prepared))
         _running[container.id] = self
         try:
-            container.put_archive("/", prepared.code)
+            container.put_archive(WORKDIR, prepared.code)
             container.start()
         except BaseException:
             _running.pop(container.id, None)
@@ -409,6 +412,7 @@ class DockerExecutor:
         if prepared is None:
             return
         prepared.code.close()
+        shutil.rmtree(self._code_folder(request.run_id), ignore_errors=True)
         if spare:
             release(spare, prepared.artifacts, keep=True)  # its artifacts back in place
         staging = spare.folder / "models" if spare else self._staging(request.run_id)
@@ -419,6 +423,11 @@ class DockerExecutor:
     def _staging(self, run_id: str) -> Path:
         """The folder a new container's logged models are written to (container_models.py)."""
         return self.settings.home / "work" / "models" / run_id
+
+    def _code_folder(self, run_id: str) -> Path:
+        """Mounted at the working folder of a new container (its root file system is
+        read-only): the project's code goes there, and what training writes beside it."""
+        return self.settings.home / "work" / "code" / run_id
 
     def _mlflow(self) -> MlflowClient:
         return MlflowClient(self.settings.tracking_uri, self.settings.registry_uri)

@@ -17,11 +17,11 @@ from typing import IO
 from ct_service.project_files import refuse_escaping_links
 
 
-def archive_project(source: Path, destination: str, leave_out: Iterable[str]) -> IO[bytes]:
+def archive_project(source: Path, leave_out: Iterable[str]) -> IO[bytes]:
     """The project folder as a tar archive (a temporary file, read from its start)
-    that unpacks at `destination` (an absolute path) owned by root, links kept as
-    links, names matching a pattern of `leave_out` left out at any depth; after
-    refusing links that leave the project."""
+    of the folder's contents, to unpack in the container's working folder, owned by
+    root, links kept as links, names matching a pattern of `leave_out` left out at
+    any depth; after refusing links that leave the project."""
     refuse_escaping_links(source)
     patterns = tuple(leave_out)
 
@@ -34,11 +34,7 @@ def archive_project(source: Path, destination: str, leave_out: Iterable[str]) ->
 
     archive = tempfile.TemporaryFile()
     with tarfile.open(fileobj=archive, mode="w") as tar:
-        parts = destination.strip("/").split("/")
-        for depth in range(1, len(parts)):  # the folders above it, as they are made
-            folder = tarfile.TarInfo("/".join(parts[:depth]))
-            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(folder)
-        tar.add(source, arcname="/".join(parts), filter=as_root)
+        for entry in sorted(source.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=as_root)
     archive.seek(0)
     return archive

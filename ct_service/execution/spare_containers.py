@@ -24,11 +24,9 @@ removes it.
 from __future__ import annotations
 
 import atexit
-import io
 import json
 import logging
 import shutil
-import tarfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -40,8 +38,8 @@ from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
 from ct_service.exceptions import CtError
-from ct_service.execution import images
-from ct_service.execution.containers import base_environment, base_options
+from ct_service.execution import images, training_network
+from ct_service.execution.containers import WORKDIR, base_environment, base_options
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.spares import modules_to_preload, python_script
 from ct_service.project import load_project
@@ -72,6 +70,17 @@ class Spare:
     # its `artifacts`, the models the run logs to its `models` (container_models.py).
     folder: Path
     volumes: tuple[str, ...]  # "host:container:mode", those two
+
+    @property
+    def code_folder(self) -> Path:
+        """Mounted at the working folder (the root file system is read-only): the
+        attempt's code goes there."""
+        return self.folder.with_name(self.folder.name + "-code")
+
+    @property
+    def launcher_folder(self) -> Path:
+        """Mounted read-only at LAUNCHER_HOME: the launcher's files."""
+        return self.folder.with_name(self.folder.name + "-launcher")
 
 
 class SpareContainers:
@@ -185,10 +194,14 @@ def create(settings: Settings, project: Path) -> Spare | None:
     folder.mkdir(parents=True)
     modules = modules_to_preload(project)
     options = base_options(settings)
+    training_network.ensure(client, options["network"])
     volumes = (
         *(f"{root}:{root}:ro" for root in settings.docker.data_dirs),
         f"{folder}:{folder}:rw",
     )
+    code, launcher = folder.with_name(token + "-code"), folder.with_name(token + "-launcher")
+    code.mkdir()
+    write_launcher(launcher)
     command = [interpreter, "-m", "ct_service.execution.warm_launcher"]
     container = client.containers.create(
         **{**options, "working_dir": LAUNCHER_HOME},  # the launcher runs from there
@@ -196,7 +209,7 @@ def create(settings: Settings, project: Path) -> Spare | None:
         command=[*command, f"{settings.warm_launcher_seconds:g}", *modules],
         name=f"{SPARE_PREFIX}{token}",
         environment=base_environment(settings),
-        volumes=list(volumes),
+        volumes=[*volumes, f"{code}:{WORKDIR}:rw", f"{launcher}:{LAUNCHER_HOME}:ro"],
         stdin_open=True,
     )
     spare = Spare(
@@ -210,7 +223,6 @@ def create(settings: Settings, project: Path) -> Spare | None:
         volumes,
     )
     try:
-        container.put_archive("/", launcher_archive())
         container.start()
     except BaseException:
         discard(spare)
@@ -222,7 +234,7 @@ def hand_over(spare: Spare, name: str, code: IO[bytes], request: dict[str, objec
     """Make the spare the attempt's container: its name, its code at the working
     folder, then its request (which starts the script)."""
     spare.container.rename(name)
-    spare.container.put_archive("/", code)
+    spare.container.put_archive(WORKDIR, code)
     socket = spare.container.attach_socket(params={"stdin": 1, "stream": 1})
     try:
         getattr(socket, "_sock", socket).sendall(json.dumps(request).encode() + b"\n")
@@ -263,6 +275,8 @@ def release(spare: Spare, artifacts: str, keep: bool = False) -> None:
     if artifacts and path.is_symlink():
         path.unlink()
         shutil.move(str(spare.folder / "artifacts"), path)
+    shutil.rmtree(spare.code_folder, ignore_errors=True)
+    shutil.rmtree(spare.launcher_folder, ignore_errors=True)
     if not keep:
         shutil.rmtree(spare.folder, ignore_errors=True)
 
@@ -272,14 +286,10 @@ def discard(spare: Spare) -> None:
     release(spare, "")
 
 
-def launcher_archive() -> bytes:
-    """warm_launcher.py and the little of ct_service it imports, as an archive that
-    unpacks at LAUNCHER_HOME (it is run from there with `python -m`)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in LAUNCHER_FILES:
-            source = (PACKAGE / name).read_bytes()
-            member = tarfile.TarInfo(f"{LAUNCHER_HOME.strip('/')}/ct_service/{name}")
-            member.size, member.mode = len(source), 0o644
-            tar.addfile(member, io.BytesIO(source))
-    return buffer.getvalue()
+def write_launcher(folder: Path) -> None:
+    """warm_launcher.py and the little of ct_service it imports, into `folder`
+    (mounted read-only at LAUNCHER_HOME; it is run from there with `python -m`)."""
+    for name in LAUNCHER_FILES:
+        target = folder / "ct_service" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((PACKAGE / name).read_bytes())
