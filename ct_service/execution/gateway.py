@@ -194,20 +194,22 @@ class _Handler(BaseHTTPRequestHandler):
         except requests.RequestException as error:
             return self._refuse(502, "TEMPORARILY_UNAVAILABLE", f"tracking server: {error}")
         with answer:
-            if parts.path == NEW_MODEL and self.command == "POST" and answer.ok:
-                content = answer.content
-                _record_model(grant, content)
-                return self._answer(answer, iter([content]), len(content))
             size = answer.headers.get("Content-Length")
-            if size is None:
-                content = answer.content
-                return self._answer(answer, iter([content]), len(content))
-            self._answer(answer, answer.raw.stream(CHUNK, decode_content=False), int(size))
+            if size is None or (parts.path == NEW_MODEL and answer.ok):
+                content = answer.content  # decoded, whole
+                if parts.path == NEW_MODEL and self.command == "POST" and answer.ok:
+                    _record_model(grant, content)
+                return self._answer(answer, iter([content]), len(content), decoded=True)
+            chunks = answer.raw.stream(CHUNK, decode_content=False)  # as encoded
+            self._answer(answer, chunks, int(size), decoded=False)
 
-    def _answer(self, answer: requests.Response, chunks: Iterator[bytes], size: int) -> None:
+    def _answer(
+        self, answer: requests.Response, chunks: Iterator[bytes], size: int, decoded: bool
+    ) -> None:
+        left_out = HOP_BY_HOP | {"content-length"} | ({"content-encoding"} if decoded else set())
         self.send_response(answer.status_code)
         for name, value in answer.headers.items():
-            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+            if name.lower() not in left_out:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(size))
         self.end_headers()
