@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis docker-engine docker-base test-docker clean
+.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis postgres docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -32,6 +32,12 @@ redis:  ## make sure a Redis server answers on 127.0.0.1:6379 (the tests need on
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
 		echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1
+
+postgres:  ## make sure PostgreSQL answers on 127.0.0.1:5432 (a test runs MLflow's server on it; started if installed)
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql 2>/dev/null | tail -1) main start 2>/dev/null || true
+	@for i in $$(seq 1 20); do pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && exit 0; sleep 0.5; done; \
+		echo "PostgreSQL does not answer on 127.0.0.1:5432 (trust auth for the role postgres)" >&2; exit 1
 
 lint: venv  ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/ruff check .
@@ -64,13 +70,13 @@ docker-base: docker-engine  ## build the base image ct-base:bookworm offline wit
 			bookworm $$rootfs $${mirror:-http://deb.debian.org/debian} >/dev/null && \
 		tar -C $$rootfs -c . | docker import - ct-base:bookworm && rm -rf $$rootfs; }
 
-test: venv redis lint docker-base fashion-mnist  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
+test: venv redis postgres lint docker-base fashion-mnist  ## lint, then every test: real Redis, Celery, MLflow, TensorFlow, Docker
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: venv  ## pure-logic tests only (under a minute; no Redis needed)
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-test-fast: venv redis fashion-mnist  ## unit + integration: everything that trains nothing and needs no Docker
+test-fast: venv redis postgres fashion-mnist  ## unit + integration: everything that trains nothing and needs no Docker
 	$(BIN)/python -m pytest -m "unit or integration" $(PYTEST_ARGS)
 
 test-docker: venv redis docker-base  ## only the Docker tests (real engine)

@@ -27,11 +27,16 @@ SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+$")  # git@h
 def url_problem(url: str, allow_file: bool = False) -> str:
     """Why git must not fetch from `url` ("" when it may): only https, ssh and
     scp-style URLs; file:// and local paths only where the operator allows them
-    (CT_GIT_ALLOW_FILE=1); never an option in disguise or a password in the URL."""
+    (CT_GIT_ALLOW_FILE=1); never an option in disguise or a password in the URL. An
+    https URL takes no user either: a token is often given as the user name, and git
+    puts the URL on command lines (its own, git-remote-https's) that `ps` shows."""
     if url.startswith("-") or not url.strip() or any(c.isspace() for c in url):
         return "a git URL cannot start with '-' or hold spaces"
-    if PASSWORD.search(url):
-        return "put no credentials in the git URL; use a credential helper or SSH key"
+    if PASSWORD.search(url) or (url.startswith("https://") and CREDENTIALS.search(url)):
+        return (
+            "put no credentials in the git URL, a token as the user name included; use a "
+            "credential helper (and credential.username) or an SSH key"
+        )
     if url.startswith(("https://", "ssh://")) or SCP_LIKE.match(url):
         return ""
     if url.startswith("file://") or url.startswith("/"):

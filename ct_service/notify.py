@@ -1,6 +1,13 @@
 """Notifications at the end of a pipeline: e-mail over SMTP and a JSON webhook
 (Slack-compatible). A failing transport is logged and reported back, never raised,
-and no secret (password, webhook URL) ever reaches a log line or a result."""
+and no secret (password, webhook URL) ever reaches a log line or a result.
+
+What a run wrote is shown, never obeyed: the summary renders each text on one line
+(report.one_line), the subject is put on one line again here, so no header can be
+added to a mail; the chat text is escaped as Slack documents (&, <, > as &amp;,
+&lt;, &gt;: `<!channel>` or `<http://evil|click>` are shown, not acted on, in Slack
+and in Mattermost, which reads the same sequences) and an @ is followed by a
+zero-width space, so that `@channel` or `@here` notifies no one in Mattermost."""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from email.utils import make_msgid
 from typing import Protocol
 
 from ct_service import search_picture
-from ct_service.report import Summary
+from ct_service.report import Summary, one_line
 from ct_service.settings import Settings, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -38,7 +45,7 @@ class EmailTransport:
 
     def send(self, summary: Summary) -> None:
         message = EmailMessage()
-        message["Subject"] = summary.headline()
+        message["Subject"] = one_line(summary.headline())
         message["From"] = self.smtp.sender
         message["To"] = ", ".join(self.smtp.recipients)
         message.set_content(summary.text())
@@ -96,10 +103,11 @@ class WebhookTransport:
     def send(self, summary: Summary) -> None:
         """POST it; a timeout, a refused connection, 429 or a 5xx is tried again
         (backoff 1 s, 2 s, ...), any other answer is final."""
-        body = json.dumps({"text": summary.text(), "pipeline": summary.to_json()}).encode()
+        body = json.dumps({"text": chat_text(summary.text()), "pipeline": summary.to_json()})
+        data = body.encode()
         for attempt in range(1, self.tries + 1):
             request = urllib.request.Request(
-                self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+                self.url, data=data, headers={"Content-Type": "application/json"}, method="POST"
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
@@ -111,6 +119,13 @@ class WebhookTransport:
                 if attempt == self.tries:
                     raise GaveUp(f"{_describe(error)}, {self.tries} tries") from error
                 self.sleep(2.0 ** (attempt - 1))
+
+
+def chat_text(text: str) -> str:
+    """`text` as a Slack or Mattermost message shows it: &, < and > escaped as Slack's
+    message formatting asks, and no @ that mentions anyone."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("@", "@\u200b")
 
 
 class PermanentFailure(Exception):

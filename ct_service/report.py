@@ -1,8 +1,15 @@
 """What a pipeline did, for people: a summary built from MLflow, rendered as a
-table for the terminal and e-mail, and as JSON for scripts and chat webhooks."""
+table for the terminal and e-mail, and as JSON for scripts and chat webhooks.
+
+Its texts come from runs that training code may write (the project name tag, the
+failure line of its output, parameters), so each is rendered on one line: a CR/LF,
+another control character, a Unicode line separator or an invisible format character
+(bidi overrides among them) becomes a space. A value cannot start a line of the
+table or of a mail header, nor move a terminal's cursor."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,16 +56,19 @@ class Summary:
         return found
 
     def headline(self) -> str:
-        outcome = self.outcome or self.status
-        return f"ct-service: {self.project} pipeline {self.pipeline_id[:8]} {outcome}"
+        outcome = one_line(self.outcome or self.status)
+        return f"ct-service: {one_line(self.project)} pipeline {self.pipeline_id[:8]} {outcome}"
 
     def table(self) -> str:
-        rows = [("#", "status", "metric", "epochs", "configuration", "reason")]
+        rows: list[tuple[str, ...]] = [
+            ("#", "status", "metric", "epochs", "configuration", "reason")
+        ]
         for a in self.attempts:
             metric = "-" if a.metric is None else f"{a.metric:.4f}"
             why = a.reason + (f" | resumed {a.resumes}x after a crash" if a.resumes else "")
             why += f" | failed: {a.failure}" if a.failure else ""
-            rows.append((str(a.number), a.status, metric, str(a.epochs), a.config, why))
+            cells = (str(a.number), a.status, metric, str(a.epochs), a.config, why)
+            rows.append(tuple(one_line(cell) for cell in cells))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines = [
             "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
@@ -67,15 +77,35 @@ class Summary:
         return "\n".join(line.rstrip() for line in lines)
 
     def text(self) -> str:
-        version = f"\nmodel version: {self.model_version}" if self.model_version else ""
-        commit = f" at {self.commit[:12]}" if self.commit else ""
+        version = f"\nmodel version: {one_line(self.model_version)}" if self.model_version else ""
+        commit = f" at {one_line(self.commit[:12])}" if self.commit else ""
+        target, budget = one_line(self.target), one_line(self.budget)
+        outcome = one_line(f"{self.outcome or self.status}: {self.reason}")
         return (
             f"{self.headline()}\n\n"
-            f"project: {self.project}{commit}\ntarget: {self.target}; budget: {self.budget}\n"
-            f"outcome: {self.outcome or self.status}: {self.reason}{version}\n\n"
-            f"{self.table()}\n\nMLflow: {self.url}\n"
-            + (f"search picture: {self.picture_url}\n" if self.picture_url else "")
+            f"project: {one_line(self.project)}{commit}\ntarget: {target}; budget: {budget}\n"
+            f"outcome: {outcome}{version}\n\n"
+            f"{self.table()}\n\nMLflow: {one_line(self.url)}\n"
+            + (f"search picture: {one_line(self.picture_url)}\n" if self.picture_url else "")
         )
+
+
+# Control characters (CR, LF, tab, ESC, DEL, C1), format characters (zero-width,
+# bidi overrides), line and paragraph separators, lone surrogates (no mail encodes them).
+HIDDEN = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: each run of characters in HIDDEN becomes one space."""
+    if text.isprintable():
+        return text
+    kept: list[str] = []
+    for char in text:
+        if unicodedata.category(char) not in HIDDEN:
+            kept.append(char)
+        elif not kept or kept[-1] != " ":
+            kept.append(" ")
+    return "".join(kept)
 
 
 def summarize(

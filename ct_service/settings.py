@@ -8,6 +8,7 @@ artifacts, local training and an in-process Celery worker.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from urllib.parse import quote
 
 from ct_service.exceptions import SettingsError
 from ct_service.target import Budget, Direction, Target
+
+URL_PASSWORD = re.compile(r"(://[^/?#@:]*):[^/?#]*@")  # the password of user:password@
 
 T = TypeVar("T")
 EXECUTIONS = ("local", "docker", "auto")
@@ -165,9 +168,17 @@ class Settings:
         return int(self.attempt_timeout_seconds * 1.5) + 600
 
     def ui_command(self) -> str:
-        """The command that opens the MLflow UI on this store."""
+        """The command that opens the MLflow UI on this store. A store URI that holds
+        a password is not written out (it would be on the screen, then on a command
+        line): the command takes it from CT_TRACKING_URI through the environment."""
         if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri}"
+            return f"open {_without_password(self.tracking_uri)}"
+        if _password_in(self.tracking_uri) or _password_in(self.registry_uri):
+            return (
+                'MLFLOW_BACKEND_STORE_URI="$CT_TRACKING_URI" '
+                'MLFLOW_REGISTRY_STORE_URI="${CT_REGISTRY_URI:-$CT_TRACKING_URI}" '
+                "mlflow ui --port 5000"
+            )
         return (
             f"mlflow ui --backend-store-uri {self.tracking_uri} "
             f"--registry-store-uri {self.registry_uri} --port 5000"
@@ -392,3 +403,12 @@ def _recovery(env: _Env) -> RecoverySettings:
         max_resumes=env.number("CT_MAX_RESUMES", 3, int, low=0),
         work_retention_seconds=env.number("CT_WORK_RETENTION_SECONDS", 24 * 3600.0, float, low=60),
     )
+
+
+def _password_in(uri: str) -> bool:
+    """Whether a URI holds a password: user:password@ or a password= option."""
+    return bool(URL_PASSWORD.search(uri)) or "password=" in uri.lower()
+
+
+def _without_password(url: str) -> str:
+    return URL_PASSWORD.sub(r"\1:***@", url)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import git, init_repository
 
-from ct_service.checkout import ZERO_SHA, changed_paths, fetch_commit, redact, remove
+from ct_service.checkout import ZERO_SHA, changed_paths, fetch_commit, redact, remove, url_problem
 from ct_service.exceptions import CheckoutError
 
 
@@ -72,3 +72,20 @@ def test_credentials_in_urls_never_reach_an_error():
     assert redact("fatal: unable to access 'https://ci:ghp_T0KEN@github.com/a/b.git/'") == (
         "fatal: unable to access 'https://***@github.com/a/b.git/'"
     )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ci:ghp_T0KEN@github.com/acme/models.git",
+        "https://ghp_T0KEN@github.com/acme/models.git",  # a token as the user name
+        "https://x-access-token@github.com/acme/models.git",
+        "ssh://git:pa55@github.com/acme/models.git",
+    ],
+)
+def test_no_credential_is_accepted_in_a_git_url(url: str) -> None:
+    """Git puts the URL on command lines that `ps` shows every user (its own, and
+    git-remote-https's), so a token must come from a credential helper."""
+    assert url_problem(url).startswith("put no credentials in the git URL")
+    assert url_problem("ssh://git@github.com/acme/models.git") == ""  # a user, no secret

@@ -4,6 +4,7 @@ A transport that fails is reported, never raised, and no secret reaches the logs
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -299,3 +300,71 @@ def test_no_smtp_password_is_sent_without_tls(caplog):
         server.stop()
     assert result == {"email": "failed: refusing to send the SMTP password without TLS"}
     assert logins == [] and mailbox.messages == []
+
+
+# -- what a run wrote is shown, never obeyed ----------------------------------------
+
+
+class _Envelopes(Mailbox):
+    """Keeps each message's envelope recipients too: whom the mail was delivered to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[list[str]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.recipients.append(list(envelope.rcpt_tos))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _written_by_training(project: str, failure: str) -> Summary:
+    """SUMMARY with a project name and a failure line as training code may set them
+    (the project name tag, the last error line of its output)."""
+    failed = AttemptLine(3, "r3", "failed", None, 0, "epochs=3", "diverged", failure)
+    return dataclasses.replace(SUMMARY, project=project, attempts=[*SUMMARY.attempts, failed])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r", "\x0b", "\x85", "\u2028", "\r\n\t"])
+def test_a_line_break_in_a_project_name_adds_no_header_and_the_mail_is_still_sent(newline: str):
+    from aiosmtpd.controller import Controller
+
+    mailbox = _Envelopes()
+    server = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        smtp = SmtpSettings(host="127.0.0.1", port=server.port, recipients=("ops@example.com",))
+        summary = _written_by_training(
+            f"lenet{newline}Bcc: attacker@x", f"ValueError: nan{newline}Bcc: attacker@y"
+        )
+        assert send_all(summary, [EmailTransport(smtp)]) == {"email": "sent"}
+    finally:
+        server.stop()
+    assert mailbox.recipients == [["ops@example.com"]]  # exactly one recipient set
+    [message] = mailbox.messages
+    assert "Bcc" not in message and message.get_all("To") == ["ops@example.com"]
+    assert message["Subject"] == "ct-service: lenet Bcc: attacker@x pipeline 4f1c0ffe promoted"
+    body = message.get_content().replace("\r\n", "\n")
+    assert not [line for line in body.splitlines() if line.startswith("Bcc")]
+    assert "project: lenet Bcc: attacker@x at 0123456789ab\n" in body
+    assert "| failed: ValueError: nan Bcc: attacker@y\n" in body
+
+
+@pytest.mark.integration
+def test_chat_control_sequences_from_a_run_are_escaped(hook_server):
+    failure = "RuntimeError: <!channel> see <http://evil.example|click> & <@U123> @here"
+    summary = _written_by_training("lenet <!here>", failure)
+    url = f"http://127.0.0.1:{hook_server.server_port}/hooks/T"
+    assert send_all(summary, [WebhookTransport(url, 5)]) == {"webhook": "sent"}
+    [(_, _, payload)] = _Hook.received
+    text = payload["text"]
+    assert "<" not in text and ">" not in text
+    assert text.startswith("ct-service: lenet &lt;!here&gt; pipeline 4f1c0ffe promoted\n")
+    assert (
+        "| failed: RuntimeError: &lt;!channel&gt; see &lt;http://evil.example|click&gt; "
+        "&amp; &lt;@\u200bU123&gt; @\u200bhere\n"
+    ) in text
+    assert "@here" not in text and "@U123" not in text  # no Mattermost mention either
+    # the structured copy is data for scripts, left as the run wrote it
+    assert payload["pipeline"]["attempts"][2]["failure"] == failure
+    assert payload["pipeline"]["project"] == "lenet <!here>"

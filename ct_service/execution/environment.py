@@ -48,6 +48,7 @@ REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 class Environment:
     reason: str  # one line, recorded on the attempt's run
     image: str = ""  # an image to run as it is
+    image_from_push: bool = False  # that image is named by the pushed MLproject
     dockerfile: Path | None = None  # or a Dockerfile to build (its folder is the context)
     requirements: tuple[str, ...] = ()  # or an image built from these pip requirements
     declared: bool = False  # True: built from `requirements` (there may be none)
@@ -59,7 +60,11 @@ def choose(project: Path, configured: Mapping[str, str] | None = None) -> Enviro
     configured = configured or {}
     declared = _declared_image(project)
     if declared:
-        return Environment(f"the MLproject declares docker_env image {declared}", image=declared)
+        return Environment(
+            f"the MLproject declares docker_env image {declared}",
+            image=declared,
+            image_from_push=True,
+        )
     if (project / "Dockerfile").is_file():
         return Environment("the project has a Dockerfile", dockerfile=project / "Dockerfile")
     used = frameworks(project)

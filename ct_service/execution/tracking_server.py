@@ -4,7 +4,8 @@ mlflow-skinny (in training images) cannot open a SQLite store, so when attempts 
 in Docker and no tracking server is configured, this process starts one on the same
 store, bound to 127.0.0.1 (containers reach it over the host network), once, and
 stops it when the process exits. An embedded `ct-service run` starts it first thing
-(start()), so that it comes up while the pipeline is created rather than after.
+(start()), so that it comes up while the pipeline is created rather than after. Its
+store URIs reach it through its environment, never its command line.
 """
 
 from __future__ import annotations
@@ -70,25 +71,22 @@ def _start(settings: Settings) -> tuple[subprocess.Popen, str, Path]:
         return found[0], found[1], log_path
     port = _free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        "server",
-        "--backend-store-uri",
-        settings.tracking_uri,
-        "--registry-store-uri",
-        settings.registry_uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    command = ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     if settings.artifact_root:
-        command += ["--default-artifact-root", settings.artifact_root, "--no-serve-artifacts"]
+        command.append("--no-serve-artifacts")
+    # The stores go through the environment (MLflow's server reads its options from
+    # MLFLOW_*), never the command line: a PostgreSQL URI holds its password, and any
+    # user of the machine may read a process's command line (`ps`, /proc/<pid>/cmdline).
+    stores = {
+        "MLFLOW_BACKEND_STORE_URI": settings.tracking_uri,
+        "MLFLOW_REGISTRY_STORE_URI": settings.registry_uri,
+    }
+    if settings.artifact_root:
+        stores["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = settings.artifact_root
     # Without MLflow 3's job runners: eight more processes, each importing MLflow
     # (about 20 CPU-seconds at start, beside the attempt), for GenAI jobs that
     # containers logging their runs never ask for.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, **stores, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log_path, "ab") as log:
         # Its own process group, stopped as one; it also stops when this process dies.
         process = subprocess.Popen(
