@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
 
-from conftest import LENET, ROOT, free_port
+from conftest import LENET, MNIST, ROOT, ct_env, free_port
 
 from ct_service.orchestration import pipeline
 from ct_service.settings import Settings
@@ -211,3 +211,45 @@ class MlflowServer:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+
+
+SMALL = {
+    "conv_blocks": "1",
+    "filters": "4",
+    "dense_units": "16",
+    "epochs": "1",
+    "max_train_samples": "3000",
+}
+
+
+def docker_env(home: Path, **extra: str) -> dict[str, str]:
+    """What a `ct-service run` in Docker gets on this machine: one attempt, the
+    offline base image, builds on the host network, MNIST the only data root."""
+    base = "ct-base:bookworm"
+    return ct_env(
+        CT_HOME=str(home),
+        CT_EXECUTION="docker",
+        CT_DOCKER_BASE_IMAGE=base,
+        CT_DOCKER_BUILD_NETWORK="host",  # this machine's engine runs without NAT
+        CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
+        CT_MAX_ATTEMPTS="1",
+        CT_TARGET_THRESHOLD="0.3",
+        CT_DATA_DIRS=os.path.realpath(MNIST),  # the only host path containers may read
+        **extra,
+    )
+
+
+def ct_run(
+    env: dict[str, str], mnist: Path, project: Path = LENET, **params: str
+) -> subprocess.CompletedProcess:
+    """`ct-service run PROJECT --json` with a small LeNet configuration on `mnist`."""
+    values = {**SMALL, "data": str(mnist), **params}
+    return subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json"]
+        + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )

@@ -14,8 +14,6 @@ import shutil
 import signal
 import socket
 import socketserver
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,11 +22,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import LENET, MNIST, ROOT, ct_env
 from helpers import (
     FAST_RECOVERY,
+    SMALL,
     attempt_runs,
     checkpointed_attempt,
+    ct_run,
+    docker_env,
     enqueue_pipeline,
     epochs_logged,
     only_pipeline,
@@ -42,47 +42,12 @@ from ct_service.execution.executor import AttemptRequest
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
 
-SMALL = {
-    "conv_blocks": "1",
-    "filters": "4",
-    "dense_units": "16",
-    "epochs": "1",
-    "max_train_samples": "3000",
-}
 SECRETS = {
     "CT_SMTP_PASSWORD": "hunter2-not-for-logs",
     "CT_NOTIFY_WEBHOOK_URL": "https://hooks.example/t0k3n",
     # MLflow's credentials go into the container, but only through the engine's API
     "MLFLOW_TRACKING_PASSWORD": "mlflow-pass-not-for-logs",
 }
-
-
-def docker_env(home: Path, **extra: str) -> dict[str, str]:
-    base = "ct-base:bookworm"
-    return ct_env(
-        CT_HOME=str(home),
-        CT_EXECUTION="docker",
-        CT_DOCKER_BASE_IMAGE=base,
-        CT_DOCKER_BUILD_NETWORK="host",  # this machine's engine runs without NAT
-        CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
-        CT_MAX_ATTEMPTS="1",
-        CT_TARGET_THRESHOLD="0.3",
-        CT_DATA_DIRS=os.path.realpath(MNIST),  # the only host path containers may read
-        **extra,
-    )
-
-
-def ct_run(env: dict[str, str], mnist: Path, **params: str) -> subprocess.CompletedProcess:
-    values = {**SMALL, "data": str(mnist), **params}
-    return subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(LENET), "--json"]
-        + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
 
 
 def containers(client, run_id: str) -> list:

@@ -10,16 +10,14 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import LENET, ROOT
-from helpers import attempt_runs
+from conftest import LENET
+from helpers import attempt_runs, ct_run, docker_env
 
 from ct_service.execution.gateway import Gateway
 from ct_service.execution.gateway_rules import Grant, admit
@@ -235,7 +233,7 @@ for what, action in {
     except Exception as error:
         registry[what] = getattr(error, "error_code", type(error).__name__)
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
-              if line.startswith(("CapEff", "NoNewPrivs")))
+              if line.startswith(("CapEff", "NoNewPrivs", "Uid")))
 for limit in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"):
     try:
         status["pids.max"] = open(limit).read().strip()
@@ -308,15 +306,7 @@ def test_a_container_reaches_the_gateway_and_nothing_on_the_hosts_loopback(
         "      ports: {type: string, default: '0'}\n      hosts: {type: string, default: ''}\n"
         "    command: python probe.py {ports} {hosts}\n"
     )
-    settings = Settings.from_env(
-        {
-            "CT_HOME": str(tmp_path / "ct"),
-            "CT_EXECUTION": "docker",
-            "CT_DOCKER_BASE_IMAGE": "ct-base:bookworm",
-            "CT_DOCKER_BUILD_NETWORK": "host",
-            "CT_DOCKER_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
-        }
-    )
+    settings = Settings.from_env(docker_env(tmp_path / "ct"))
     tracker = Tracker(settings)
     experiment = tracker.client.create_experiment("probe")
     run_id = tracker.client.create_run(experiment).info.run_id
@@ -347,9 +337,10 @@ def test_a_container_reaches_the_gateway_and_nothing_on_the_hosts_loopback(
     reached = json.loads(tags["probe.network"])
     assert reached and all(outcome != "open" for outcome in reached.values()), reached
     assert seen == []  # the listener never saw a connection
-    process = json.loads(tags["probe.process"])  # hardened: no capability, no escalation
+    process = json.loads(tags["probe.process"])  # hardened: not root, no capability, no escalation
     assert process["CapEff"].strip() == "0000000000000000", process
     assert process["NoNewPrivs"].strip() == "1" and process["pids.max"] == "4096", process
+    assert process["Uid"].split()[0] == "65534", process  # nobody: the image names no user
     registry = json.loads(tags["probe.registry"])
     assert registry == dict.fromkeys(registry, "PERMISSION_DENIED"), registry
     assert "registered-models" in result.refused or "alias" in result.refused
@@ -388,7 +379,6 @@ def test_training_code_cannot_retarget_its_promotion(
     and its own metric on its pipeline run trains and is promoted under its own name;
     the victim's production version is unchanged, and the pipeline's reason says what
     its code tried."""
-    from conftest import ct_env
     from mlflow import MlflowClient
 
     from ct_service.settings import Settings
@@ -407,33 +397,7 @@ def test_training_code_cannot_retarget_its_promotion(
         "victim-model", f"runs:/{victim_run}/model", run_id=victim_run
     )
     tracker.client.set_registered_model_alias("victim-model", "production", victim.version)
-    env = ct_env(
-        CT_HOME=str(home),
-        CT_EXECUTION="docker",
-        CT_DOCKER_BASE_IMAGE="ct-base:bookworm",
-        CT_DOCKER_BUILD_NETWORK="host",
-        CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
-        CT_MAX_ATTEMPTS="1",
-        CT_TARGET_THRESHOLD="0.3",
-        CT_DATA_DIRS=os.path.realpath(mnist_dir),
-    )
-    params = {
-        "conv_blocks": "1",
-        "filters": "4",
-        "dense_units": "16",
-        "epochs": "1",
-        "max_train_samples": "3000",
-        "data": str(mnist_dir),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json"]
-        + [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    result = ct_run(docker_env(home), mnist_dir, project)
     assert result.returncode == 0, result.stderr[-3000:]
     pipeline = tracker.pipeline(json.loads(result.stdout)["pipeline_id"])
     assert pipeline.outcome == "promoted", pipeline.reason

@@ -7,7 +7,8 @@ importing MLflow.
 Hardened by default: a network of its own (training_network.py; never the host's),
 every Linux capability dropped, no privilege gained through setuid files, a
 read-only root file system (writable: the working folder, a host folder of the
-container's own mounted there, and /tmp, in memory), and limits on processes, memory
+container's own mounted there, and /tmp, in memory), a user other than root (the
+image's USER, else `nobody`, 65534), and limits on processes, memory
 and CPUs (CT_DOCKER_PIDS, CT_DOCKER_MEMORY, CT_DOCKER_CPUS; unset: 4,096 processes,
 half the host's memory, all its CPUs).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +38,26 @@ def store_label(tracking_uri: str) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     plain = urlunsplit(parts._replace(netloc=netloc))
     return hashlib.sha256(plain.encode()).hexdigest()[:16]
+
+
+UNPRIVILEGED = "65534:65534"  # nobody: who a container runs as when its image names no user
+
+
+def training_user(image_user: str) -> str:
+    """Who a container of an image runs as: the image's own USER, else nobody (never
+    root by default)."""
+    return image_user or UNPRIVILEGED
+
+
+def hand_to(folder: Path, user: str) -> None:
+    """Let a container running as `user` write `folder`, a host folder of its own: its
+    owner becomes the user's numeric uid (a named user's uid is the image's to know:
+    the folder is then opened to all), or to all when this process cannot chown."""
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and os.geteuid() == 0:
+        os.chown(folder, int(uid), int(gid) if gid.isdigit() else int(uid))
+    else:
+        folder.chmod(0o777)
 
 
 def network(settings: Settings) -> str:

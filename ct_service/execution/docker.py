@@ -45,7 +45,9 @@ from ct_service.execution.containers import (
     WORKDIR,
     base_environment,
     base_options,
+    hand_to,
     network,
+    training_user,
 )
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.executor import (
@@ -187,6 +189,7 @@ class Prepared:
     project: Path
     artifacts: str  # the run's artifact folder on this host ("" with a served store)
     models: str  # where its experiment's logged models go on this host (likewise)
+    user: str  # who the container runs as (containers.training_user)
     # a spare container can run it: a plain `python script.py ...`, every data path
     # mounted at its real path, no other run's folder mounted
     spare_can_run_it: bool
@@ -232,6 +235,10 @@ class DockerExecutor:
             staging.mkdir(parents=True, exist_ok=True)
         code = self._code_folder(request.run_id)
         code.mkdir(parents=True, exist_ok=True)
+        user = training_user(self.client.images.get(image.tag).attrs["Config"].get("User") or "")
+        for writable in (own, str(staging) if models else "", str(code)):
+            if writable:
+                hand_to(Path(writable), user)
         volumes = (
             data
             + [f"{code}:{WORKDIR}:rw"]
@@ -251,6 +258,7 @@ class DockerExecutor:
             folder,
             own,
             models,
+            user,
             spare_can_run_it=can_run(command, data, continued),
         )
         tags = {
@@ -329,6 +337,7 @@ class DockerExecutor:
         _running[spare.container.id] = self
         try:
             (spare.folder / "models").mkdir(exist_ok=True)
+            hand_to(spare.folder / "models", spare.user)
             if prepared.artifacts:
                 link_artifacts(prepared.artifacts, spare)
             env = image_environment(spare) | self.run_environment(request)
@@ -374,6 +383,7 @@ class DockerExecutor:
             "image": prepared.image,
             "command": ["sh", "-c", prepared.command],  # the project's own command, inside
             "name": container_name(request.run_id),
+            "user": prepared.user,
             "environment": {
                 **base_environment(self.settings),
                 **self.run_environment(request),

@@ -39,7 +39,13 @@ from docker.models.containers import Container
 
 from ct_service.exceptions import CtError
 from ct_service.execution import images, training_network
-from ct_service.execution.containers import WORKDIR, base_environment, base_options
+from ct_service.execution.containers import (
+    WORKDIR,
+    base_environment,
+    base_options,
+    hand_to,
+    training_user,
+)
 from ct_service.execution.environment import choose, load_images
 from ct_service.execution.spares import modules_to_preload, python_script
 from ct_service.project import load_project
@@ -70,6 +76,7 @@ class Spare:
     # its `artifacts`, the models the run logs to its `models` (container_models.py).
     folder: Path
     volumes: tuple[str, ...]  # "host:container:mode", those two
+    user: str  # who it runs as (containers.training_user)
 
     @property
     def code_folder(self) -> Path:
@@ -202,12 +209,16 @@ def create(settings: Settings, project: Path) -> Spare | None:
     code, launcher = folder.with_name(token + "-code"), folder.with_name(token + "-launcher")
     code.mkdir()
     write_launcher(launcher)
+    user = training_user(client.images.get(image.tag).attrs["Config"].get("User") or "")
+    hand_to(folder, user)
+    hand_to(code, user)
     command = [interpreter, "-m", "ct_service.execution.warm_launcher"]
     container = client.containers.create(
         **{**options, "working_dir": LAUNCHER_HOME},  # the launcher runs from there
         image=image.tag,
         command=[*command, f"{settings.warm_launcher_seconds:g}", *modules],
         name=f"{SPARE_PREFIX}{token}",
+        user=user,
         environment=base_environment(settings),
         volumes=[*volumes, f"{code}:{WORKDIR}:rw", f"{launcher}:{LAUNCHER_HOME}:ro"],
         stdin_open=True,
@@ -221,6 +232,7 @@ def create(settings: Settings, project: Path) -> Spare | None:
         settings.docker.data_dirs,
         folder,
         volumes,
+        user,
     )
     try:
         container.start()
@@ -254,6 +266,7 @@ def link_artifacts(artifacts: str, spare: Spare) -> None:
     there already moves along)."""
     path, linked = Path(artifacts), spare.folder / "artifacts"
     linked.mkdir(exist_ok=True)
+    hand_to(linked, spare.user)
     if path.is_dir() and not path.is_symlink():
         for entry in path.iterdir():
             shutil.move(str(entry), linked / entry.name)
