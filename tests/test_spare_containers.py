@@ -113,9 +113,9 @@ def test_a_spare_reaches_only_what_an_attempt_container_may_and_runs_its_script_
         assert container.name.startswith(SPARE_PREFIX)
         assert container.labels[STORE_LABEL] == store_label(settings.tracking_uri)
         # Before its attempt: the data roots read-only, its own empty folder
-        # read-write, an empty folder of its own for the code at the working folder
-        # and the launcher read-only (the root file system is read-only), nothing
-        # else of the host; no run id, no credentials.
+        # read-write, empty folders of its own for the code at the working folder and
+        # over the store's artifact folder, and the launcher read-only (the root file
+        # system is read-only), nothing else of the host; no run id, no credentials.
         mounts = {(m["Source"], m["Destination"], m["RW"]) for m in container.attrs["Mounts"]}
         own = str(spare.folder)
         assert mounts == {
@@ -123,7 +123,9 @@ def test_a_spare_reaches_only_what_an_attempt_container_may_and_runs_its_script_
             (own, own, True),
             (str(spare.code_folder), WORKDIR, True),
             (str(spare.launcher_folder), LAUNCHER_HOME, False),
+            (str(spare.artifacts_shadow), spare.artifact_root, True),  # empty, over the store's
         }
+        assert spare.artifact_root == str(settings.home / "artifacts")
         assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
         assert list(spare.code_folder.iterdir()) == []
         names = {entry.split("=", 1)[0] for entry in container.attrs["Config"]["Env"]}
@@ -131,7 +133,7 @@ def test_a_spare_reaches_only_what_an_attempt_container_may_and_runs_its_script_
         assert list(spare.folder.iterdir()) == []
 
         run_id = uuid.uuid4().hex
-        run_folder = tmp_path / "artifacts" / run_id / "artifacts"
+        run_folder = settings.home / "artifacts" / "0" / run_id / "artifacts"  # in the store
         run_folder.mkdir(parents=True)
         (run_folder / "early.txt").write_text("logged before the attempt started")
         link_artifacts(str(run_folder), spare)

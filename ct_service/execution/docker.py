@@ -318,9 +318,13 @@ class DockerExecutor:
     def _spare_for(self, prepared: Prepared) -> Spare | None:
         if not prepared.spare_can_run_it:
             return None
-        return SPARE_CONTAINERS.take(
+        spare = SPARE_CONTAINERS.take(
             self.settings, prepared.image, prepared.project, prepared.command
         )
+        if spare is not None and not spare.shadows(prepared.artifacts, prepared.models):
+            release(spare, "")  # the run's folders lie outside the root it shadows
+            return None
+        return spare
 
     def _hand_over(
         self, spare: Spare, request: AttemptRequest, prepared: Prepared

@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 import docker
 from docker.errors import DockerException, NotFound
@@ -77,12 +78,29 @@ class Spare:
     folder: Path
     volumes: tuple[str, ...]  # "host:container:mode", those two
     user: str  # who it runs as (containers.training_user)
+    artifact_root: str  # the store's artifact folder it shadows ("" with a served store)
+
+    def shadows(self, *folders: str) -> bool:
+        """Whether each of these host folders ("" for none) lies in the artifact root
+        it shadows, so the attempt's links to its own folder can be made there."""
+        root = self.artifact_root
+        return all(
+            not f or (bool(root) and (f == root or f.startswith(root.rstrip("/") + "/")))
+            for f in folders
+        )
 
     @property
     def code_folder(self) -> Path:
         """Mounted at the working folder (the root file system is read-only): the
         attempt's code goes there."""
         return self.folder.with_name(self.folder.name + "-code")
+
+    @property
+    def artifacts_shadow(self) -> Path:
+        """Mounted over the store's artifact root (an empty folder of its own): the
+        attempt's links to the spare's folder are made inside it (the root file system
+        is read-only), and nothing of other runs is there to see."""
+        return self.folder.with_name(self.folder.name + "-artifacts")
 
     @property
     def launcher_folder(self) -> Path:
@@ -157,6 +175,14 @@ SPARE_CONTAINERS = SpareContainers()  # this process's
 atexit.register(SPARE_CONTAINERS.discard)
 
 
+def local_artifact_root(settings: Settings) -> str:
+    """The store's artifact root when it is a folder of this host, else ""."""
+    root = settings.artifact_root
+    if root.startswith("file:"):
+        return unquote(urlsplit(root).path)
+    return root if root.startswith("/") else ""
+
+
 def can_run(command: str, data_volumes: list[str], continued: str) -> bool:
     """Whether a spare can run an attempt: its command is a plain `python script.py
     ...`, it mounts each data path at its real path (a spare has the data roots at
@@ -210,8 +236,12 @@ def create(settings: Settings, project: Path) -> Spare | None:
     code.mkdir()
     write_launcher(launcher)
     user = training_user(client.images.get(image.tag).attrs["Config"].get("User") or "")
-    hand_to(folder, user)
-    hand_to(code, user)
+    shadow = folder.with_name(token + "-artifacts")
+    shadow.mkdir()
+    for writable in (folder, code, shadow):
+        hand_to(writable, user)
+    artifact_root = local_artifact_root(settings)
+    shadows = [f"{shadow}:{artifact_root}:rw"] if artifact_root else []
     command = [interpreter, "-m", "ct_service.execution.warm_launcher"]
     container = client.containers.create(
         **{**options, "working_dir": LAUNCHER_HOME},  # the launcher runs from there
@@ -220,7 +250,7 @@ def create(settings: Settings, project: Path) -> Spare | None:
         name=f"{SPARE_PREFIX}{token}",
         user=user,
         environment=base_environment(settings),
-        volumes=[*volumes, f"{code}:{WORKDIR}:rw", f"{launcher}:{LAUNCHER_HOME}:ro"],
+        volumes=[*volumes, *shadows, f"{code}:{WORKDIR}:rw", f"{launcher}:{LAUNCHER_HOME}:ro"],
         stdin_open=True,
     )
     spare = Spare(
@@ -233,6 +263,7 @@ def create(settings: Settings, project: Path) -> Spare | None:
         folder,
         volumes,
         user,
+        artifact_root,
     )
     try:
         container.start()
@@ -289,6 +320,7 @@ def release(spare: Spare, artifacts: str, keep: bool = False) -> None:
         path.unlink()
         shutil.move(str(spare.folder / "artifacts"), path)
     shutil.rmtree(spare.code_folder, ignore_errors=True)
+    shutil.rmtree(spare.artifacts_shadow, ignore_errors=True)
     shutil.rmtree(spare.launcher_folder, ignore_errors=True)
     if not keep:
         shutil.rmtree(spare.folder, ignore_errors=True)
