@@ -14,6 +14,7 @@ from dataclasses import replace
 import yaml
 
 from ct_service import registry
+from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.progress import Follower
@@ -31,6 +32,8 @@ from ct_service.tracking import Outcome, PipelineStatus, Tracker
 def run(args: argparse.Namespace, settings: Settings) -> int:
     settings, adopt = _adopted_run(args, settings)
     target, budget = _target_and_budget(args, settings)
+    declared = None if args.git else load_project(args.project).target
+    preflight.check_target(target or choose_target(None, settings, declared)[0])
     pipeline_id = pipeline.create(
         settings,
         args.project,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ct_service.cli.arguments import whole
+from ct_service.cli.arguments import overrides, whole
 from ct_service.execution import spare_containers, spares, tracking_server
 from ct_service.settings import Settings
 from ct_service.target import Direction
@@ -82,6 +82,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help="use the MLflow run this command runs in (MLFLOW_RUN_ID, set by `mlflow run`) "
         "as the pipeline run",
     )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="train -P values that lie outside the project's search space",
+    )
     run.add_argument("--follow", action="store_true", help="with a broker: wait and show progress")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(handler=_run)
@@ -113,6 +118,7 @@ def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _checked(args, settings)
     if settings.embedded and not args.git and not args.adopt_active_run:
         # its first attempt is trained here: its libraries are imported meanwhile
         spares.warm_up(settings, Path(args.project))
@@ -122,6 +128,22 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from ct_service.cli import pipeline_commands
 
     return pipeline_commands.run(args, settings)
+
+
+def _checked(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The run's inputs checked before anything is created (preflight.py); the
+    settings with the -P paths as data roots of a run typed here."""
+    from ct_service.cli import preflight
+    from ct_service.project import load_project
+
+    given = overrides(args.params)
+    preflight.check_home(settings)
+    if not args.git:
+        preflight.check_parameters(load_project(args.project), given, args.force)
+    preflight.check_services(settings)
+    if args.git or not settings.embedded:
+        return settings  # the workers' own data roots apply
+    return preflight.with_given_data(settings, given)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
