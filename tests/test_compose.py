@@ -46,13 +46,14 @@ def test_the_service_is_all_there_and_wired(config: dict) -> None:
     assert environment["CT_TRACKING_URI"] == "http://mlflow:5000"
     assert environment["CT_BROKER_URL"] == "redis://redis:6379/0"
     assert environment["CT_EXECUTION"] == "docker"
-    # training containers join the network the MLflow server shares with them, no other
+    # training containers join a network of their own, internal, where only the
+    # workers (their gateways) are: the MLflow server neither
     training_network = config["networks"]["training"]
     assert environment["CT_DOCKER_NETWORK"] == training_network["name"]
     assert training_network.get("internal") is True
-    assert set(services["mlflow"]["networks"]) == {"ct", "training"}
+    assert set(worker["networks"]) == {"ct", "training"}
     assert all(
-        "training" not in s.get("networks", {}) for n, s in services.items() if n != "mlflow"
+        "training" not in s.get("networks", {}) for n, s in services.items() if n != "worker"
     )
     assert "--app-name basic-auth" in " ".join(services["mlflow"]["command"])
     mlflow_command = " ".join(services["mlflow"]["command"])
