@@ -17,7 +17,7 @@ STARTUP_TRIALS = 3  # random samples before TPE models the history (Optuna's def
 
 def distributions(space: SearchSpace, without: Sequence[Role] = ()) -> dict[str, Any]:
     """The space as Optuna distributions: listed values are categorical, learning
-    rates log-uniform, the rest uniform."""
+    rates and dimensions declared `log` log-uniform, the rest uniform."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -31,9 +31,10 @@ def distributions(space: SearchSpace, without: Sequence[Role] = ()) -> dict[str,
         if d.values:
             found[d.name] = CategoricalDistribution([d.cast(v) for v in d.values])
         elif d.kind == "int":
-            found[d.name] = IntDistribution(int(d.low), int(d.high))
+            found[d.name] = IntDistribution(int(d.low), int(d.high), log=d.log)
         else:
-            found[d.name] = FloatDistribution(d.low, d.high, log=d.role is Role.LEARNING_RATE)
+            log = d.log or d.role is Role.LEARNING_RATE
+            found[d.name] = FloatDistribution(d.low, d.high, log=log)
     return found
 
 

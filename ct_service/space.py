@@ -27,6 +27,7 @@ class Role(str, Enum):
     EPOCHS = "epochs"
     LEARNING_RATE = "learning_rate"
     SCHEDULE = "schedule"  # more = the learning rate falls faster over the epochs
+    OTHER = "other"  # no direction the rules know (l1_ratio, subsample, C): only TPE moves it
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Dimension:
     low: float
     high: float
     values: tuple[float, ...] = ()  # when set, the only allowed values (sorted)
+    log: bool = False  # sampled on a log scale (learning rates always are)
 
     @classmethod
     def from_spec(cls, name: str, spec: Any) -> Dimension:
@@ -66,7 +68,14 @@ class Dimension:
                 f"search_space.{name}: needs low <= high (got low {low:g}, high {high:g}), "
                 "or a list of values"
             )
-        return cls(name, role, kind, low, high, values)
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ValueError(f"search_space.{name}.log must be true or false, got {log!r}")
+        if log and (low <= 0 or (kind == "int" and low < 1)):
+            raise ValueError(
+                f"search_space.{name}: a log scale needs low > 0 (an int's at least 1), got {low:g}"
+            )
+        return cls(name, role, kind, low, high, values, log)
 
     def cast(self, value: Any) -> float | int:
         number = float(value)
@@ -133,6 +142,8 @@ class SearchSpace:
                 entry["values"] = [d.cast(v) for v in d.values]
             else:
                 entry["low"], entry["high"] = d.cast(d.low), d.cast(d.high)
+            if d.log:
+                entry["log"] = True
             spec[d.name] = entry
         return spec
 

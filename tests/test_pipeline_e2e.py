@@ -195,7 +195,7 @@ def test_the_search_picture_is_logged_and_shown_inline_in_the_email(finished, tm
     tracker, pipeline_id = finished["tracker"], finished["id"]
     stored = tracker.client.download_artifacts(pipeline_id, "search.png", str(tmp_path))
     picture = open(stored, "rb").read()
-    assert image.imread(io.BytesIO(picture), format="png").shape[:2] == (450, 800)
+    assert image.imread(io.BytesIO(picture), format="png").shape[:2] == (600, 1000)
     [message] = finished["mailbox"].messages
     html = message.get_body(preferencelist=("html",)).get_content()
     [inline] = [part for part in message.walk() if part.get_content_type() == "image/png"]

@@ -182,6 +182,14 @@ def test_a_bad_target_in_ct_yaml_names_the_file_and_the_key(
         ),
         ("alpha: 0.5", "search_space.alpha must be a mapping like"),
         (
+            "alpha: {role: regularization, low: 0, high: 1, log: true}",
+            "search_space.alpha: a log scale needs low > 0 (an int's at least 1), got 0",
+        ),
+        (
+            "alpha: {role: regularization, low: 0.1, high: 1, log: yes please}",
+            "search_space.alpha.log must be true or false, got 'yes please'",
+        ),
+        (
             "alpha: {role: regularization, type: double, low: 0, high: 1}",
             "search_space.alpha.type must be int or float, got 'double'",
         ),

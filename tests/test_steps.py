@@ -221,7 +221,8 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
     assert main(["space", str(folder)]) == 0
     shown = capsys.readouterr().out
     assert "inferred from its MLproject" in shown
-    assert "alpha: {role: regularization, type: float, low: 0.005, high: 50.0}" in shown
+    assert "alpha: {role: regularization, type: float, low: 0.005, high: 50.0, log: true}" in shown
+    assert "l1_ratio: {role: other, type: float, low: 0.0, high: 1.0}" in shown
     result = run_embedded(
         folder,
         tmp_path / "ct",

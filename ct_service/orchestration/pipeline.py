@@ -673,11 +673,11 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.NOTIFYING:
         return None
-    metric = _validation_metric(settings, pipeline)
+    rule = _stop_rule(settings, pipeline)
+    metric = rule.validation_metric(pipeline.spec.target)
     attempts = tracker.attempts(pipeline, validation_metric=metric)
-    summary = summarize(
-        settings, pipeline, attempts, _log_picture(tracker, pipeline, attempts, metric)
-    )
+    picture = _log_picture(tracker, pipeline, attempts, metric, rule)
+    summary = summarize(settings, pipeline, attempts, picture)
     results = notify.send_all(summary, notify.transports(settings))
     # The checkout goes before the status says finished, so a finished pipeline has
     # none left on disk; were the worker to die here, the step runs again and
@@ -693,23 +693,27 @@ def notify_people(settings: Settings, pipeline_id: str) -> Step | None:
     return None
 
 
-def _validation_metric(settings: Settings, pipeline: Pipeline) -> str:
-    """The per-epoch validation metric the project's stop rule watches."""
+def _stop_rule(settings: Settings, pipeline: Pipeline) -> StopRule:
+    """The project's stop rule: the per-epoch validation metric it watches and the
+    margin its "target met" stop asks for."""
     try:
-        rule = load_project(git_source.project_folder(settings, pipeline)).stop_rule
-    except Exception:  # the project never became readable: the default name
-        rule = StopRule()
-    return rule.validation_metric(pipeline.spec.target)
+        return load_project(git_source.project_folder(settings, pipeline)).stop_rule
+    except Exception:  # the project never became readable: the default rule
+        return StopRule()
 
 
 def _log_picture(
-    tracker: Tracker, pipeline: Pipeline, attempts: list[Attempt], metric: str
+    tracker: Tracker, pipeline: Pipeline, attempts: list[Attempt], metric: str, rule: StopRule
 ) -> bytes:
     """Draw the search and log it on the pipeline run; b"" when there is nothing
     to draw or it could not be stored (the picture must not cost the notification)."""
     try:
         picture = search_picture.draw(
-            attempts, pipeline.spec.target, metric, pipeline.spec.project_name
+            attempts,
+            pipeline.spec.target,
+            metric,
+            pipeline.spec.project_name,
+            margin=rule.margin if rule.enabled else None,
         )
         if picture is None:
             return b""
