@@ -55,6 +55,7 @@ class Outcome(str, Enum):
     SUPERSEDED = "superseded"  # a newer push to the same branch arrived before it started
     SKIPPED = "skipped"  # the push changed no model code
     FAILED = "failed"
+    CANCELLED = "cancelled"  # ended by a person (Ctrl-C, `ct-service cancel`)
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ class MlflowServer:
             self.process.wait(timeout=30)
 
 
-SMALL = {
+QUICK_LENET = {  # one small epoch: a Docker run that only has to finish
     "conv_blocks": "1",
     "filters": "4",
     "dense_units": "16",
@@ -243,7 +243,7 @@ def ct_run(
     env: dict[str, str], mnist: Path, project: Path = LENET, **params: str
 ) -> subprocess.CompletedProcess:
     """`ct-service run PROJECT --json` with a small LeNet configuration on `mnist`."""
-    values = {**SMALL, "data": str(mnist), **params}
+    values = {**QUICK_LENET, "data": str(mnist), **params}
     return subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json"]
         + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],

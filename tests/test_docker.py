@@ -24,7 +24,6 @@ import mlflow
 import pytest
 from helpers import (
     FAST_RECOVERY,
-    SMALL,
     attempt_runs,
     checkpointed_attempt,
     ct_run,
@@ -156,7 +155,7 @@ def test_a_killed_training_container_is_resumed_and_a_cancelled_pipeline_stops_i
     home = tmp_path / "ct"
     env = docker_env(home)
     tracker = Tracker(Settings(home=home))
-    values = {**SMALL, "epochs": "3", "max_train_samples": "12000", "data": str(mnist_dir)}
+    values = {**QUICK_LENET, "epochs": "3", "max_train_samples": "12000", "data": str(mnist_dir)}
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         run = start_embedded_run(env, values, log)
@@ -194,7 +193,7 @@ def test_a_container_removed_from_outside_is_an_interruption_and_is_resumed(
     the engine's 404."""
     home = tmp_path / "ct"
     tracker = Tracker(Settings(home=home))
-    values = {**SMALL, "epochs": "2", "max_train_samples": "12000", "data": str(mnist_dir)}
+    values = {**QUICK_LENET, "epochs": "2", "max_train_samples": "12000", "data": str(mnist_dir)}
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         run = start_embedded_run(docker_env(home), values, log)

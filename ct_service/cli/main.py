@@ -9,7 +9,9 @@ pipeline.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ct_service.cli import pipelines, service, webhook
@@ -20,6 +22,8 @@ from ct_service.settings import Settings
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: `run` cancels its pipeline
     try:
         settings = Settings.from_env()
         return int(args.handler(args, settings))
@@ -31,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import yaml
 from ct_service import registry
 from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
-from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_MISSED, EXIT_OK
+from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.progress import Follower
 from ct_service.exceptions import CtError
 from ct_service.orchestration import pipeline
@@ -27,6 +27,8 @@ from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.target import Budget, Direction, Target, choose_target
 from ct_service.tracking import Outcome, PipelineStatus, Tracker
+
+INTERRUPTED = "interrupted by the user"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,16 +58,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         spec = Tracker(settings).pipeline(pipeline_id).spec
         print(f"pipeline {pipeline_id}: {spec.target.describe()}, budget {budget.describe()}")
-    with EmbeddedWorker(settings) as worker:
-        enqueue(worker.app, pipeline.Task.START, pipeline_id)
-        return _finish(
-            settings,
-            pipeline_id,
-            args.json,
-            follow=True,
-            alive=lambda: worker.tend(pipeline_id),
-            wait=worker.wait_for_a_step,
-        )
+    try:
+        with EmbeddedWorker(settings) as worker:  # its training stops if interrupted
+            enqueue(worker.app, pipeline.Task.START, pipeline_id)
+            return _finish(
+                settings,
+                pipeline_id,
+                args.json,
+                follow=True,
+                alive=lambda: worker.tend(pipeline_id),
+                wait=worker.wait_for_a_step,
+            )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (main.py)
+        pipeline.cancel(settings, pipeline_id, INTERRUPTED)
+        print(f"ct-service: pipeline {pipeline_id} cancelled ({INTERRUPTED})", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _adopted_run(args: argparse.Namespace, settings: Settings) -> tuple[Settings, str]:
@@ -189,6 +196,8 @@ def _exit_code(outcome: str) -> int:
         return EXIT_OK
     if outcome == Outcome.FAILED.value:
         return EXIT_FAILED
+    if outcome == Outcome.CANCELLED.value:
+        return EXIT_INTERRUPTED
     return EXIT_MISSED
 
 
@@ -205,6 +214,17 @@ def space(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"# search space of {project.name}: {where}")
     print(yaml.safe_dump(spec, sort_keys=False, default_flow_style=None).rstrip())
+    return EXIT_OK
+
+
+def cancel(args: argparse.Namespace, settings: Settings) -> int:
+    """End a queued or running pipeline: its attempts stop through their stop request."""
+    pipeline_id, _ = _run_of_push(settings, args.pipeline_id, follow=False)
+    reason = f"cancelled by {os.environ.get('USER') or 'a user'} with ct-service cancel"
+    if not pipeline.cancel(settings, pipeline_id, reason):
+        print(f"pipeline {pipeline_id} had ended already; nothing to cancel")
+        return EXIT_OK
+    print(f"pipeline {pipeline_id} cancelled")
     return EXIT_OK
 
 

@@ -39,6 +39,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rollback.add_argument("model", help="registered model name, e.g. lenet")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(handler=_rollback)
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a queued or running pipeline",
+        description="End a queued or running pipeline (outcome cancelled): queued steps do "
+        "nothing, running attempts are asked to stop (ct.stop_requested).",
+    )
+    cancel.add_argument("pipeline_id", help="the id `ct-service run` or the webhook printed")
+    cancel.set_defaults(handler=_cancel)
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
@@ -156,6 +164,12 @@ def _space(args: argparse.Namespace, settings: Settings) -> int:
     from ct_service.cli import pipeline_commands
 
     return pipeline_commands.space(args, settings)
+
+
+def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.cli import pipeline_commands
+
+    return pipeline_commands.cancel(args, settings)
 
 
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:

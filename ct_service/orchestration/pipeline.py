@@ -441,6 +441,8 @@ def _record_result(
         log.warning("attempt run %s was resumed by another run meanwhile", attempt_id)
         return None
     _keep_log(tracker, attempt_id, log_path)
+    if tracker.pipeline(pipeline.id).outcome == Outcome.CANCELLED.value:
+        return None  # cancel() ended the attempt while it trained; nothing to decide
     if result.refused:
         tracker.set_tags(attempt_id, {run_tags.REFUSED: result.refused})
     if result.interrupted:
@@ -744,6 +746,39 @@ def fail(settings: Settings, pipeline_id: str, reason: str) -> Step | None:
                 tracker.client.set_terminated(attempt.run_id, "FAILED")
     _finish(tracker, pipeline_id, Outcome.FAILED, reason)
     return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def cancel(settings: Settings, pipeline_id: str, reason: str) -> bool:
+    """End a pipeline a person stopped: finished, outcome cancelled, with `reason`;
+    its queued attempts never start and its running ones are asked to stop (the
+    stop request projects honour; a worker's steps for a finished pipeline do
+    nothing). False when it had ended already. Nobody is notified: they asked."""
+    tracker = Tracker(settings)
+    pipeline = tracker.pipeline(pipeline_id)
+    if pipeline.status is PipelineStatus.FINISHED:
+        return False
+    tracker.set_tags(
+        pipeline_id,
+        {
+            run_tags.STATUS: PipelineStatus.FINISHED.value,
+            run_tags.OUTCOME: Outcome.CANCELLED.value,
+            run_tags.REASON: reason,
+        },
+    )
+    for attempt in tracker.attempts(pipeline, curves=False):
+        if attempt.status not in IN_FLIGHT:
+            continue
+        if attempt.status is AttemptStatus.RUNNING:
+            tracker.set_tags(attempt.run_id, {run_tags.STOP_REQUESTED: reason})
+        tracker.set_tags(
+            attempt.run_id,
+            {run_tags.STATUS: AttemptStatus.FAILED.value, run_tags.FAILURE: f"cancelled: {reason}"},
+        )
+        if tracker.client.get_run(attempt.run_id).info.status == "RUNNING":
+            tracker.client.set_terminated(attempt.run_id, "KILLED")
+    remove(settings.home / "work" / pipeline_id)
+    tracker.client.set_terminated(pipeline_id, "KILLED")
+    return True
 
 
 def _finish(tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str) -> None:
