@@ -24,6 +24,7 @@ import mlflow
 import pytest
 from helpers import (
     FAST_RECOVERY,
+    QUICK_LENET,
     attempt_runs,
     checkpointed_attempt,
     ct_run,
