@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.follow:
             print(json.dumps({"pipeline_id": pipeline_id}) if args.json else pipeline_id)
             return EXIT_OK
-        return _finish(settings, pipeline_id, args.json, follow=True)
+        return _finish(settings, pipeline_id, args.json, follow=True, quiet=args.quiet)
 
     from ct_service.cli.embedded import EmbeddedWorker  # starts Celery: only when embedded
 
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             follow=True,
             alive=lambda: worker.tend(pipeline_id),
             wait=worker.wait_for_a_step,
+            quiet=args.quiet,
         )
 
 
