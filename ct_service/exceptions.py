@@ -27,6 +27,10 @@ class PipelineNotFound(CtError):
     status_code = 404
 
 
+class AmbiguousPipelineId(CtError):
+    """A short pipeline id that starts more than one pipeline's id."""
+
+
 class PushError(CtError):
     """A request that is not a usable push; status_code says how to answer."""
 
@@ -50,7 +54,7 @@ class CheckoutError(CtError):
 
 
 class RollbackError(CtError):
-    """There is no earlier production version to go back to."""
+    """No such registered model, or no earlier production version to go back to."""
 
     status_code = 409
 

@@ -98,6 +98,7 @@ def promote(
 
 def rollback(client: MlflowClient, name: str) -> Promotion:
     """Give @production back to @previous-production's version; the two swap."""
+    _require_model(client, name)
     previous = _version_with_alias(client, name, PREVIOUS)
     current = _version_with_alias(client, name, PRODUCTION)
     if previous is None:
@@ -110,6 +111,25 @@ def rollback(client: MlflowClient, name: str) -> Promotion:
     reason = f"rolled back {name} to version {previous.version} (was {replaced})"
     log.info(reason)
     return Promotion(str(previous.version), True, reason, str(replaced))
+
+
+def _require_model(client: MlflowClient, name: str) -> None:
+    """Refuse a model the registry does not hold, naming the ones it holds."""
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    raise RollbackError(f"no registered model {name!r}; {_registered_names(client)}")
+
+
+def _registered_names(client: MlflowClient, limit: int = 10) -> str:
+    """The registered models' names, for an error message."""
+    names = [model.name for model in client.search_registered_models(max_results=limit)]
+    if not names:
+        return "none is registered yet"
+    return "registered: " + ", ".join(names) + (", ..." if len(names) == limit else "")
 
 
 def _to_production_stage(client: MlflowClient, name: str, version: str) -> None:

@@ -30,13 +30,14 @@ from mlflow.utils.mlflow_tags import (
 
 from ct_service import run_tags
 from ct_service.attempt import Attempt, AttemptStatus
-from ct_service.exceptions import PipelineNotFound
+from ct_service.exceptions import AmbiguousPipelineId, PipelineNotFound
 from ct_service.settings import Settings
 from ct_service.space import Config, param_text
 from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
+SHORT_ID_LENGTH = 8  # the fewest characters of a run id taken as its short id
 
 
 class PipelineStatus(str, Enum):
@@ -215,6 +216,40 @@ class Tracker:
             reason=tags.get(run_tags.REASON, ""),
             tags=dict(tags),
         )
+
+    def resolve_pipeline_id(self, given: str, min_prefix: int = SHORT_ID_LENGTH) -> str:
+        """The run id of the pipeline `given` names: its run id, the id the webhook
+        answered for its push, or a unique prefix of its run id at least `min_prefix`
+        characters long (the short id `ct-service run` and `status` print)."""
+        try:
+            return self.client.get_run(given).info.run_id
+        except MlflowException as error:
+            if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+        pushed = self.pipeline_for_push(given)
+        if pushed:
+            return pushed
+        matches = self._pipelines_starting(given) if len(given) >= min_prefix else []
+        if len(matches) > 1:
+            raise AmbiguousPipelineId(
+                f"pipeline id {given} is ambiguous: it starts {', '.join(matches)}; give more of it"
+            )
+        if not matches:
+            raise PipelineNotFound(f"no pipeline {given}")
+        return matches[0]
+
+    def _pipelines_starting(self, prefix: str) -> list[str]:
+        """The run ids of the pipelines whose id starts with `prefix` (hex digits)."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments or not re.fullmatch(r"[0-9a-f]+", prefix):
+            return []
+        runs = self.client.search_runs(
+            experiments,
+            f"{_tag(run_tags.KIND, 'pipeline')} and attributes.run_id LIKE '{prefix}%'",
+            max_results=20,
+            order_by=["attributes.start_time DESC"],
+        )
+        return [run.info.run_id for run in runs]
 
     def newer_pipeline(self, pipeline: Pipeline) -> str:
         """The id of a later pipeline for the same repository and branch, or "".
@@ -518,6 +553,18 @@ class Tracker:
         return tuple(by_step[step] for step in sorted(by_step))
 
 
+def missing_store(uri: str) -> Path | None:
+    """The database file a `sqlite:///` store URI names when it does not exist yet
+    (opening it would create it), else None (it exists, or the store is a server's)."""
+    database = sqlite_file(uri)
+    return database if database is not None and not database.exists() else None
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 _OPENED: set[str] = set()  # SQLite stores this process has opened
 
 
@@ -528,10 +575,10 @@ def _first_open(uri: str) -> Iterator[None]:
     first intake and the webhook, say) fail in alembic ("expected to match one row").
     Each process opens a SQLite store the first time under a lock file beside the
     database, so one creates the tables and the others find them."""
-    if uri in _OPENED or not uri.startswith("sqlite:///"):
+    database = sqlite_file(uri)
+    if uri in _OPENED or database is None:
         yield
         return
-    database = Path(uri.removeprefix("sqlite:///"))
     try:
         database.parent.mkdir(parents=True, exist_ok=True)  # as MLflow would make it
         lock = open(database.with_name(database.name + ".lock"), "a")

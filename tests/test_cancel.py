@@ -92,8 +92,8 @@ def test_cancel_ends_a_pipeline_its_workers_train(
     attempt_id = wait_for(
         lambda: checkpointed_attempt(tracker, pipeline_id), 300, "an epoch's checkpoint"
     )
-    cancel = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "cancel", pipeline_id],
+    cancel = subprocess.run(  # by the short id `ct-service run` and `status` print
+        [sys.executable, "-m", "ct_service.cli", "cancel", pipeline_id[:8]],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -94,6 +94,19 @@ def test_rollback_without_a_previous_version_is_refused(client):
 
 
 @pytest.mark.integration
+def test_rollback_of_a_model_the_registry_does_not_hold_names_it(
+    client, settings, capsys, monkeypatch
+):
+    with pytest.raises(RollbackError, match="^no registered model 'digits'; none is registered"):
+        registry.rollback(client, "digits")
+    promote(client, candidate(0.9), 0.9)
+    monkeypatch.setenv("CT_HOME", str(settings.home))
+    capsys.readouterr()  # MLflow's lines about registering it
+    assert main(["rollback", "digitz"]) == 2
+    assert capsys.readouterr().err == "error: no registered model 'digitz'; registered: digits\n"
+
+
+@pytest.mark.integration
 def test_promotion_keeps_the_stage_deprecation_out_of_users_output(client, capfd):
     run_id = candidate(0.9)
     capfd.readouterr()

@@ -17,8 +17,9 @@ from ct_service import registry
 from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSED, EXIT_OK
+from ct_service.cli.pipeline_table import pipeline_table
 from ct_service.cli.progress import Follower
-from ct_service.exceptions import CtError
+from ct_service.exceptions import CtError, PipelineNotFound, RollbackError
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.orchestration.queue import enqueue, make_celery
@@ -26,7 +27,7 @@ from ct_service.project import load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.target import Budget, Direction, Target, choose_target
-from ct_service.tracking import Outcome, PipelineStatus, Tracker
+from ct_service.tracking import Outcome, PipelineStatus, Tracker, missing_store, sqlite_file
 
 INTERRUPTED = "interrupted by the user"
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.follow:
             print(json.dumps({"pipeline_id": pipeline_id}) if args.json else pipeline_id)
             return EXIT_OK
-        return _finish(settings, pipeline_id, args.json, follow=True)
+        return _finish(settings, pipeline_id, args.json, follow=True, quiet=args.quiet)
 
     from ct_service.cli.embedded import EmbeddedWorker  # starts Celery: only when embedded
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 follow=True,
                 alive=lambda: worker.tend(pipeline_id),
                 wait=worker.wait_for_a_step,
+                quiet=args.quiet,
             )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (main.py)
         pipeline.cancel(settings, pipeline_id, INTERRUPTED)
@@ -124,8 +126,11 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
             shown = f"{pipeline_id}  {waiting['status']}: {waiting['reason']}"
             print(json.dumps(waiting, indent=2) if args.json else shown)
             return EXIT_FAILED if waiting["status"] == "failed" else EXIT_OK
-        return _finish(settings, pipeline_id, args.json, follow=args.follow)
-    pipelines = Tracker(settings).recent_pipelines()
+        pipeline_id = _full_pipeline_id(settings, pipeline_id)
+        return _finish(settings, pipeline_id, args.json, follow=args.follow, quiet=args.quiet)
+    missing = missing_store(settings.tracking_uri)  # reading it must not create it
+    tracker = None if missing is not None else Tracker(settings)
+    pipelines = tracker.recent_pipelines() if tracker is not None else []
     if args.json:
         print(
             json.dumps(
@@ -142,9 +147,29 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
         return EXIT_OK
-    for p in pipelines:
-        print(f"{p.id}  {p.spec.project_name:12}  {p.status.value:10}  {p.outcome}")
+    if tracker is None or not pipelines:
+        print(_no_pipelines_yet(settings))
+        return EXIT_OK
+    print(pipeline_table(tracker, pipelines))
     return EXIT_OK
+
+
+def _no_pipelines_yet(settings: Settings) -> str:
+    """What `status` says before any pipeline, naming where it looked."""
+    missing = missing_store(settings.tracking_uri)
+    if missing is not None:
+        return f"no pipelines yet: no store at {missing} (`ct-service run PROJECT` creates it)"
+    where = sqlite_file(settings.tracking_uri) or "the tracking store (CT_TRACKING_URI)"
+    return f"no pipelines yet in {where} (`ct-service run PROJECT` starts one)"
+
+
+def _full_pipeline_id(settings: Settings, given: str) -> str:
+    """The run id of the pipeline `given` names (a short id too), without creating a
+    store that is not there."""
+    missing = missing_store(settings.tracking_uri)
+    if missing is not None:
+        raise PipelineNotFound(f"no pipeline {given} (no store at {missing})")
+    return Tracker(settings).resolve_pipeline_id(given)
 
 
 def _run_of_push(
@@ -171,10 +196,11 @@ def _finish(
     follow: bool,
     alive: Callable[[], bool] = lambda: True,
     wait: Callable[[float], object] = time.sleep,
+    quiet: bool = False,
 ) -> int:
     tracker = Tracker(settings)
-    quiet = (lambda line: None) if as_json else print
-    follower = Follower(tracker, pipeline_id, emit=quiet)
+    emit = (lambda line: None) if as_json or quiet else print
+    follower = Follower(tracker, pipeline_id, emit=emit)
     current = follower.follow(stop=lambda: not alive(), wait=wait) if follow else follower.poll()
     if follow and current.status is not PipelineStatus.FINISHED:
         print(f"error: the worker stopped before pipeline {pipeline_id} finished", file=sys.stderr)
@@ -219,7 +245,7 @@ def space(args: argparse.Namespace, settings: Settings) -> int:
 
 def cancel(args: argparse.Namespace, settings: Settings) -> int:
     """End a queued or running pipeline: its attempts stop through their stop request."""
-    pipeline_id, _ = _run_of_push(settings, args.pipeline_id, follow=False)
+    pipeline_id = _full_pipeline_id(settings, args.pipeline_id)
     reason = f"cancelled by {os.environ.get('USER') or 'a user'} with ct-service cancel"
     if not pipeline.cancel(settings, pipeline_id, reason):
         print(f"pipeline {pipeline_id} had ended already; nothing to cancel")
@@ -229,6 +255,9 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def rollback(args: argparse.Namespace, settings: Settings) -> int:
+    missing = missing_store(settings.registry_uri)  # reading it must not create it
+    if missing is not None:
+        raise RollbackError(f"no registered model {args.model!r}; no store at {missing}")
     result = registry.rollback(Tracker(settings).client, args.model)
     print(
         json.dumps({"version": result.version, "replaced": result.previous_version})

@@ -10,42 +10,82 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ct_service.cli.arguments import overrides, whole
+from ct_service.cli import exit_codes
+from ct_service.cli.arguments import described, overrides, whole
 from ct_service.execution import spare_containers, spares, tracking_server
 from ct_service.settings import Settings
-from ct_service.target import Direction
+from ct_service.target import Budget, Direction, Target
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_run(commands)
-    status = commands.add_parser("status", help="show a pipeline, or list recent ones")
-    status.add_argument("pipeline_id", nargs="?")
+    status = commands.add_parser(
+        "status",
+        help="show a pipeline, or list recent ones",
+        **described(
+            "Without PIPELINE_ID: the 20 most recent pipelines as a table (id, project, "
+            "trigger, start, state, outcome, the target metric's best value, attempts). "
+            "With it: that pipeline's attempts and outcome. Reads the store and never "
+            "creates one.",
+            "ct-service status",
+            "ct-service status 708ae253 --follow",
+            "ct-service status --json",
+        ),
+    )
+    status.add_argument(
+        "pipeline_id",
+        nargs="?",
+        metavar="PIPELINE_ID",
+        help="a pipeline's run id, its first 8 or more characters, or the id the webhook "
+        "answered for a push (default: list recent pipelines)",
+    )
     status.add_argument("--follow", action="store_true", help="keep showing progress until it ends")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
     status.set_defaults(handler=_status)
 
     space = commands.add_parser(
         "space",
         help="print the search space the policy uses for a project (declared or inferred)",
-        description="Print the project's search space as ct.yaml declares it: from its "
-        "ct.yaml, or inferred from its MLproject's parameters when it has none (copy it "
-        "into ct.yaml to edit it).",
+        **described(
+            "Print the project's search space as ct.yaml declares it: from its "
+            "ct.yaml, or inferred from its MLproject's parameters when it has none (copy it "
+            "into ct.yaml to edit it).",
+            "ct-service space projects/lenet",
+            "ct-service space projects/lenet --json",
+        ),
     )
     space.add_argument("project", help="folder of an MLflow project")
-    space.add_argument("--json", action="store_true")
+    space.add_argument("--json", action="store_true", help="print it as JSON")
     space.set_defaults(handler=_space)
 
-    rollback = commands.add_parser("rollback", help="give @production back to @previous-production")
+    rollback = commands.add_parser(
+        "rollback",
+        help="give @production back to @previous-production",
+        **described(
+            "Give the model's @production alias (and stage Production) back to the "
+            "version holding @previous-production; the two swap, so a second rollback "
+            "undoes the first. The registry is CT_REGISTRY_URI's (default: the tracking "
+            "store's).",
+            "ct-service rollback lenet",
+        ),
+    )
     rollback.add_argument("model", help="registered model name, e.g. lenet")
-    rollback.add_argument("--json", action="store_true")
+    rollback.add_argument("--json", action="store_true", help="print the versions as JSON")
     rollback.set_defaults(handler=_rollback)
     cancel = commands.add_parser(
         "cancel",
         help="cancel a queued or running pipeline",
-        description="End a queued or running pipeline (outcome cancelled): queued steps do "
-        "nothing, running attempts are asked to stop (ct.stop_requested).",
+        **described(
+            "End a queued or running pipeline (outcome cancelled): its queued steps do "
+            "nothing, its running attempts are asked to stop (ct.stop_requested) and end "
+            "after their current batch. Ctrl-C does the same to the pipeline a "
+            "`ct-service run` trains here.",
+            "ct-service cancel 708ae253",
+        ),
     )
-    cancel.add_argument("pipeline_id", help="the id `ct-service run` or the webhook printed")
+    cancel.add_argument(
+        "pipeline_id", help="the id `ct-service run` or the webhook printed (8+ characters)"
+    )
     cancel.set_defaults(handler=_cancel)
 
 
@@ -53,9 +93,17 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
         help="train a project until it reaches its target, then promote it",
-        description="Run a continuous-training pipeline on an MLflow project. Without "
-        "CT_BROKER_URL it runs here with an in-process worker and prints progress; with "
-        "it, it enqueues the pipeline for the workers and prints its id.",
+        **described(
+            "Run a continuous-training pipeline on an MLflow project. Without "
+            "CT_BROKER_URL it runs here with an in-process worker and prints progress; with "
+            "it, it enqueues the pipeline for the workers and prints its id.\n\n"
+            "-P values set the first attempt only; the policy chooses the next ones from "
+            "its learning curves, until the target is reached or the budget spent.",
+            "ct-service run projects/lenet -P data=../shared/data/mnist",
+            "ct-service run projects/lenet -P epochs=3 --threshold 0.95 --max-attempts 8",
+            "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service run projects/lenet --follow",
+            notes=exit_codes.described(),
+        ),
     )
     run.add_argument(
         "project",
@@ -101,27 +149,39 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_target_and_budget(parser: argparse.ArgumentParser) -> None:
+    target, budget = Target(), Budget()
     parser.add_argument(
         "--target-metric",
-        help="metric to reach (default: CT_TARGET_METRIC if set, else ct.yaml's target)",
+        help="metric to reach (default: CT_TARGET_METRIC if set, else ct.yaml's target, "
+        f"else {target.metric})",
     )
     parser.add_argument(
         "--threshold",
         type=float,
-        help="value to reach (default: CT_TARGET_THRESHOLD if set, else ct.yaml's)",
-    )
-    parser.add_argument("--direction", choices=[d.value for d in Direction])
-    parser.add_argument(
-        "--max-attempts", type=whole, help="attempt budget (default CT_MAX_ATTEMPTS)"
+        help="value to reach (default: CT_TARGET_THRESHOLD if set, else ct.yaml's, "
+        f"else {target.threshold:g})",
     )
     parser.add_argument(
-        "--max-wall-seconds", type=float, help="time budget (default CT_MAX_WALL_SECONDS)"
+        "--direction",
+        choices=[d.value for d in Direction],
+        help="whether higher or lower is better (default: CT_TARGET_DIRECTION if set, "
+        f"else ct.yaml's, else {target.direction.value})",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=whole,
+        help=f"attempt budget (default: CT_MAX_ATTEMPTS, else {budget.max_attempts})",
+    )
+    parser.add_argument(
+        "--max-wall-seconds",
+        type=float,
+        help="time budget in seconds (default: CT_MAX_WALL_SECONDS, else 0: none)",
     )
     parser.add_argument(
         "--max-epochs",
         type=int,
         help="compute budget: epochs trained over all attempts, a continued epoch once "
-        "(default CT_MAX_EPOCHS; 0: none)",
+        "(default: CT_MAX_EPOCHS, else 0: none)",
     )
 
 

@@ -8,30 +8,60 @@ import argparse
 import json
 from dataclasses import asdict
 
-from ct_service.cli.arguments import whole
+from ct_service.cli.arguments import described, whole
 from ct_service.cli.exit_codes import EXIT_OK
 from ct_service.exceptions import CtError
 from ct_service.settings import Settings
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    worker = commands.add_parser("worker", help="start a Celery worker (needs CT_BROKER_URL)")
-    worker.add_argument("--queues", default="pipeline,training,notify")
-    worker.add_argument("--concurrency", type=whole, default=1)
+    worker = commands.add_parser(
+        "worker",
+        help="start a Celery worker (needs CT_BROKER_URL)",
+        **described(
+            "Start a Celery worker that runs the pipelines' steps: the pipeline queue "
+            "(short steps), training (one attempt at a time per process) and notify. "
+            "Needs CT_BROKER_URL, and a CT_TRACKING_URI every worker reaches; workers see "
+            "a project folder at the same path as `ct-service run`.",
+            "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service worker",
+            "ct-service worker --queues training --concurrency 2",
+        ),
+    )
+    worker.add_argument(
+        "--queues",
+        default="pipeline,training,notify",
+        help="comma-separated queues to consume (default: %(default)s)",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=whole,
+        default=1,
+        help="steps run at once, each in its own process (default: %(default)s)",
+    )
     worker.set_defaults(handler=_worker)
 
     beat = commands.add_parser(
         "beat",
         help="start Celery beat: it sends the watchdog's scan to the workers",
-        description="Every CT_WATCHDOG_INTERVAL_SECONDS (30) a worker scans for dead "
-        "attempts and lost steps and resumes them. Run one beat per service; a second one "
-        "is harmless (claims are atomic) but wasteful. CT_WATCHDOG=off makes scans no-ops.",
+        **described(
+            "Every CT_WATCHDOG_INTERVAL_SECONDS (30) a worker scans for dead attempts and "
+            "lost steps and resumes them. Run one beat per service; a second one is "
+            "harmless (claims are atomic) but wasteful. CT_WATCHDOG=off makes scans "
+            "no-ops. Needs CT_BROKER_URL.",
+            "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service beat",
+        ),
     )
     beat.set_defaults(handler=_beat)
 
     watchdog = commands.add_parser(
         "watchdog",
         help="scan once, here, for dead attempts and lost steps, and print what was done",
+        **described(
+            "Scan once, in this process, as beat has a worker do it: attempts whose "
+            "process died are resumed from their last checkpoint, steps whose message was "
+            "lost are enqueued again. Prints what it did as JSON. Needs CT_BROKER_URL.",
+            "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service watchdog",
+        ),
     )
     watchdog.set_defaults(handler=_watchdog)
 

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from ct_service.cli.arguments import described
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from ct_service.exceptions import CtError
 from ct_service.settings import Settings
@@ -16,21 +17,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the push webhook (development server; use gunicorn in production)",
-        description="Serve POST /hooks, GET /pipelines, GET /pipelines/<id> and GET /healthz. "
-        "Needs CT_BROKER_URL and CT_REPOSITORIES_FILE. In production: "
-        "gunicorn -c python:ct_service.webhook.gunicorn_conf (threads, and a deadline on "
-        "request bodies: CT_WEBHOOK_BODY_SECONDS; add -b HOST:PORT to listen elsewhere "
-        "than 0.0.0.0:8000)",
+        **described(
+            "Serve POST /hooks, GET /pipelines, GET /pipelines/<id> and GET /healthz. "
+            "Needs CT_BROKER_URL and CT_REPOSITORIES_FILE. In production: "
+            "gunicorn -c python:ct_service.webhook.gunicorn_conf (threads, and a deadline "
+            "on request bodies: CT_WEBHOOK_BODY_SECONDS; add -b HOST:PORT to listen "
+            "elsewhere than 0.0.0.0:8000)",
+            "CT_BROKER_URL=redis://127.0.0.1:6379/0 CT_REPOSITORIES_FILE=repositories.yaml "
+            "ct-service serve --port 8000",
+        ),
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.set_defaults(handler=_serve)
 
     sample = commands.add_parser(
         "send-sample",
         help="send a correctly signed sample push to a running webhook",
-        description="Build a push in the format of the repository's git host, sign it with "
-        "its secret from CT_REPOSITORIES_FILE and POST it to URL/hooks.",
+        **described(
+            "Build a push in the format of the repository's git host, sign it with "
+            "its secret from CT_REPOSITORIES_FILE and POST it to URL/hooks.",
+            "CT_REPOSITORIES_FILE=repositories.yaml ct-service send-sample "
+            "http://127.0.0.1:8000 acme/models --branch main",
+        ),
     )
     sample.add_argument("url", help="the webhook's base URL, e.g. http://127.0.0.1:8000")
     sample.add_argument(
