@@ -20,7 +20,7 @@ from importlib import metadata
 
 from ct_service.cli import pipelines, service, webhook
 from ct_service.cli.arguments import described
-from ct_service.cli.exit_codes import EXIT_NOT_FOUND, EXIT_USAGE
+from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_USAGE
 from ct_service.exceptions import CtError, PipelineNotFound
 from ct_service.settings import Settings
 
@@ -39,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND if isinstance(error, PipelineNotFound) else EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug or an outage nobody foresaw: one line, unless -v
+        if args.verbose:
+            raise
+        print(f"error: {type(error).__name__}: {error} (-v shows where)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _interrupt(signum: int, frame: object) -> None:
