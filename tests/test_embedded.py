@@ -31,7 +31,8 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
         CT_MAIL_TO="ops@example.com",
         CT_NOTIFY_WEBHOOK_URL=f"http://127.0.0.1:{closed}/hooks/{WEBHOOK_TOKEN}",
     )
-    # conv_blocks=9 cannot work on 28x28 images: attempt 1 crashes with its reason and
+    # conv_blocks=9 cannot work on 28x28 images (--force: it is outside the search
+    # space, which is checked before anything starts): attempt 1 crashes with its reason and
     # the policy moves back into the search space; the tiny rest cannot reach 80%.
     result = subprocess.run(
         [
@@ -52,6 +53,7 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
             f"data={mnist_dir}",
             "--max-attempts",
             "2",
+            "--force",  # conv_blocks=9 lies outside the search space: train it anyway
         ],
         env=env,
         cwd=tmp_path,
