@@ -240,12 +240,17 @@ def docker_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def ct_run(
-    env: dict[str, str], mnist: Path, project: Path = LENET, **params: str
+    env: dict[str, str],
+    mnist: Path,
+    project: Path = LENET,
+    options: tuple[str, ...] = (),
+    **params: str,
 ) -> subprocess.CompletedProcess:
-    """`ct-service run PROJECT --json` with a small LeNet configuration on `mnist`."""
+    """`ct-service run PROJECT --json [OPTIONS]` with a small LeNet configuration on
+    `mnist`."""
     values = {**QUICK_LENET, "data": str(mnist), **params}
     return subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json"]
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), "--json", *options]
         + [arg for k, v in values.items() for arg in ("-P", f"{k}={v}")],
         env=env,
         cwd=ROOT,

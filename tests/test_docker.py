@@ -137,7 +137,8 @@ def test_a_container_exiting_non_zero_fails_the_attempt_with_its_last_line(
     tmp_path: Path, mnist_dir: Path, docker_client
 ) -> None:
     home = tmp_path / "ct"
-    done = ct_run(docker_env(home), mnist_dir, dropout="1.5")  # train.py refuses it
+    # train.py refuses it (--force: it lies outside the search space, checked first)
+    done = ct_run(docker_env(home), mnist_dir, options=("--force",), dropout="1.5")
     # No attempt ever finished: the pipeline failed (exit 1) with the attempt's reason.
     assert done.returncode == 1, done.stderr[-3000:]
     assert json.loads(done.stdout)["outcome"] == "failed"
