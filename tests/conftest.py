@@ -239,6 +239,15 @@ def server_with_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         server.wait(timeout=30)
 
 
+@pytest.fixture
+def services() -> Iterator[list[WorkerProcess]]:
+    """The service processes (WorkerProcess) a test starts, stopped after it."""
+    started: list[WorkerProcess] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
 TIERS = ("unit", "integration", "slow")
 
 

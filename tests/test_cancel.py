@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ from helpers import (
 
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
-
-
-@pytest.fixture
-def services() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 @pytest.mark.slow

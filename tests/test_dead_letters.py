@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from ct_service.orchestration.queue import enqueue, make_celery
 from ct_service.recovery.dead_letters import DeadLetters, dead_letters_for
 from ct_service.settings import Settings
 from ct_service.tracking import PipelineStatus, Tracker
-
-
-@pytest.fixture
-def services() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 def pool_children(worker: WorkerProcess) -> list[int]:

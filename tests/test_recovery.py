@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,14 +36,6 @@ from ct_service.tracking import Tracker
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-
-
-@pytest.fixture
-def services() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 @pytest.mark.slow
