@@ -26,8 +26,11 @@ from ct_service.policy import Action
 from ct_service.project import Project
 from ct_service.run_tags import RESUME_FROM_PARAM
 from ct_service.space import Role
-from ct_service.stop_early import judge, lead_over_validation
+from ct_service.stop_early import judge
+from ct_service.stop_interval import Evidence, gaps
 from ct_service.target import Budget, Target
+
+MNIST_TEST_IMAGES = 10000  # MNIST's and Fashion-MNIST's test sets
 
 
 def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outcome:
@@ -52,8 +55,10 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
         validation = list(base.validation) if base else []
         carried_on = _carried_on(base, history)
         others = [a.validation for a in history if a.run_id not in carried_on]
-        lead = lead_over_validation(
-            ((a.metric, a.validation) for a in history if a.metric is not None), target
+        evidence = Evidence(  # the sets' sizes, as LeNet logs them; the gaps measured so far
+            search.trainer.train_samples - search.trainer.fitted_samples(),
+            MNIST_TEST_IMAGES,
+            gaps(((a.metric, a.validation) for a in history if a.metric is not None), 1.0),
         )
         trained, stopped = start, ""
         for epoch in range(start + 1, last + 1):
@@ -61,7 +66,7 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
             search.outcome.pay(charge)
             validation = list(charge.val_accuracy)
             trained = epoch
-            stop = judge(validation, target, rule, horizon, decision.stop_margin, others, lead)
+            stop = judge(validation, target, rule, horizon, evidence, others, decision.stop_margin)
             if stop is not None:
                 stopped = f"{stop.kind.value}: {stop.reason}"
                 break

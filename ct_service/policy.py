@@ -427,14 +427,19 @@ def _continue_short_stop(
     epochs = space.with_role(Role.EPOCHS)
     if len(epochs) != 1 or last.checkpoint_epoch >= float(last.config[epochs[0].name]):
         return None
-    shortfall = abs(last.validation[-1] - last.metric)
-    margin = (last.stop_margin or stop_rule.margin) + max(shortfall, stop_rule.margin)
+    if stop_rule.margin is None:  # the interval: it now counts this attempt's gap
+        margin = None
+        then = "to stop once validation clears the target by the gap it measured"
+    else:  # a fixed margin: that margin more, and the shortfall
+        shortfall = abs(last.validation[-1] - last.metric)
+        margin = (last.stop_margin or stop_rule.margin) + max(shortfall, stop_rule.margin)
+        then = f"to stop with a validation margin of {margin:.3g}"
     return Decision(
         Action.TRAIN,
         f"attempt {last.number} was stopped at epoch {last.checkpoint_epoch} with "
         f"{stop_rule.validation_metric(target)} {last.validation[-1]:.4g}, but "
         f"{target.metric} {last.metric:.4g} misses {target.describe()}: continuing it from "
-        f"its checkpoint, to stop with a validation margin of {margin:.3g}",
+        f"its checkpoint, {then}",
         dict(last.config),
         last.run_id,
         continues=last.run_id,

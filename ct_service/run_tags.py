@@ -75,6 +75,9 @@ CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's r
 STOP_REQUESTED = "ct.stop_requested"
 STOPPED_EARLY = "ct.stopped_early"  # "<target met|behind|hopeless>: <reason>": why stopped
 STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
+# the interval its stop watch judged with (JSON: margin, noise and how it was measured,
+# the validation-test gap and its spread, the attempts it was measured on, z)
+STOP_INTERVAL = "ct.stop_interval"
 CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose checkpoint it loads
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
 

@@ -1,11 +1,13 @@
 """When to stop a running attempt, judged from outside on the per-epoch validation
-curve it logs: as soon as the curve shows the target met (with a margin), falls
-below the median of the pipeline's earlier attempts at the same epoch (Optuna's
-MedianPruner: the median stopping rule), or shows that the target is out of its
-reach within the most epochs the search would give it. Where the pipeline's finished
-attempts scored their test metric above their last validation value (a validation
-split harder than the test set, as MNIST's is), the hopeless rule aims that much
-lower: it never stops a curve for missing a mark the test metric would not need.
+curve it logs: as soon as the curve shows the target met, falls below the median of
+the pipeline's earlier attempts at the same epoch (Optuna's MedianPruner: the median
+stopping rule), or shows that the target is out of its reach within the most epochs
+the search would give it. How far is far enough is sized by statistics
+(stop_interval): the validation set's size and the metric's noise, and the
+validation-test gap the pipeline's finished attempts measured. Where the validation
+set is too small to tell, the curve is stopped where it reaches the target, so that
+its test metric is measured (the policy continues it if that falls short), and never
+called hopeless or behind on noise.
 
 A pure function of the curve, so it works for any project that logs a validation
 metric per epoch; `ct.yaml`'s `stop_early` section tunes or disables it.
@@ -15,21 +17,23 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ct_service.stop_interval import FIT_POINTS, Evidence, Interval, interval, is_proportion
 from ct_service.target import Direction, Target
 
-FIT_POINTS = 4  # the last epochs the hopeless extrapolation fits
+NO_EVIDENCE = Evidence()  # no set sizes logged, no gap measured
 
 
 @dataclass(frozen=True)
 class StopRule:
     enabled: bool = True
     metric: str = ""  # the per-epoch validation metric; "" = val_<target without test_>
-    margin: float = 0.005  # validation must beat the threshold by this much
+    margin: float | None = None  # a fixed margin over the threshold instead of the interval
+    confidence: float = 0.8  # how sure a stop must be that the test metric agrees
     min_epochs: int = 3  # epochs seen before a curve may be called hopeless
     optimism: float = 2.0  # the extrapolated gain is taken this many times over
     behind: bool = True  # stop a curve below the earlier attempts' median at its epoch
@@ -44,14 +48,24 @@ class StopRule:
             return cls(enabled=False)
         if not isinstance(spec, Mapping):
             raise ValueError("stop_early must be true, false or a mapping")
-        known = {"enabled", "metric", "margin", "min_epochs", "optimism", "behind", "behind_after"}
+        known = {
+            "enabled",
+            "metric",
+            "margin",
+            "confidence",
+            "min_epochs",
+            "optimism",
+            "behind",
+            "behind_after",
+        }
         unknown = set(spec) - known
         if unknown:
             raise ValueError(f"stop_early: unknown key {sorted(unknown)[0]!r}")
         return cls(
             enabled=_flag(spec.get("enabled", True), "enabled"),
             metric=str(spec.get("metric", "")),
-            margin=_number(spec.get("margin", cls.margin), "margin", 0.0),
+            margin=None if spec.get("margin") is None else _number(spec["margin"], "margin", 0.0),
+            confidence=_confidence(spec.get("confidence", cls.confidence)),
             min_epochs=int(_number(spec.get("min_epochs", cls.min_epochs), "min_epochs", 2.0)),
             optimism=_number(spec.get("optimism", cls.optimism), "optimism", 1.0),
             behind=_flag(spec.get("behind", True), "behind"),
@@ -59,6 +73,11 @@ class StopRule:
                 _number(spec.get("behind_after", cls.behind_after), "behind_after", 1.0)
             ),
         )
+
+    @property
+    def z(self) -> float:
+        """Standard errors of a normal distribution one-sided at the confidence."""
+        return statistics.NormalDist().inv_cdf(self.confidence)
 
     def validation_metric(self, target: Target) -> str:
         if self.metric:
@@ -84,6 +103,7 @@ class Stop:
     kind: StopKind
     epoch: int  # the last epoch seen
     reason: str  # one line, for humans
+    interval: Interval | None = None  # what it was judged with (None: a fixed margin)
 
 
 def judge(
@@ -91,26 +111,114 @@ def judge(
     target: Target,
     rule: StopRule,
     horizon: int,
-    margin: float | None = None,
+    evidence: Evidence = NO_EVIDENCE,
     earlier_curves: Sequence[Sequence[float]] = (),
-    test_lead: float = 0.0,
+    margin: float | None = None,
 ) -> Stop | None:
     """Stop after the last of `values` (the validation metric, one per epoch from the
     first), or None to go on. `horizon`: the most epochs this configuration would be
-    trained. `margin` overrides the rule's (after a stop whose test metric fell short).
-    `earlier_curves`: the same metric of the pipeline's other finished attempts (not
-    the one this run continues), for the median rule. `test_lead` (see
-    lead_over_validation()): how far the hopeless rule's aim lies below the threshold."""
+    trained. `evidence`: the validation and test sets' sizes and the validation-test
+    gaps the pipeline's finished attempts measured, which size the interval
+    (stop_interval); `margin` (or ct.yaml's `margin`) fixes the target-met margin
+    instead. `earlier_curves`: the same metric of the pipeline's other finished
+    attempts (not the one this run continues), for the median rule."""
     if not rule.enabled or not values or not all(math.isfinite(v) for v in values):
+        return None
+    fixed = margin if margin is not None else rule.margin
+    if fixed is not None:
+        return _judge_fixed(values, target, rule, horizon, fixed, earlier_curves)
+    found = interval_for(values, target, rule, evidence)
+    if found is None:  # the noise cannot be told yet: no stop on what may be noise
         return None
     sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
     gains = [sign * v for v in values]  # higher is better from here on
     goal = sign * target.threshold
     name = rule.validation_metric(target)
     epoch = len(values)
-    needed = rule.margin if margin is None else margin
-    # Target met: the last two epochs' mean beats the threshold by the margin (a lone
-    # first epoch by twice the margin), so one lucky epoch does not stop a run.
+    smoothed = sum(gains[-2:]) / len(gains[-2:])  # one lucky epoch does not stop a run
+    if too_small(found, target):
+        if smoothed < goal + found.gap:
+            return None  # nor can it tell a hopeless or a behind curve from noise
+        return Stop(
+            StopKind.TARGET_MET,
+            epoch,
+            f"{name} {values[-1]:.4g} at epoch {epoch} reaches the target, but the "
+            f"validation set is too small to tell ({found.describe()}): stopping to "
+            "measure the test metric",
+            found,
+        )
+    if smoothed >= goal + found.margin:
+        return Stop(
+            StopKind.TARGET_MET,
+            epoch,
+            f"{name} {values[-1]:.4g} at epoch {epoch} meets the target: {found.describe()}",
+            found,
+        )
+    if epoch >= horizon:
+        return None
+    if rule.behind and epoch >= rule.behind_after:
+        median = _median_ahead(values, earlier_curves, target)
+        if median is not None:
+            # two values on the same set: their difference has up to sqrt(2) times the noise
+            band = found.z * math.sqrt(2.0) * found.noise_at(median)
+            if sign * median - max(gains) > band:
+                return Stop(
+                    StopKind.BEHIND,
+                    epoch,
+                    f"{name} {values[-1]:.4g} at epoch {epoch} is behind the median "
+                    f"{median:.4g} of the earlier attempts at that epoch by more than "
+                    f"its noise ({band:.3g})",
+                    found,
+                )
+    if epoch < rule.min_epochs:
+        return None
+    reach = _optimistic_reach(gains, horizon, rule.optimism)
+    aim = goal + found.gap - found.z * found.spread
+    if reach < aim:
+        return Stop(
+            StopKind.HOPELESS,
+            epoch,
+            f"{name} {values[-1]:.4g} at epoch {epoch} extrapolates to at best "
+            f"{sign * reach:.4g} by epoch {horizon}, short of the {sign * aim:.4g} "
+            f"validation needs for {target.threshold:g} ({found.describe()})",
+            found,
+        )
+    return None
+
+
+def interval_for(
+    values: Sequence[float], target: Target, rule: StopRule, evidence: Evidence
+) -> Interval | None:
+    """The interval the rules judge `values` with (None: noise not yet measurable)."""
+    sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
+    return interval([sign * v for v in values], target.metric, target.threshold, evidence, rule.z)
+
+
+def too_small(found: Interval, target: Target) -> bool:
+    """Whether no validation value of a proportion could clear the target by the
+    interval: the validation set is too small to tell."""
+    if not is_proportion(target.metric) or target.direction is not Direction.MAXIMIZE:
+        return False
+    return target.threshold + found.margin > 1.0
+
+
+def _judge_fixed(
+    values: Sequence[float],
+    target: Target,
+    rule: StopRule,
+    horizon: int,
+    needed: float,
+    earlier_curves: Sequence[Sequence[float]],
+) -> Stop | None:
+    """The rules with a fixed margin (ct.yaml's `margin`, or one a decision asked
+    for): no interval; the hopeless rule aims at the target itself."""
+    sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
+    gains = [sign * v for v in values]
+    goal = sign * target.threshold
+    name = rule.validation_metric(target)
+    epoch = len(values)
+    # the last two epochs' mean beats the threshold by the margin (a lone first
+    # epoch by twice the margin), so one lucky epoch does not stop a run
     smoothed = sum(gains[-2:]) / len(gains[-2:])
     if smoothed >= goal + (needed if epoch >= 2 else 2 * needed):
         return Stop(
@@ -133,34 +241,14 @@ def judge(
     if epoch < rule.min_epochs:
         return None
     reach = _optimistic_reach(gains, horizon, rule.optimism)
-    aim = goal - max(0.0, test_lead)
-    if reach < aim:
-        lowered = ""
-        if aim < goal:
-            lowered = f" less {test_lead:.3g} (the test metric's lead over validation)"
+    if reach < goal:
         return Stop(
             StopKind.HOPELESS,
             epoch,
             f"{name} {values[-1]:.4g} at epoch {epoch} extrapolates to at best "
-            f"{sign * reach:.4g} by epoch {horizon}, short of {target.threshold:g}{lowered}",
+            f"{sign * reach:.4g} by epoch {horizon}, short of {target.threshold:g}",
         )
     return None
-
-
-def lead_over_validation(
-    finished: Iterable[tuple[float, Sequence[float]]], target: Target
-) -> float:
-    """How far the test metric has come out above the validation curve's last value:
-    the median over the pipeline's finished attempts, given as (test metric,
-    validation curve), in the better direction; 0 with fewer than two such attempts
-    or when the test metric has been the lower one."""
-    sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
-    leads = [
-        sign * (test - curve[-1])
-        for test, curve in finished
-        if curve and math.isfinite(test) and math.isfinite(curve[-1])
-    ]
-    return max(0.0, statistics.median(leads)) if len(leads) >= 2 else 0.0
 
 
 def _median_ahead(
@@ -235,6 +323,13 @@ def _flag(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"stop_early.{key} must be true or false, got {value!r}")
     return value
+
+
+def _confidence(value: Any) -> float:
+    number = _number(value, "confidence", 0.5)
+    if number >= 1.0:
+        raise ValueError(f"stop_early.confidence must be below 1, got {value!r}")
+    return number
 
 
 def _number(value: Any, key: str, low: float) -> float:

@@ -523,7 +523,7 @@ class Tracker:
             checkpoint_epoch=_whole(tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "")),
             derived_from=tags.get(run_tags.DERIVED_FROM, ""),
             stopped_early=tags.get(run_tags.STOPPED_EARLY, ""),
-            stop_margin=_number(tags.get(run_tags.STOP_MARGIN, "")),
+            stop_margin=_stop_margin(tags),
             validation=histories.get(validation_metric, ()),
             environment_build=tags.get(run_tags.ENVIRONMENT_BUILD, ""),
         )
@@ -624,6 +624,18 @@ def _source_tags(pipeline: Pipeline) -> dict[str, str]:
 
 def _whole(text: str) -> int:
     return int(text) if text.isdigit() else 0
+
+
+def _stop_margin(tags: dict[str, str]) -> float | None:
+    """The margin the attempt's target-met stop asked for: a fixed one, else the
+    interval's its watch judged with last."""
+    fixed = _number(tags.get(run_tags.STOP_MARGIN, ""))
+    if fixed is not None:
+        return fixed
+    try:
+        return float(json.loads(tags.get(run_tags.STOP_INTERVAL, "{}"))["margin"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _number(text: str) -> float | None:

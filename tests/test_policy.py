@@ -579,13 +579,18 @@ def test_without_stops_the_epochs_grow_as_before_and_with_them_go_to_the_bound()
 
 
 @pytest.mark.unit
-def test_a_target_met_stop_whose_test_metric_falls_short_is_continued_with_a_wider_margin():
+def test_a_target_met_stop_whose_test_metric_falls_short_is_continued_to_a_wider_mark():
     short = stopped("target met", epochs=8, metric=0.795, validation=(0.78, 0.806, 0.808))
     decision = decide([short], SPACE, TARGET, BUDGET, stop_rule=StopRule())
     assert decision.action is Action.TRAIN and decision.continues == "run1"
     assert decision.config == {**short.config, "resume_from": "run1"}  # same, trained on
-    assert decision.stop_margin == pytest.approx(0.005 + 0.013)  # + the val/test gap
+    # the interval: the continuation's watch measures this attempt's gap itself
+    assert decision.stop_margin is None
+    assert decision.reason.endswith("by the gap it measured")
     assert "misses test_accuracy >= 0.8" in decision.reason
+    # a fixed margin (ct.yaml): that margin more, and the val/test gap
+    fixed = decide([short], SPACE, TARGET, BUDGET, stop_rule=StopRule(margin=0.005))
+    assert fixed.stop_margin == pytest.approx(0.005 + 0.013)
     # one already at its epoch bound cannot be continued: the search moves on
     at_bound = stopped("target met", epochs=3, metric=0.795, validation=(0.78, 0.806, 0.808))
     moved_on = decide([at_bound], SPACE, TARGET, BUDGET, stop_rule=StopRule())

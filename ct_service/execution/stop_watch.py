@@ -3,7 +3,9 @@ logs to MLflow while it trains, judges it (stop_early.judge) and, when it should
 stop, asks the project to (tag ct.stop_requested) and records why
 (ct.stopped_early). A project that honours the request ends by itself with its test
 metrics logged; a run stopped as hopeless or behind that ignores it is killed after
-a grace period."""
+a grace period. The interval it judges with (stop_interval: the validation and test
+sets' sizes the run logged as dataset inputs, the gaps the pipeline measured) is
+recorded on the run (ct.stop_interval)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from mlflow import MlflowClient
 
 from ct_service import run_tags
 from ct_service.execution.executor import Halt
-from ct_service.stop_early import Stop, StopKind, StopRule, judge
+from ct_service.stop_early import Stop, StopKind, StopRule, interval_for, judge
+from ct_service.stop_interval import (
+    TEST_CONTEXTS,
+    VALIDATION_CONTEXTS,
+    Evidence,
+    Interval,
+    count_of,
+)
 from ct_service.target import Target
 
 log = logging.getLogger(__name__)
@@ -33,7 +42,7 @@ class StopWatch:
         earlier: Sequence[float] = (),
         margin: float | None = None,
         earlier_curves: Sequence[Sequence[float]] = (),
-        test_lead: float = 0.0,
+        gaps: Sequence[float] = (),
         poll_seconds: float = 0.25,
         grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -46,7 +55,9 @@ class StopWatch:
         self.earlier = tuple(earlier)  # the curve of the runs this one continues
         self.margin = margin
         self.earlier_curves = tuple(tuple(c) for c in earlier_curves)  # other attempts'
-        self.test_lead = test_lead  # stop_early.lead_over_validation of the pipeline
+        self.evidence = Evidence(gaps=tuple(gaps))  # set sizes added once the run logs them
+        self.recorded: Interval | None = None  # the interval last written on the run
+        self._sizes_read_at = len(self.earlier)  # epochs seen when the sizes were last read
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self.clock = clock
@@ -83,14 +94,18 @@ class StopWatch:
             values = self.earlier + tuple(
                 m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))
             )
+            if self.evidence.validation_count is None and len(values) > self._sizes_read_at:
+                self._read_set_sizes()  # once per new epoch until found (logged at start)
+                self._sizes_read_at = len(values)
+            self._record(interval_for(values, self.target, self.rule, self.evidence))
             stop = judge(
                 values,
                 self.target,
                 self.rule,
                 self.horizon,
-                self.margin,
+                self.evidence,
                 self.earlier_curves,
-                self.test_lead,
+                self.margin,
             )
             if stop is None:
                 return
@@ -104,3 +119,22 @@ class StopWatch:
         log.info("attempt run %s: stopping early: %s", self.run_id, stop.reason)
         self._asked_at = self.clock()
         self.stop = stop
+
+    def _read_set_sizes(self) -> None:
+        """The validation and test sets' sizes, from the dataset inputs the run logged."""
+        inputs = self.client.get_run(self.run_id).inputs
+        found = inputs.dataset_inputs if inputs is not None else []
+        self.evidence = Evidence(
+            count_of(found, VALIDATION_CONTEXTS),
+            count_of(found, TEST_CONTEXTS),
+            self.evidence.gaps,
+        )
+
+    def _record(self, found: Interval | None) -> None:
+        """Write the interval on the run when it changed (a fixed margin: nothing)."""
+        if found is None or self.margin is not None or self.rule.margin is not None:
+            return
+        if self.recorded is not None and self.recorded.as_tag() == found.as_tag():
+            return
+        self.client.set_tag(self.run_id, run_tags.STOP_INTERVAL, found.as_tag())
+        self.recorded = found

@@ -37,8 +37,9 @@ from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
 from ct_service.space import Role
-from ct_service.stop_early import StopRule, lead_over_validation
-from ct_service.target import Budget, Target, choose_target
+from ct_service.stop_early import StopRule
+from ct_service.stop_interval import gaps
+from ct_service.target import Budget, Direction, Target, choose_target
 from ct_service.tracking import Outcome, Pipeline, PipelineSpec, PipelineStatus, Tracker
 
 log = logging.getLogger(__name__)
@@ -333,8 +334,8 @@ def _stop_watch(
     """What watches the attempt's validation curve to stop it early: the project's
     rule, judged up to the most epochs its search space allows (under an epoch
     budget: its own epochs, all the budget left it), beside the curves of the
-    pipeline's other finished attempts (not the one it continues), aiming as much
-    lower as their test metric has come out above their validation curve."""
+    pipeline's other finished attempts (not the one it continues), with the
+    validation-test gaps they measured (stop_interval)."""
     project = load_project(git_source.project_folder(settings, pipeline))
     rule = project.stop_rule
     target = pipeline.spec.target
@@ -351,9 +352,8 @@ def _stop_watch(
         for a in finished
         if watches_behind and a.validation and a.run_id not in carried_on
     ]
-    lead = lead_over_validation(
-        ((a.metric, a.validation) for a in finished if a.metric is not None), target
-    )
+    sign = 1.0 if target.direction is Direction.MAXIMIZE else -1.0
+    measured = gaps(((a.metric, a.validation) for a in finished if a.metric is not None), sign)
     epochs = project.space.with_role(Role.EPOCHS)
     horizon = int(epochs[0].high) if len(epochs) == 1 else 0  # 0: never hopeless
     own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
@@ -372,7 +372,7 @@ def _stop_watch(
         earlier=tracker.earlier_values(attempt_id, metric) if rule.enabled else (),
         margin=margin,
         earlier_curves=others,
-        test_lead=lead,
+        gaps=measured,
     )
 
 

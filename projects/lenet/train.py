@@ -169,6 +169,12 @@ def train(args: argparse.Namespace) -> float:
             ),
             context="training",
         )
+        mlflow.log_input(  # its size sizes ct-service's early-stop interval
+            mlflow.data.from_numpy(
+                x_val, targets=y_val, source=data.source, name="mnist-validation"
+            ),
+            context="validation",
+        )
         mlflow.log_input(
             mlflow.data.from_numpy(x_test, targets=y_test, source=data.source, name="mnist-test"),
             context="testing",
