@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis postgres docker-engine docker-base test-docker clean
+.PHONY: help venv bin run docs fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis postgres docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -23,6 +23,12 @@ $(VENV)/.deps:
 
 venv: $(VENV)/.deps  ## create the environment (dependencies cached; this checkout installed editable)
 	PYTHONWARNINGS=ignore $(BIN)/pip install -q --no-deps -e .  # quiet: no build-backend banner
+
+bin:  ## print the environment's bin folder (for PATH: README's quick start)
+	@echo $(BIN)
+
+docs: venv  ## build the documentation site into site/ (mkdocs build --strict; `mkdocs serve` to read it live)
+	$(BIN)/python -m mkdocs build --strict
 
 run: venv  ## run a full pipeline on LeNet, embedded (DATA=/path/to/mnist to work offline)
 	$(BIN)/ct-service run projects/lenet $(if $(DATA),-P data=$(abspath $(DATA)))

@@ -29,7 +29,8 @@ FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failur
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
 INTAKE_MARK_SECONDS = SHORT_STEP_SECONDS  # an intake marked queued longer was lost: resend
-WAITING_PUSHES = "waiting"  # sorted set (by time recorded) of pushes whose run is not created
+# (`ct:push:`) Sorted set, by time recorded, of the pushes whose run is not created.
+WAITING_PUSHES = "waiting"
 # List of the messages not run because they killed their worker (JSON, newest first,
 # the latest DEAD_LETTERS_KEPT kept; no TTL: an operator reads them).
 DEAD_LETTERS = "dead-letters"
@@ -85,36 +86,36 @@ def create_claim(pipeline_id: str) -> str:
 
 
 def push_record(pipeline_id: str) -> str:
-    """A push the webhook took (JSON, orchestration/pushes.py); no TTL until its
+    """(`ct:push:`) A push the webhook took (JSON, orchestration/pushes.py); no TTL until its
     pipeline run exists, then DELIVERY_SECONDS."""
     return f"record:{pipeline_id}"
 
 
 def push_run(pipeline_id: str) -> str:
-    """The MLflow run created for a recorded push (TTL DELIVERY_SECONDS)."""
+    """(`ct:push:`) The MLflow run created for a recorded push (TTL DELIVERY_SECONDS)."""
     return f"run:{pipeline_id}"
 
 
 def newest_pushes(repository: str, branch: str) -> str:
-    """Sorted set of the latest pushes' pipeline ids to a branch, by their sequence
+    """(`ct:push:`) Sorted set of the latest pushes' pipeline ids to a branch, by their sequence
     (the newest few kept): a queued older push sees that a newer one exists."""
     return f"newest:{repository}:{branch}"
 
 
 def delivery(provider: str, delivery_id: str) -> str:
-    """The pipeline a push delivery (`<id>:<branch>`: a Bitbucket delivery may push
+    """(`ct:push:`) The pipeline a push delivery (`<id>:<branch>`: a Bitbucket delivery may push
     several branches) recorded (TTL DELIVERY_SECONDS; set with the record, at once)."""
     return f"delivery:{provider}:{delivery_id}"
 
 
 def push_sequence(provider: str, repository: str, branch: str) -> str:
-    """A counter of the commits pushed to this branch, in the order the webhook first
+    """(`ct:push:`) A counter of the commits pushed to this branch, in the order the webhook first
     saw them (INCR; no TTL: it orders pushes, which a clock's millisecond cannot)."""
     return f"sequence:{provider}:{repository}:{branch}"
 
 
 def first_seen(repository: str, branch: str) -> str:
-    """Hash: each commit pushed to this branch (`<provider>:<name>`) -> the number its
+    """(`ct:push:`) Hash: each commit pushed to this branch (`<provider>:<name>`) -> the number its
     first push got from `push_sequence` (no TTL, one field per pushed commit): a commit
     keeps its number however late it is delivered again, so a replay never ranks above
     a push first seen after it."""
@@ -122,7 +123,7 @@ def first_seen(repository: str, branch: str) -> str:
 
 
 def pushed_commit(provider: str, repository: str, branch: str, sha: str) -> str:
-    """The pipeline a push of this commit to this branch recorded (as `delivery`)."""
+    """(`ct:push:`) The pipeline a push of this commit to this branch recorded (as `delivery`)."""
     return f"commit:{provider}:{repository}:{branch}:{sha}"
 
 

@@ -1,6 +1,7 @@
 """Every MLflow tag and parameter name the service writes or reads, each with its
 meaning. A pipeline is a parent run, each attempt a nested run; their state lives
-in these tags, which every step re-reads. README.md ("Names") has the same table.
+in these tags, which every step re-reads. The documentation's Names page is generated
+from this module (docs/hooks/names.py): the comment beside a name is its meaning there.
 """
 
 from __future__ import annotations
@@ -84,6 +85,6 @@ RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resume
 # What a resuming run copies from the run it takes over from.
 INHERITED_BY_RESUMPTION = (KIND, PIPELINE_ID, PROJECT, ATTEMPT, CONFIG, REASON, DERIVED_FROM)
 
-# -- written by the project (the contract of "Your own project" in README.md) --------
+# -- written by the project (the contract of docs/your-project.md) ------------------
 CHECKPOINT_LAST_EPOCH = "checkpoint.last_epoch"  # the last epoch with a logged checkpoint
 RESUME_FROM_PARAM = "resume_from"  # parameter: continue that run from its last checkpoint

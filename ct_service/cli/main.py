@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
         **described(
             "Continuous training for MLflow projects: train a project until it reaches "
             "its target, promote it in the model registry, notify people. Settings come "
-            "from CT_* environment variables (README.md, Settings).",
+            "from CT_* environment variables (docs/settings.md).",
             "ct-service run projects/lenet -P data=../shared/data/mnist",
             "ct-service status",
             "ct-service COMMAND --help",
