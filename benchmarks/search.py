@@ -1,7 +1,16 @@
 """Compute to target: ct-service's policy against the old rule, random search, TPE
-and TPE with Hyperband, side by side in one run, on real LeNet training.
+and TPE with Hyperband, side by side in one run, on real training.
 
     python benchmarks/search.py --mnist ../shared/data/mnist [--seeds 5] [--smoke]
+    python benchmarks/search.py --suite [--half design|held-out|both] [--only NAME,...]
+        [--seeds 3] [--first-seed K] [--curves DIR] [--json FILE] [--smoke]
+
+--suite runs the task suite of benchmarks/search_suite.py (issue #30: MNIST,
+Fashion-MNIST, scikit-learn's digits and diabetes; a design half and a held-out half
+fixed in commit 505704d), each task from its own start with its own target (metric,
+threshold, direction) and budgets, and prints per task every strategy's success rate,
+median compute to target, its ratio to the best baseline and to the oracle, then how
+ct did on each half. Without --suite, the tasks come from the flags below (LeNet only).
 
 Each task starts every strategy from the same weak configuration (1 conv block of 4
 filters, 1 epoch) with the same budgets (attempts, and sample-epochs: training
@@ -23,7 +32,7 @@ reached them within the default budgets), where one epoch of the larger networks
 takes 10-45 s on 2 cores and the table several hours.
 
 --smoke: one seed, a tiny subset, small budgets: checks only that every strategy
-completes (CI runs it).
+completes (CI runs it); with --suite, one small task per data set.
 """
 
 from __future__ import annotations
@@ -31,86 +40,95 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import optuna
+import search_table
+from search_learners import PROJECTS, learner
+from search_pipeline import ct_pipeline
 from search_replay import ct_replay
-from search_strategies import STRATEGIES, Budget, Outcome, Search, Task
+from search_strategies import STRATEGIES, Budget, Outcome, Search
+from search_suite import DESIGN, HELD_OUT, TASKS, WEAK, SuiteTask
 from search_training import Trainer
 
 from ct_service.project import load_project
 
 ROOT = Path(__file__).resolve().parent.parent
-LENET = ROOT / "projects" / "lenet"
 FASHION = "/usr/share/datasets/fashion-mnist"
-# The weak start: a network too small for either target, trained one epoch.
-WEAK = {
-    "conv_blocks": 1,
-    "filters": 4,
-    "dense_units": 84,
-    "dropout": 0.0,
-    "epochs": 1,
-    "learning_rate": 0.001,
-    "lr_decay": 0.0,
-}
 ORDER = ("old-rule", "random", "tpe", "tpe-hyperband", "ct", "ct-replay")
+# --suite --smoke: one task per data set, tiny (LeNet images, epochs budget)
+SMOKE = {"fashion": (600, 4), "mnist": (600, 4), "digits": (0, 0), "diabetes": (0, 60)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tasks = _tasks(args)
-    project = load_project(LENET)
-    rows: list[Outcome] = []
+    tasks = _suite(args) if args.suite else _tasks(args)
+    outcomes: list[Outcome] = []
+    trainers: dict[tuple[str, int], Trainer] = {}  # the tasks on one data set share curves
     started = time.perf_counter()
-    trainers: dict[str, Trainer] = {}  # per data set: the tasks on it share curves
     for task in tasks:
-        budget = Budget(args.attempts, args.epochs_budget * _fitted(task.samples))
-        if task.dataset not in trainers:
-            store = f"{args.curves}/{task.dataset}-{task.samples}.json" if args.curves else ""
-            trainers[task.dataset] = Trainer(task.data, task.samples, store=store)
-        trainer = trainers[task.dataset]
+        trainer = _trainer(trainers, task, args)
+        per_epoch = trainer.learner.cost(task.start)
+        budget = Budget(task.attempts, task.epochs_budget * per_epoch)
+        project = load_project(PROJECTS[task.dataset])
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.strategies:
                 search = Search(trainer, task, seed, budget, name)
                 if name == "ct":
-                    outcome = ct_pipeline(task, seed, budget, args.smoke)
+                    data = getattr(args, task.dataset, "")
+                    outcome = ct_pipeline(task, seed, budget, trainer.learner, data)
                 elif name == "ct-replay":
-                    outcome = ct_replay(search, WEAK, project)
+                    outcome = ct_replay(search, project)
                 else:
-                    outcome = STRATEGIES[name](search, WEAK, project.space)
-                rows.append(outcome)
-                _show(outcome)
+                    outcome = STRATEGIES[name](search, project.space)
+                trainer.save()
+                outcomes.append(outcome)
+                _show(outcome, trainer.learner.unit)
     print(f"\nbenchmark wall time {time.perf_counter() - started:.0f} s\n")
+    found, oracles = {}, {}
     for task in tasks:
-        print(_table(task, [r for r in rows if r.task == task.name], args))
+        trainer = _trainer(trainers, task, args)
+        mine = [r for r in outcomes if r.task == task.name]
+        found[task.name] = search_table.rows(mine, args.strategies)
+        oracles[task.name] = search_table.oracle(task, mine, trainer)
+        unit = trainer.learner.unit
+        print(search_table.task_table(task, found[task.name], oracles[task.name], args.seeds, unit))
+    if args.suite:
+        print(f"The design/held-out split was fixed in commit {search_table.SPLIT_COMMIT}.")
+        for half in (DESIGN, HELD_OUT):
+            for name in ("ct", "ct-replay"):
+                if name in args.strategies and any(t.half == half for t in tasks):
+                    print(search_table.summary(tasks, found, oracles, half, name), end="")
     if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in rows], indent=1))
-    missing = {n for n in args.strategies} - {r.strategy for r in rows}
+        kept = {"outcomes": [r.__dict__ for r in outcomes], "oracles": oracles}
+        Path(args.json).write_text(json.dumps(kept, indent=1))
+    missing = set(args.strategies) - {r.strategy for r in outcomes}
     return 1 if missing else 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", action="store_true", help="run the task suite (issue #30)")
+    parser.add_argument(
+        "--half", choices=(DESIGN, HELD_OUT, "both"), default="both", help="with --suite"
+    )
+    parser.add_argument("--only", default="", help="with --suite: these tasks, by commas")
     parser.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--fashion", default=FASHION)
     parser.add_argument("--seeds", type=int, default=5, help="how many search seeds")
     parser.add_argument(
         "--first-seed", type=int, default=0, help="the first of them (to split a long run)"
     )
-    parser.add_argument("--attempts", type=int, default=12, help="attempt budget")
+    parser.add_argument("--attempts", type=int, default=12, help="attempt budget (no --suite)")
     parser.add_argument(
         "--epochs-budget",
         type=int,
         default=24,
-        help="compute budget, in epochs of the task's training subset",
+        help="compute budget, in epochs of the task's training subset (no --suite)",
     )
     parser.add_argument("--fashion-samples", type=int, default=20000)
     parser.add_argument("--mnist-samples", type=int, default=20000)
@@ -118,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "--fashion-threshold", type=_thresholds, default=[0.88], help="one or more, by commas"
     )
     parser.add_argument("--mnist-threshold", type=_thresholds, default=[0.985])
-    parser.add_argument("--tasks", default="fashion,mnist")
+    parser.add_argument("--tasks", default="fashion,mnist", help="without --suite")
     parser.add_argument("--strategies", default=",".join(ORDER))
     parser.add_argument("--smoke", action="store_true", help="one seed, tiny: completes?")
     parser.add_argument("--json", default="", help="also write every search here")
@@ -131,11 +149,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tasks(args: argparse.Namespace) -> list[Task]:
+def _strategies(args: argparse.Namespace) -> None:
     args.strategies = [s for s in args.strategies.split(",") if s]
     unknown = set(args.strategies) - set(ORDER)
     if unknown:
         sys.exit(f"unknown strategy {sorted(unknown)[0]!r}; choose from {', '.join(ORDER)}")
+
+
+def _suite(args: argparse.Namespace) -> list[SuiteTask]:
+    """The suite's tasks that --half and --only choose (--smoke: one tiny per data set)."""
+    _strategies(args)
+    chosen = [t for t in TASKS if args.half in ("both", t.half)]
+    if args.only:
+        names = [n for n in args.only.split(",") if n]
+        unknown = set(names) - {t.name for t in TASKS}
+        if unknown:
+            known = ", ".join(t.name for t in TASKS)
+            sys.exit(f"no task {sorted(unknown)[0]!r} in the suite; it has: {known}")
+        chosen = [t for t in chosen if t.name in names]
+    if args.smoke:
+        args.seeds = 1
+        firsts = {t.dataset: t for t in reversed(chosen)}
+        chosen = [
+            replace(t, samples=SMOKE[t.dataset][0], attempts=2, epochs_budget=SMOKE[t.dataset][1])
+            for t in chosen
+            if firsts[t.dataset] is t
+        ]
+    for task in chosen:
+        _check_data(task.dataset, args)
+    if not chosen:
+        sys.exit("no task chosen")
+    return chosen
+
+
+def _tasks(args: argparse.Namespace) -> list[SuiteTask]:
+    """The flag-driven LeNet tasks (without --suite)."""
+    _strategies(args)
     if args.smoke:
         args.seeds, args.attempts, args.epochs_budget = 1, 2, 4
         args.fashion_samples = args.mnist_samples = 600
@@ -143,15 +192,40 @@ def _tasks(args: argparse.Namespace) -> list[Task]:
     for name in args.tasks.split(","):
         if name not in ("fashion", "mnist"):
             sys.exit(f"unknown task {name!r}; choose from fashion, mnist")
-        data = getattr(args, name)
-        if not Path(data, "t10k-images-idx3-ubyte.gz").is_file():
-            sys.exit(f"{name}: no data at {data} (make fashion-mnist; --mnist DIR)")
+        _check_data(name, args)
         samples = getattr(args, f"{name}_samples")
-        thresholds = getattr(args, f"{name}_threshold")
-        found += [Task(name, data, samples, threshold) for threshold in thresholds]
-    if args.smoke:
-        found = found[:1]
-    return found
+        found += [
+            SuiteTask(
+                f"{name}>={threshold:g}",
+                "",
+                name,
+                samples,
+                WEAK,
+                "test_accuracy",
+                threshold,
+                True,
+                args.attempts,
+                args.epochs_budget,
+            )  # fmt: skip
+            for threshold in getattr(args, f"{name}_threshold")
+        ]
+    return found[:1] if args.smoke else found
+
+
+def _check_data(dataset: str, args: argparse.Namespace) -> None:
+    if dataset in ("fashion", "mnist"):
+        data = getattr(args, dataset)
+        if not Path(data, "t10k-images-idx3-ubyte.gz").is_file():
+            sys.exit(f"{dataset}: no data at {data} (make fashion-mnist; --mnist DIR)")
+
+
+def _trainer(trainers: dict, task: SuiteTask, args: argparse.Namespace) -> Trainer:
+    key = (task.dataset, task.samples)
+    if key not in trainers:
+        store = f"{args.curves}/{task.dataset}-{task.samples}.json" if args.curves else ""
+        data = getattr(args, task.dataset, "")
+        trainers[key] = Trainer(learner(task.dataset, data, task.samples), store=store)
+    return trainers[key]
 
 
 def _thresholds(text: str) -> list[float]:
@@ -164,124 +238,17 @@ def _thresholds(text: str) -> list[float]:
     return found
 
 
-def _fitted(samples: int) -> int:
-    return samples - max(1, int(round(samples * 0.1)))
-
-
-def ct_pipeline(task: Task, seed: int, budget: Budget, smoke: bool) -> Outcome:
-    """One embedded `ct-service run` from the weak start, in a fresh store."""
-    outcome = Outcome("ct", task.name, seed)
-    params = {**WEAK, "max_train_samples": task.samples, "data": task.data, "seed": seed}
-    with tempfile.TemporaryDirectory(prefix="ct-search-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "MLFLOW_"))}
-        env.update(CT_HOME=home, CT_EXECUTION="local", CT_WATCHDOG="off")
-        command = [sys.executable, "-m", "ct_service.cli", "run", str(LENET), "--json"]
-        command += [a for k, v in params.items() for a in ("-P", f"{k}={v}")]
-        command += ["--threshold", str(task.threshold), "--max-attempts", str(budget.attempts)]
-        command += ["--max-epochs", str(budget.sample_epochs // _fitted(task.samples))]
-        started = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-        outcome.wall_seconds = time.perf_counter() - started
-        if done.returncode not in (0, 3):
-            print(done.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"ct-service run failed ({done.returncode})")
-        _charge_attempts(outcome, home, task, budget)
-    return outcome
-
-
-def _charge_attempts(outcome: Outcome, home: str, task: Task, budget: Budget) -> None:
-    """Read each attempt run's cost back from the pipeline's store, in order; the
-    search reached the target if an attempt did within the budgets."""
-    from ct_service.settings import Settings
-    from ct_service.tracking import Tracker
-
-    tracker = Tracker(Settings.from_env({"CT_HOME": home}))
-    runs = tracker.client.search_runs(
-        [e.experiment_id for e in tracker.client.search_experiments()],
-        "tags.`ct.kind` = 'attempt'",
-        order_by=["attributes.start_time ASC"],
-    )
-    for run in runs:
-        metrics, tags = run.data.metrics, run.data.tags
-        epochs = len(tracker.client.get_metric_history(run.info.run_id, "loss"))
-        seen = int(metrics.get("train_samples_seen", epochs * _fitted(task.samples)))
-        if outcome.reached:
-            break
-        outcome.attempts += 1
-        outcome.sample_epochs += seen
-        outcome.cpu_seconds += metrics.get("train_cpu_seconds", 0.0)
-        test = metrics.get("test_accuracy", 0.0)
-        config = json.loads(tags.get("ct.config", "{}"))
-        shown = {k: config[k] for k in WEAK if k in config}
-        stop = tags.get("ct.stopped_early", "").split(":")[0]
-        note = f" (stopped: {stop})" if stop else ""
-        if tags.get("ct.continues"):
-            note += " (continued)"
-        outcome.record(shown, epochs, test, note)
-        within = outcome.attempts <= budget.attempts and outcome.sample_epochs <= (
-            budget.sample_epochs
-        )
-        outcome.reached = within and test >= task.threshold
-
-
-def _show(outcome: Outcome) -> None:
+def _show(outcome: Outcome, unit: str) -> None:
     verdict = "reached" if outcome.reached else "missed"
+    best = "-" if math.isnan(outcome.best) else f"{outcome.best:.4f}"
     print(
         f"{outcome.task} seed {outcome.seed} {outcome.strategy}: {verdict} after "
-        f"{outcome.attempts} attempts, {outcome.sample_epochs:,} sample-epochs, "
-        f"{outcome.cpu_seconds:.0f} CPU-s, best {outcome.best:.4f}",
+        f"{outcome.attempts} attempts, {outcome.compute:,} {unit}, "
+        f"{outcome.cpu_seconds:.0f} CPU-s, best {best}",
         flush=True,
     )
     for line in outcome.trace:
         print(f"    {line}", flush=True)
-
-
-def _table(task: Task, rows: list[Outcome], args: argparse.Namespace) -> str:
-    """Medians over seeds (a search that missed counts as infinite compute), and each
-    strategy's ratio to the old rule's median."""
-    header = (
-        f"{task.dataset}: test_accuracy >= {task.threshold:g}, {task.samples:,} images "
-        f"({_fitted(task.samples):,} trained on), budgets {args.attempts} attempts and "
-        f"{args.epochs_budget} epochs, {args.seeds} seeds\n"
-        f"{'strategy':<14} {'reached':>8} {'sample-epochs':>14} {'x old':>6} "
-        f"{'CPU-s':>7} {'x old':>6} {'attempts':>8} {'wall s':>7}"
-    )
-    medians: dict[str, dict[str, float]] = {}
-    for name in args.strategies:
-        mine = [r for r in rows if r.strategy == name]
-        medians[name] = {
-            "sample_epochs": _median([r.sample_epochs if r.reached else math.inf for r in mine]),
-            "cpu": _median([r.cpu_seconds if r.reached else math.inf for r in mine]),
-            "attempts": _median([r.attempts for r in mine]),
-            "wall": _median([r.wall_seconds for r in mine]),
-            "rate": sum(r.reached for r in mine) / max(1, len(mine)),
-        }
-    old = medians.get("old-rule", {})
-    lines = [header]
-    for name, m in medians.items():
-        lines.append(
-            f"{name:<14} {m['rate']:>8.0%} {_figure(m['sample_epochs']):>14} "
-            f"{_ratio(m['sample_epochs'], old.get('sample_epochs')):>6} "
-            f"{_figure(m['cpu']):>7} {_ratio(m['cpu'], old.get('cpu')):>6} "
-            f"{m['attempts']:>8.1f} {m['wall']:>7.0f}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _median(values: list[Any]) -> float:
-    return float(statistics.median(values)) if values else math.nan
-
-
-def _figure(value: float) -> str:
-    return "-" if not math.isfinite(value) else f"{value:,.0f}"
-
-
-def _ratio(value: float, old: float | None) -> str:
-    if old is None or not math.isfinite(value):
-        return "-"
-    if not math.isfinite(old):
-        return "<1"  # the old rule missed: any search that reached it did better
-    return f"{value / old:.2f}"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """ct-service's policy replayed on the benchmark's shared curves: the same
 `policy.decide` and `stop_early.judge` a pipeline runs, with attempts trained by the
 baselines' Trainer instead of through pipelines. An attempt trains epoch by epoch and
-its validation curve is judged after each one, as the stop watch judges it; a
+its validation curve is judged after each one (after the 50th, about every 2% of the
+epochs: diabetes runs up to 2,000 fast epochs), as the stop watch judges it; a
 continuation carries on its base's curve (the Trainer keeps the model) and is charged
 only its new epochs.
 
@@ -15,7 +16,7 @@ it sees the request), and nothing crashes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
 from typing import Any
 
 from search_strategies import Outcome, Search
@@ -28,66 +29,74 @@ from ct_service.run_tags import RESUME_FROM_PARAM
 from ct_service.space import Role
 from ct_service.stop_early import judge
 from ct_service.stop_interval import Evidence, gaps
-from ct_service.target import Budget, Target
-
-MNIST_TEST_IMAGES = 10000  # MNIST's and Fashion-MNIST's test sets
+from ct_service.target import Budget, Direction, Target
 
 
-def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outcome:
-    """From the weak start, decide and train until the policy promotes or stops, or a
-    budget runs out."""
-    space, rule = project.space, project.stop_rule
-    target = Target("test_accuracy", search.task.threshold)
+def ct_replay(search: Search, project: Project) -> Outcome:
+    """From the task's start, decide and train until the policy promotes or stops, or
+    a budget runs out."""
+    space, rule, task = project.space, project.stop_rule, search.task
+    direction = Direction.MAXIMIZE if task.maximize else Direction.MINIMIZE
+    target = Target(task.metric, task.threshold, direction)
+    per_epoch = search.trainer.learner.cost(task.start)
     budget = Budget(
         max_attempts=search.budget.attempts,
-        max_epochs=search.budget.sample_epochs // search.trainer.fitted_samples(),
+        max_epochs=search.budget.compute // per_epoch if search.budget.compute else 0,
     )
-    (epochs_dimension,) = space.with_role(Role.EPOCHS)
+    epochs_dimension = next(iter(space.with_role(Role.EPOCHS)), None)
     history: list[Attempt] = []
-    config: dict[str, Any] = {**weak, RESUME_FROM_PARAM: ""}
-    decision = policy.Decision(Action.TRAIN, "the weak start", config)
+    config: dict[str, Any] = {**task.start, RESUME_FROM_PARAM: ""}
+    decision = policy.Decision(Action.TRAIN, "the start", config)
     while decision.action is Action.TRAIN and search.can_try():
         base = next((a for a in history if a.run_id == decision.continues), None)
         start = base.checkpoint_epoch if base else 0
-        asked = int(float(decision.config[epochs_dimension.name]))
-        last = min(asked, start + search.epochs_left())
-        horizon = min(int(epochs_dimension.high), asked)  # as the pipeline's stop watch
+        asked = search.epochs(decision.config)
+        last = min(asked, start + search.epochs_left(decision.config))
+        high = int(epochs_dimension.high) if epochs_dimension else 1
+        horizon = min(high, asked)  # as the pipeline's stop watch
         validation = list(base.validation) if base else []
         carried_on = _carried_on(base, history)
         others = [a.validation for a in history if a.run_id not in carried_on]
-        evidence = Evidence(  # the sets' sizes, as LeNet logs them; the gaps measured so far
-            search.trainer.train_samples - search.trainer.fitted_samples(),
-            MNIST_TEST_IMAGES,
-            gaps(((a.metric, a.validation) for a in history if a.metric is not None), 1.0),
+        measured = ((a.metric, a.validation) for a in history if a.metric is not None)
+        evidence = Evidence(  # the sets' sizes, as the project logs them; the gaps so far
+            *getattr(search.trainer.learner, "set_sizes", (None, None)),
+            gaps(measured, 1.0 if task.maximize else -1.0),
         )
         trained, stopped = start, ""
         for epoch in range(start + 1, last + 1):
             charge = search.trainer.charge(decision.config, search.seed, epoch, start=epoch - 1)
             search.outcome.pay(charge)
-            validation = list(charge.val_accuracy)
+            validation = [v for v in charge.validation if math.isfinite(v)]
             trained = epoch
+            if not _judged(epoch):
+                continue
             stop = judge(validation, target, rule, horizon, evidence, others, decision.stop_margin)
             if stop is not None:
                 stopped = f"{stop.kind.value}: {stop.reason}"
                 break
+        if trained == start:
+            break  # no compute left for an epoch of it
         search.outcome.attempts += 1
         curve = search.trainer.curve(decision.config, search.seed)
-        test = curve.test_accuracy[trained - 1]
+        test = curve.test[trained - 1]
         note = f" (stopped: {stopped.split(':')[0]})" if stopped else ""
         note += " (continued)" if base else ""
-        search.outcome.record({k: decision.config[k] for k in weak}, trained, test, note)
+        shown = {k: decision.config[k] for k in task.start}
+        search.outcome.record(task, shown, trained, test, note)
         search.outcome.reached = target.is_met(test)
+        curves = {
+            name: tuple(values[:trained])
+            for name, values in (("loss", curve.loss), ("val_loss", curve.val_loss))
+            if all(math.isfinite(v) for v in values[:trained])
+        }
         history.append(
             Attempt(
                 number=len(history) + 1,
-                run_id=f"replay-{search.task.dataset}-{search.seed}-{len(history) + 1}",
+                run_id=f"replay-{task.name}-{search.seed}-{len(history) + 1}",
                 config=dict(decision.config),
                 status=AttemptStatus.FINISHED,
-                metric=test,
-                curves={
-                    "loss": tuple(curve.loss[:trained]),
-                    "val_loss": tuple(curve.val_loss[:trained]),
-                },
+                metric=test if math.isfinite(test) else None,
+                curves=curves,
                 reason=decision.reason,
                 checkpoint_epoch=trained,
                 derived_from=decision.derived_from,
@@ -102,6 +111,13 @@ def ct_replay(search: Search, weak: Mapping[str, Any], project: Project) -> Outc
             history, space, target, budget, stop_rule=rule if rule.enabled else None
         )
     return search.outcome
+
+
+def _judged(epoch: int) -> bool:
+    """Whether the stop rules look at this epoch: every one of the first 50, then
+    about every 2% of the epochs trained (a pipeline's watch reads the curve a few
+    times a second, so it too sees a long run of fast epochs in steps)."""
+    return epoch <= 50 or epoch % max(1, epoch // 50) == 0
 
 
 def _carried_on(base: Attempt | None, history: list[Attempt]) -> set[str]:

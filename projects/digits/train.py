@@ -20,6 +20,23 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
 
+def split():
+    """The fixed split: a quarter of the images for test, stratified, random_state 0."""
+    features, labels = load_digits(return_X_y=True)
+    return train_test_split(features, labels, test_size=0.25, stratify=labels, random_state=0)
+
+
+def fit(train_x, train_y, n_estimators: int, learning_rate: float, max_depth: int, seed: int):
+    """The fitted model (benchmarks/search.py trains the project through this too)."""
+    model = GradientBoostingClassifier(
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        max_depth=max_depth,
+        random_state=seed,
+    )
+    return model.fit(train_x, train_y)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-estimators", type=int, default=8)
@@ -28,19 +45,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    features, labels = load_digits(return_X_y=True)
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, labels, test_size=0.25, stratify=labels, random_state=0
-    )
-    model = GradientBoostingClassifier(
-        n_estimators=args.n_estimators,
-        learning_rate=args.learning_rate,
-        max_depth=args.max_depth,
-        random_state=args.seed,
-    )
+    train_x, test_x, train_y, test_y = split()
     with mlflow.start_run():
         mlflow.set_tags({"sklearn.version": sklearn.__version__, "python.prefix": sys.prefix})
-        model.fit(train_x, train_y)
+        model = fit(train_x, train_y, args.n_estimators, args.learning_rate, args.max_depth,
+                    args.seed)  # fmt: skip
         accuracy = accuracy_score(test_y, model.predict(test_x))
         mlflow.log_metric("test_accuracy", float(accuracy))
         # MLflow's default (skops) refuses the estimator's internal types unless each
