@@ -69,7 +69,7 @@ class SuiteTask:
     maximize: bool  # False: lower is better
     attempts: int  # attempt budget
     epochs_budget: int  # compute budget, in epochs of the training subset; 0: attempts only
-    # (digits has no epochs: its compute is charged in CPU seconds and reported, not capped)
+    # (digits has no epochs: its compute is counted in boosting stages fitted, not capped)
 
 
 # fmt: off
