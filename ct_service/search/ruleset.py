@@ -32,7 +32,7 @@ RULES: tuple[Rule, ...] = (
     ContinueShortStop(),  # 3. validation met the target, the test metric fell short
     KnownGood(),  # 4. a configuration that met the target in an earlier pipeline
     CapacityJump(),  # 5. the best gave up while under-fitting: a big step up
-    SampledAfterGivingUp(),  # 5. the best gave up otherwise: TPE
+    SampledAfterGivingUp(),  # 5. the best gave up, no jump left or not under-fitting: TPE
     CurveRemedy(),  # 6. what the finished attempts' curves point to
     SampledWhenStuck(),  # 6. stops on and nothing untried around the curves: TPE
     ClampedRetry(),  # 7. nothing finished: the crash, clamped into the space
