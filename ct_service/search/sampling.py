@@ -1,0 +1,123 @@
+"""Configurations from Optuna's TPE (ct_service.sampler), fed with the pipeline's
+finished attempts: the rule that samples once the best attempt gave up, the one that
+samples when the curves point nowhere new, and the attempts trained alongside."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ct_service import sampler
+from ct_service.attempt import Attempt
+from ct_service.search.context import Context, gave_up
+from ct_service.search.decision import Proposal
+from ct_service.search.fixups import longest
+from ct_service.search.moves import changes
+from ct_service.space import Role
+from ct_service.stop_early import projected
+
+SAMPLES_PER_DECISION = 20  # TPE samples drawn before giving up on finding an untried one
+
+
+class _Sampled:
+    """A new configuration from TPE over every finished attempt, trained for the most
+    epochs the space allows (its early stops decide how many); the first of
+    SAMPLES_PER_DECISION samples not tried yet. Seeded by the pipeline's first run: a
+    replay decides the same. Subclasses say when it applies."""
+
+    name = "sampled"
+
+    def applies(self, ctx: Context) -> bool:
+        raise NotImplementedError
+
+    def propose(self, ctx: Context) -> Proposal | None:
+        best = ctx.best
+        if best is None or not self.applies(ctx):
+            return None
+        told = _told(ctx.finished, ctx)
+        for offset in range(SAMPLES_PER_DECISION):
+            params = sampler.propose(told, ctx.space, ctx.target, ctx.seed + offset)
+            if params is None:
+                return None
+            proposal = longest(ctx.space.normalise({**best.config, **params}), ctx.space)
+            if not ctx.is_new(proposal):
+                continue
+            why = (
+                f"attempt {best.number} stopped early, {best.stopped_early}"
+                if best.stopped_early
+                else f"no untried change around attempt {best.number}'s curves"
+            )
+            return Proposal(
+                proposal,
+                f"{why}; TPE over {len(told)} finished attempts proposes "
+                f"{changes(best.config, proposal, ctx.space)}",
+                best.run_id,
+            )
+        return None
+
+
+class SampledAfterGivingUp(_Sampled):
+    """The best attempt gave up (hopeless or behind): its configuration cannot reach
+    the target, so TPE, not its curves, picks the next."""
+
+    name = "sampled after giving up"
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.gave_up
+
+
+class SampledWhenStuck(_Sampled):
+    """Attempts stop early and no untried change is left around the curves (the best
+    did not give up: that case is SampledAfterGivingUp's, which already sampled)."""
+
+    name = "sampled when stuck"
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.stop_rule is not None and not ctx.gave_up
+
+
+def alongside(first: Mapping[str, Any], ctx: Context, count: int) -> list[Proposal]:
+    """Up to `count` configurations TPE proposes (its random start when there are few
+    finished attempts) to train beside `first`, the rule set's proposal: each untried
+    and different from the others, with `first`'s epochs."""
+    space, last = ctx.space, ctx.last
+    taken = set(ctx.tried) | {space.key(first)}
+    finished = [a for a in ctx.history if a.finished and a.metric is not None]
+    told = _told(finished, ctx)
+    epochs = {d.name: first[d.name] for d in space.with_role(Role.EPOCHS) if d.name in first}
+    chosen: list[Proposal] = []
+    for offset in range(SAMPLES_PER_DECISION * (count + 1)):
+        if len(chosen) >= count:
+            break
+        params = sampler.propose(told, space, ctx.target, ctx.seed + len(ctx.history) + offset)
+        if params is None:
+            break
+        config = space.normalise({**last.config, **params, **epochs})
+        if space.key(config) in taken:
+            continue
+        taken.add(space.key(config))
+        chosen.append(
+            Proposal(
+                config,
+                f"trained alongside attempt {last.number + 1}: TPE over {len(told)} "
+                f"finished attempts proposes {changes(last.config, config, space)}",
+                last.run_id,
+            )
+        )
+    return chosen
+
+
+def _told(finished: Sequence[Attempt], ctx: Context) -> list[tuple[Mapping[str, Any], float]]:
+    return [(a.config, _score(a, ctx)) for a in finished if a.metric is not None]
+
+
+def _score(attempt: Attempt, ctx: Context) -> float:
+    """What an attempt tells the sampler: its metric, or for one that gave up
+    where its validation curve was headed by the most epochs the space allows (its
+    metric at the stop would compare an early epoch with others' last)."""
+    assert attempt.metric is not None
+    if gave_up(attempt) and ctx.epochs is not None:
+        headed = projected(attempt.validation, ctx.target, int(ctx.epochs.high))
+        if headed is not None:
+            return headed
+    return attempt.metric
