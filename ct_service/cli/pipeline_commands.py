@@ -16,6 +16,7 @@ import yaml
 from ct_service import registry
 from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
+from ct_service.cli.displays import Display, Lines, display_for
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.pipeline_table import pipeline_table
 from ct_service.cli.progress import Follower
@@ -199,8 +200,11 @@ def _finish(
     quiet: bool = False,
 ) -> int:
     tracker = Tracker(settings)
-    emit = (lambda line: None) if as_json or quiet else print
-    follower = Follower(tracker, pipeline_id, emit=emit)
+    if as_json or quiet:
+        display: Display = Lines(lambda line: None)
+    else:  # a bar on a terminal while following, else plain lines
+        display = display_for(sys.stdout) if follow else Lines(print)
+    follower = Follower(tracker, pipeline_id, display=display)
     current = follower.follow(stop=lambda: not alive(), wait=wait) if follow else follower.poll()
     if follow and current.status is not PipelineStatus.FINISHED:
         print(f"error: the worker stopped before pipeline {pipeline_id} finished", file=sys.stderr)
