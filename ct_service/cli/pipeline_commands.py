@@ -36,8 +36,13 @@ INTERRUPTED = "interrupted by the user"
 def run(args: argparse.Namespace, settings: Settings) -> int:
     settings, adopt = _adopted_run(args, settings)
     target, budget = _target_and_budget(args, settings)
-    declared = None if args.git else load_project(args.project).target
-    preflight.check_target(target or choose_target(None, settings, declared)[0])
+    project = None if args.git else load_project(args.project)
+    chosen = target or choose_target(None, settings, project.target if project else None)[0]
+    preflight.check_target(chosen)
+    if project is not None:  # a pipeline from git: its project is read by a worker
+        warning = preflight.unlogged_metric(settings, project.name, chosen.metric)
+        if warning:
+            print(warning, file=sys.stderr)
     pipeline_id = pipeline.create(
         settings,
         args.project,
