@@ -16,6 +16,7 @@ from mlflow.entities import Metric
 
 from ct_service import run_tags
 from ct_service.cli.displays import Bars, Lines, display_for
+from ct_service.cli.epoch_progress import progress_of
 from ct_service.cli.progress import Follower
 from ct_service.tracking import Pipeline, PipelineSpec, Tracker
 
@@ -153,3 +154,20 @@ def test_a_terminal_gets_a_bar_and_a_pipe_plain_lines(settings):
     os.close(controller)
     assert "attempt 1: epochs=12" in shown and "epoch 3/12: loss=0.3333" in shown
     assert re.search(bar, shown), repr(shown)
+
+
+@pytest.mark.integration
+def test_past_its_estimate_an_attempt_shows_no_time_left_and_done_shows_none_to_go(settings):
+    """Spent estimates say nothing rather than `0:00 left` for minutes (an attempt
+    stopping early, a slow epoch); all epochs done: nothing left of them."""
+    tracker = Tracker(settings)
+    pipeline = lenet_pipeline(tracker)
+    run_id = tracker.create_attempt(pipeline, 1, {"epochs": 3}, "the project's defaults")
+    running(tracker, run_id, START)
+    log_epochs(tracker, run_id, {1: START + 10, 2: START + 20})
+    (attempt,) = tracker.attempts(tracker.pipeline(pipeline.id))
+    assert progress_of(attempt, 2, START + 25).timing == "0:25 elapsed, about 0:05 left"
+    assert progress_of(attempt, 2, START + 45).timing == "0:45 elapsed"
+    log_epochs(tracker, run_id, {3: START + 30})
+    (attempt,) = tracker.attempts(tracker.pipeline(pipeline.id))
+    assert progress_of(attempt, 3, START + 45).timing == "0:45 elapsed, about 0:00 left"

@@ -37,7 +37,8 @@ def progress_of(attempt: Attempt, epochs_done: int, now: float) -> EpochProgress
 
     Its epochs take the mean time between its own consecutive epochs (the first one's
     time from its start when it has trained one only: that one also loaded the data);
-    what is left is that times the epochs to go, less the time since its last epoch."""
+    what is left is that times the epochs to go, less the time since its last epoch
+    (no estimate once that is spent with epochs to go: it may be stopping early)."""
     total = epochs_of(attempt)
     own = sorted(attempt.epoch_times.items())
     first = own[0][0] - 1 if own else epochs_done
@@ -47,8 +48,12 @@ def progress_of(attempt: Attempt, epochs_done: int, now: float) -> EpochProgress
     remaining = None
     if total is not None and own and times[0]:
         per_epoch = (times[-1] - times[0]) / (len(times) - 1)
-        since_last = max(0.0, now - times[-1])
-        remaining = max(0.0, (total - epochs_done) * per_epoch - since_last)
+        to_go = max(0, total - epochs_done)
+        remaining = to_go * per_epoch - max(0.0, now - times[-1])
+        if to_go == 0:
+            remaining = 0.0
+        elif remaining <= 0:  # past the estimate (stopping early, or a slow epoch): none
+            remaining = None
     return EpochProgress(epochs_done, total, first, elapsed, remaining)
 
 
