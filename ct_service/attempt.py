@@ -35,6 +35,10 @@ class Attempt:
     stop_margin: float | None = None  # the validation margin its target-met stop used
     validation: tuple[float, ...] = ()  # the per-epoch validation metric (its curve)
     environment_build: str = ""  # local env manager: "building", "built in N s", "cached"
+    started_at: float = 0.0  # Unix seconds its worker began running this run (0: unknown)
+    # epoch -> Unix seconds this run logged it, for the epochs it trained itself (not
+    # those of the runs it resumed or the attempt it continues): its epoch times
+    epoch_times: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

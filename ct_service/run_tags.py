@@ -53,9 +53,15 @@ DERIVED_FROM = "ct.derived_from"  # the attempt run whose configuration it chang
 DECISION = "ct.decision"  # the policy's verdict on it: promote, retry, stop
 WAITING = "wait: "  # a DECISION's prefix while other attempts of its round still train
 DECIDED_THROUGH = "ct.decided_through"  # on the pipeline: the last attempt number decided on
+# On the pipeline, written by a worker before it retries a step after an infrastructure
+# failure, "" again once a retried step succeeds (the console prints each new value):
+# "<step>: <the error's one-line text>; next try at HH:MM:SS UTC". Best effort: not
+# written when the tracking store itself is what failed.
+RETRY = "ct.retry"
 FAILURE = "ct.failure"  # one line: why it failed
 EXECUTOR = "ct.executor"  # local or docker
 WORKER = "ct.worker"  # host:pid of the worker that ran it
+STARTED = "ct.started"  # Unix seconds its worker began running it (its elapsed time's start)
 HEARTBEAT = "ct.heartbeat"  # Unix seconds of its worker's last heartbeat (the lease)
 CONTAINER = "ct.container"  # the Docker container it trains in
 ENVIRONMENT = "ct.environment"  # why this environment (image, or local env manager) was chosen

@@ -37,6 +37,7 @@ from ct_service.stop_early import StopRule
 from ct_service.target import Budget, Direction, Target
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
+EPOCH_CLOCK = "loss"  # the per-epoch metric whose log times time an attempt's epochs
 SHORT_ID_LENGTH = 8  # the fewest characters of a run id taken as its short id
 
 
@@ -499,6 +500,7 @@ class Tracker:
     ) -> Attempt:
         tags = run.data.tags
         histories: dict[str, tuple[float, ...]] = {}
+        epoch_times: dict[int, float] = {}  # its own epochs' (of EPOCH_CLOCK) log times
         if curves:
             chain = _chain(run, chain_runs or {})
             for key in dict.fromkeys((*CURVES, validation_metric) if validation_metric else CURVES):
@@ -507,6 +509,8 @@ class Tracker:
                     points = self.client.get_metric_history(link, key)
                     for m in sorted(points, key=lambda m: (m.step, m.timestamp)):
                         by_step[m.step] = m.value
+                        if key == EPOCH_CLOCK and link == run.info.run_id:
+                            epoch_times[m.step] = m.timestamp / 1000
                 if by_step:
                     histories[key] = tuple(by_step[step] for step in sorted(by_step))
         return Attempt(
@@ -526,6 +530,8 @@ class Tracker:
             stop_margin=_stop_margin(tags),
             validation=histories.get(validation_metric, ()),
             environment_build=tags.get(run_tags.ENVIRONMENT_BUILD, ""),
+            started_at=_number(tags.get(run_tags.STARTED, "")) or run.info.start_time / 1000,
+            epoch_times=epoch_times,
         )
 
     def carried_on(self, run_id: str) -> list[str]:

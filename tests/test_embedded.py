@@ -4,6 +4,7 @@ is a local SQLite file. Also the root MLproject (`mlflow run .`)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def test_a_crashing_attempt_is_recorded_and_a_spent_budget_promotes_nothing(
     assert result.returncode == 3, out + result.stderr  # target not reached
     assert "failed: error: conv_blocks must be between 1 and 4 for 28x28 input, got 9" in out
     assert "conv_blocks 9 -> 4" in out
-    assert "epoch 1: loss=" in out  # progress as it happened
+    # progress as it happened: epoch n/N, elapsed and the time left (piped: plain lines)
+    assert re.search(r"epoch 1/1: loss=\S+ .*\(\d+:\d\d elapsed, about 0:00 left\)", out), out
     assert "decision: stop: budget spent: 2 of 2 attempts" in out
     assert "budget-exhausted" in out
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/ct/mlflow.db" in out

@@ -5,6 +5,7 @@ no run, no work folder in CT_HOME, no traceback. The real command, in this proce
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -104,3 +105,55 @@ def test_paths_typed_with_dash_p_are_data_roots_of_a_docker_run(tmp_path: Path) 
     assert with_given_data(settings, given).docker.data_dirs == (os.path.realpath(data),)
     local = Settings(home=tmp_path / "ct", execution="local")
     assert with_given_data(local, given).docker.data_dirs == ()  # nothing is mounted locally
+
+
+def earlier_lenet_run(home: Path, metrics: dict[str, float]) -> None:
+    """A finished attempt of LeNet in the store, with these final metrics."""
+    from ct_service import run_tags
+    from ct_service.tracking import Tracker
+
+    tracker = Tracker(Settings(home=home))
+    run = tracker.client.create_run(tracker.experiment_id("lenet"), tags={run_tags.KIND: "attempt"})
+    for name, value in metrics.items():
+        tracker.client.log_metric(run.info.run_id, name, value)
+    tracker.client.set_terminated(run.info.run_id, "FINISHED")
+
+
+LENET_METRICS = {"test_accuracy": 0.98, "test_loss": 0.05, "accuracy": 0.99, "val_accuracy": 0.98}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("earlier", "metric", "warned"),
+    [
+        (LENET_METRICS, "test_acc", True),  # LeNet logs test_accuracy
+        (LENET_METRICS, "test_accuracy", False),  # logged: nothing to say
+        (None, "test_acc", False),  # no earlier run: nothing to go by
+    ],
+)
+def test_a_target_metric_no_earlier_run_logged_is_warned_about_and_the_run_goes_on(
+    earlier: dict[str, float] | None,
+    metric: str,
+    warned: bool,
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    home = tmp_path / "ct"
+    if earlier is not None:
+        earlier_lenet_run(home, earlier)
+    monkeypatch.setenv("CT_HOME", str(home))
+    monkeypatch.setenv("CT_BROKER_URL", redis_url)  # queued for workers: nothing trains here
+    code = main(["run", str(LENET), "--target-metric", metric, "--threshold", "0.5", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["pipeline_id"]  # the run went on
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    if not warned:
+        assert warnings == []
+        return
+    assert warnings == [
+        "warning: the target metric test_acc was never logged by the 1 earlier finished "
+        "run(s) of lenet; they logged: test_accuracy, test_loss, val_accuracy, accuracy"
+    ]

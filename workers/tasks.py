@@ -18,7 +18,7 @@ from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import pipeline
+from ct_service.orchestration import pipeline, retry_notice
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
 from ct_service.recovery.dead_letters import (
@@ -100,11 +100,15 @@ def _run_step(
     except Exception as error:
         if is_infrastructure_failure(error) and task.request.retries < MAX_RETRIES:
             log.warning("%s: infrastructure failure, retrying: %s", task.name, error)
-            raise task.retry(exc=error, countdown=_backoff(task.request.retries)) from error
+            countdown = _backoff(task.request.retries)
+            retry_notice.record(settings, pipeline_id, task.name, error, countdown)
+            raise task.retry(exc=error, countdown=countdown) from error
         log.exception("%s failed for pipeline %s", task.name, pipeline_id)
         next_step = pipeline.fail(
             settings, pipeline_id, f"{task.name} failed: {type(error).__name__}: {error}"
         )
+    if task.request.retries:  # a retried step has run: the console's notice ends
+        retry_notice.clear(settings, pipeline_id)
     for following in (next_step,) if isinstance(next_step, Step) else next_step or ():
         enqueue(task.app, following.task, *following.args)
     _forget(settings, marker)

@@ -16,6 +16,7 @@ import yaml
 from ct_service import registry
 from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
+from ct_service.cli.displays import Display, Lines, display_for
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.pipeline_table import pipeline_table
 from ct_service.cli.progress import Follower
@@ -35,8 +36,13 @@ INTERRUPTED = "interrupted by the user"
 def run(args: argparse.Namespace, settings: Settings) -> int:
     settings, adopt = _adopted_run(args, settings)
     target, budget = _target_and_budget(args, settings)
-    declared = None if args.git else load_project(args.project).target
-    preflight.check_target(target or choose_target(None, settings, declared)[0])
+    project = None if args.git else load_project(args.project)
+    chosen = target or choose_target(None, settings, project.target if project else None)[0]
+    preflight.check_target(chosen)
+    if project is not None:  # a pipeline from git: its project is read by a worker
+        warning = preflight.unlogged_metric(settings, project.name, chosen.metric)
+        if warning:
+            print(warning, file=sys.stderr)
     pipeline_id = pipeline.create(
         settings,
         args.project,
@@ -199,8 +205,11 @@ def _finish(
     quiet: bool = False,
 ) -> int:
     tracker = Tracker(settings)
-    emit = (lambda line: None) if as_json or quiet else print
-    follower = Follower(tracker, pipeline_id, emit=emit)
+    if as_json or quiet:
+        display: Display = Lines(lambda line: None)
+    else:  # a bar on a terminal while following, else plain lines
+        display = display_for(sys.stdout) if follow else Lines(print)
+    follower = Follower(tracker, pipeline_id, display=display)
     current = follower.follow(stop=lambda: not alive(), wait=wait) if follow else follower.poll()
     if follow and current.status is not PipelineStatus.FINISHED:
         print(f"error: the worker stopped before pipeline {pipeline_id} finished", file=sys.stderr)

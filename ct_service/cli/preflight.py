@@ -4,11 +4,14 @@ store, run or folder is made for it. Checked, in order: CT_HOME can be written; 
 project reads; every `-P` value has its MLproject type, lies within the search
 space (unless --force) and, where it names a path, exists; the target is reachable
 for a bounded metric; the services the run needs answer (the Docker engine for
-CT_EXECUTION=docker; with a broker, Redis and the tracking server).
+CT_EXECUTION=docker; with a broker, Redis and the tracking server). One thing is
+only warned about: a target metric that none of the project's earlier finished runs
+logged (a misspelt --target-metric, say), since a new project version may log it.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tempfile
@@ -16,10 +19,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from ct_service import run_tags
 from ct_service.exceptions import CtError
 from ct_service.project import Project
 from ct_service.settings import Settings
 from ct_service.target import Direction, Target
+from ct_service.tracking import Tracker, missing_store
 
 # Metrics whose values lie in [0, 1] (a threshold outside it can never be met).
 BOUNDED_METRICS = ("accuracy", "auc", "f1", "precision", "recall", "r2")
@@ -81,6 +86,37 @@ def check_target(target: Target) -> None:
             f"target {target.describe()}: {target.metric} is never below 0; "
             "give a --threshold of 0 or more"
         )
+
+
+def unlogged_metric(settings: Settings, project_name: str, metric: str, runs: int = 50) -> str:
+    """A warning when the project's latest finished attempts (up to `runs`) never
+    logged `metric`, naming the metrics they did log, closest names first; "" when
+    one did, or there is no earlier run (nor a store: none is created for this)."""
+    if missing_store(settings.tracking_uri) is not None:
+        return ""
+    client = Tracker(settings).client
+    experiment = client.get_experiment_by_name(f"ct/{project_name}")
+    if experiment is None:
+        return ""
+    earlier = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{run_tags.KIND}` = 'attempt' and attributes.status = 'FINISHED'",
+        max_results=runs,
+        order_by=["attributes.start_time DESC"],
+    )
+    logged = {name for run in earlier for name in run.data.metrics}
+    if not earlier or metric in logged:
+        return ""
+
+    def closeness(name: str) -> tuple[float, str]:
+        return (-difflib.SequenceMatcher(None, metric.lower(), name.lower()).ratio(), name)
+
+    names = sorted(logged, key=closeness)
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "none"
+    return (
+        f"warning: the target metric {metric} was never logged by the {len(earlier)} "
+        f"earlier finished run(s) of {project_name}; they logged: {shown}"
+    )
 
 
 def check_services(settings: Settings) -> None:

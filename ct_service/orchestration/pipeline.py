@@ -315,6 +315,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
                 run_tags.EXECUTOR: executor.name,
                 run_tags.WORKER: holder(),
                 run_tags.HEARTBEAT: f"{time.time():.0f}",
+                run_tags.STARTED: f"{time.time():.3f}",
             },
         )
     except BaseException:
