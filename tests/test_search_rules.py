@@ -212,7 +212,9 @@ def test_the_rule_set_holds_every_rule_once_with_a_distinct_name():
 )
 def test_fix_up_gives_resume_from_only_to_a_continuation(proposed, continues, resume_from):
     ctx = context([resumable(curves=HEALTHY_BUT_SHORT)])
-    decision = fix_up(Proposal(proposed, "why", "run1", continues=continues), ctx)
+    decision = fix_up(
+        Proposal(proposed, "why", "run1", continues=continues), ctx.history, ctx.space, ctx.budget
+    )
     assert decision.action is Action.TRAIN and decision.continues == continues
     assert decision.config.get("resume_from") == resume_from
     assert decision.reason == "why"
@@ -221,6 +223,8 @@ def test_fix_up_gives_resume_from_only_to_a_continuation(proposed, continues, re
 @pytest.mark.unit
 def test_fix_up_caps_the_epochs_by_what_the_budget_has_left_once():
     ctx = context([attempt(1, curves=PLATEAU, epochs=3)], budget=Budget(5, max_epochs=7))
-    decision = fix_up(Proposal({**BASE, "epochs": 8}, "why", "run1"), ctx)
+    decision = fix_up(
+        Proposal({**BASE, "epochs": 8}, "why", "run1"), ctx.history, ctx.space, ctx.budget
+    )
     assert decision.config["epochs"] == 4  # 3 trained of 7
     assert decision.reason == "why; epochs 4: what the budget has left"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from ct_service.attempt import Attempt
 from ct_service.run_tags import RESUME_FROM_PARAM as RESUME_FROM
@@ -19,11 +18,10 @@ from ct_service.search.decision import Action, Decision, Proposal
 from ct_service.space import Config, Dimension, Role, SearchSpace
 from ct_service.target import Budget
 
-if TYPE_CHECKING:
-    from ct_service.search.context import Context
 
-
-def fix_up(proposal: Proposal, ctx: Context) -> Decision:
+def fix_up(
+    proposal: Proposal, history: Sequence[Attempt], space: SearchSpace, budget: Budget
+) -> Decision:
     """The decision to train `proposal`: `resume_from` set to the run it continues
     (cleared for a configuration trained from scratch: a base's own resume_from is
     not inherited), then capped by the epoch budget."""
@@ -38,7 +36,7 @@ def fix_up(proposal: Proposal, ctx: Context) -> Decision:
         continues=proposal.continues,
         stop_margin=proposal.stop_margin,
     )
-    return within_epoch_budget(decision, ctx.history, ctx.space, ctx.budget)
+    return within_epoch_budget(decision, history, space, budget)
 
 
 def longest(config: Mapping[str, object], space: SearchSpace) -> Config:

@@ -43,4 +43,5 @@ def decide_several(
     first = decide_in(ctx)
     if first.action is not Action.TRAIN or free <= 1:
         return [first]
-    return [first, *(fix_up(p, ctx) for p in alongside(first.config, ctx, free - 1))]
+    others = alongside(first.config, ctx, free - 1)
+    return [first, *(fix_up(p, ctx.history, ctx.space, ctx.budget) for p in others)]

@@ -68,7 +68,7 @@ def decide_in(ctx: Context) -> Decision:
     for rule in RULES:
         proposal = rule.propose(ctx)
         if proposal is not None:
-            decision = fix_up(proposal, ctx)
+            decision = fix_up(proposal, ctx.history, ctx.space, ctx.budget)
             return replace(decision, reason=ctx.prefix + decision.reason)
     if not ctx.finished:
         return Decision(
