@@ -82,6 +82,10 @@ CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's r
 STOP_REQUESTED = "ct.stop_requested"
 STOPPED_EARLY = "ct.stopped_early"  # "<target met|behind|hopeless>: <reason>": why stopped
 STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
+# the most epochs its stop watch judges it by, when it may be continued past its own
+# epochs (a rung of successive halving); absent: the space's most, or its own epochs
+# under an epoch budget
+HORIZON = "ct.horizon"
 # the interval its stop watch judged with (JSON: margin, noise and how it was measured,
 # the validation-test gap and its spread, the attempts it was measured on, z)
 STOP_INTERVAL = "ct.stop_interval"

@@ -334,7 +334,8 @@ def _stop_watch(
 ) -> StopWatch:
     """What watches the attempt's validation curve to stop it early: the project's
     rule, judged up to the most epochs its search space allows (under an epoch
-    budget: its own epochs, all the budget left it), beside the curves of the
+    budget: its own epochs, all the budget left it; on a rung of successive halving:
+    the horizon its decision recorded), beside the curves of the
     pipeline's other finished attempts (not the one it continues), with the
     validation-test gaps they measured (stop_interval)."""
     project = load_project(git_source.project_folder(settings, pipeline))
@@ -360,6 +361,8 @@ def _stop_watch(
     own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
     if pipeline.spec.budget.max_epochs and own is not None:
         horizon = min(horizon, int(float(own)))
+    if tags.get(run_tags.HORIZON, "").isdigit():  # a rung: it may be continued past its own
+        horizon = int(tags[run_tags.HORIZON])
     try:
         margin: float | None = float(tags.get(run_tags.STOP_MARGIN, ""))
     except ValueError:
@@ -580,6 +583,7 @@ def _create(tracker: Tracker, pipeline: Pipeline, number: int, decision: policy.
         decision.derived_from,
         continues=decision.continues,
         stop_margin=decision.stop_margin,
+        horizon=decision.horizon,
     )
 
 
