@@ -495,3 +495,109 @@ def test_a_host_answering_500_then_201_gets_the_status_again_from_the_celery_wor
     log = worker.log_path.read_text()
     assert "retry" in log.lower() and "HTTP 500" in log
     assert TOKEN not in log
+
+
+# -- the whole loop: a pushed pipeline trains while its statuses go out --------------
+class StatusWorker(WorkerProcess):
+    """`ct-service worker --queues status`: the worker of its own the docs advise, so
+    that statuses go out while the other worker trains."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        import subprocess
+        import sys
+
+        from conftest import ROOT
+
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ct_service.cli", "worker", "--queues", "status"],
+            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.wait_ready(self.READY["worker"])
+
+
+@pytest.mark.slow
+def test_a_pushed_pipeline_shows_pending_attempts_and_success_and_one_whose_host_is_down_still_promotes(
+    tmp_path, repo, hosts, redis_url, services, monkeypatch
+):
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    host, _ = hosts
+    from conftest import free_port
+
+    down = f"https://127.0.0.1:{free_port()}/github"  # nothing listens there
+    (tmp_path / "status-token").write_text(TOKEN)
+    entries = [
+        {"name": "acme/models", "branches": ["main"], "status_api": host.base(Provider.GITHUB)},
+        {"name": "acme/down", "branches": ["dev"], "status_api": down},
+    ]
+    path = tmp_path / "repositories.yaml"
+    path.write_text(
+        "repositories:\n"
+        + "".join(
+            "  - " + json.dumps({
+                **entry, "provider": "github", "url": repo[0].as_uri(),
+                "secret_env": "HOOK_SECRET", "project": "models/lenet",
+                "target": {"threshold": 0.0}, "status_token_file": str(tmp_path / "status-token"),
+            }) + "\n"
+            for entry in entries
+        )
+    )  # fmt: skip
+    env = ct_env(
+        CT_HOME=str(tmp_path / "ct"),
+        CT_BROKER_URL=redis_url,
+        CT_REPOSITORIES_FILE=str(path),
+        CT_GIT_ALLOW_FILE="1",  # the repository is served over file://
+        CT_TRUST_PUSHED_CODE="1",  # its pushes train on this machine, not in a container
+        CT_STATUS_CA_FILE=str(host.cert_file),
+        CT_UI_URL="https://mlflow.example.com",
+        CT_MAX_ATTEMPTS="3",
+        HOOK_SECRET="s3cret",
+    )
+    services.append(StatusWorker(env, tmp_path / "status-worker.log"))
+    services.append(WorkerProcess(env, tmp_path / "worker.log"))  # the other queues, too
+    settings = Settings.from_env(env)
+    client = create_app(settings).test_client()
+    first, model = repo[1]
+    zero = "0" * 40
+    # acme/down's push (branch dev) first: it is promoted while its host cannot be reached
+    pushed_down = push(
+        client, Provider.GITHUB, zero, first, ref="refs/heads/dev",
+        repository={"full_name": "acme/down"},
+    )  # fmt: skip
+    pushed = push(client, Provider.GITHUB, first, model)
+    tracker = Tracker(settings)
+    worker_log = tmp_path / "worker.log"
+    ids = [
+        wait_for(lambda p=p: tracker.pipeline_for_push(p), 120, "the pushed run", worker_log)
+        for p in (pushed_down, pushed)
+    ]
+    for run_id in ids:
+        wait_for(
+            lambda r=run_id: tracker.pipeline(r).status is PipelineStatus.FINISHED,
+            600,
+            f"pipeline {run_id} to finish",
+            worker_log,
+        )
+    downed, finished = (tracker.pipeline(run_id) for run_id in ids)
+    assert downed.outcome == "promoted", downed.reason  # its host down all along
+    assert downed.tags[run_tags.COMMIT_STATUS].startswith("retrying: ConnectionRefusedError")
+    assert finished.outcome in ("promoted", "kept-champion"), finished.reason
+    wait_for(lambda: len(host.taken()) >= 3, 60, "the final status", tmp_path / "status-worker.log")
+
+    [winner] = tracker.attempts(finished)
+    link = f"https://mlflow.example.com/#/experiments/{finished.experiment_id}/runs/{ids[1]}"
+    verdict = (
+        f"promoted version {finished.tags[run_tags.MODEL_VERSION]}"
+        if finished.outcome == "promoted"
+        else "champion kept"
+    )
+    assert [(r.state, r.description, r.link) for r in host.received] == [
+        ("pending", "queued: target test_accuracy >= 0, 3 attempts at most", link),
+        ("pending", "attempt 1 of 3", link),
+        ("success", f"{verdict}: test_accuracy {winner.metric:.4g} (target test_accuracy >= 0)"
+         + ("; production is as good" if verdict == "champion kept" else ""), link),
+    ]  # fmt: skip
+    assert {r.path for r in host.received} == {f"/github/repos/acme/models/statuses/{model}"}
+    for log in (worker_log, tmp_path / "status-worker.log"):
+        assert TOKEN not in log.read_text()
