@@ -44,6 +44,9 @@ SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its b
 SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
 SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains
 PUSH_ID = "ct.push_id"  # the pipeline id the webhook answered for the push
+# The last word on the commit status sent to the git host (status_reports.py):
+# "sent <state>: <description>", "retrying: <why>", "failed: <why>"
+COMMIT_STATUS = "ct.commit_status"
 
 # -- attempt runs --------------------------------------------------------------------
 PIPELINE_ID = "ct.pipeline_id"  # the pipeline run it belongs to
