@@ -41,7 +41,7 @@ def at_rung(number, validation, epochs=None, stopped="", metric=0.7, **config):
     )
 
 
-ROOMY = Budget(max_attempts=12)
+ROOMY = Budget(max_attempts=30)  # attempts enough for a bracket of all three rungs
 
 
 def round_of(history, slots=3, budget=ROOMY):
@@ -62,6 +62,28 @@ def round_of(history, slots=3, budget=ROOMY):
 def test_rungs_divide_the_most_epochs_by_three_twice(spec, expected):
     space = SearchSpace.from_spec({"epochs": {"role": "epochs", **spec}})
     assert rungs(space.dimensions[0]) == expected
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("budget", "lowest"),
+    [
+        (30, 1),  # 29 left: 9 + 3 + 1 fit, all three rungs
+        (14, 1),  # 13 left: just
+        (13, 3),  # 12 left: 3 + 1 only: rungs 3 and 8
+        (5, 3),  # 4 left: just
+    ],
+)
+def test_the_bracket_is_the_most_rungs_the_attempts_left_can_complete(budget, lowest):
+    round_ = round_of([at_rung(1, (0.6,))], budget=Budget(max_attempts=budget))
+    assert [d.config["epochs"] for d in round_] == [lowest] * 3
+
+
+@pytest.mark.unit
+def test_too_few_attempts_left_for_two_rungs_leave_the_round_unhalved():
+    history = [at_rung(n, (0.5 + n / 10,)) for n in (1, 2, 3, 4, 5)]
+    plain = decide_several(history, SPACE, TARGET, Budget(8), slots=3, halving=False)
+    assert round_of(history, budget=Budget(8)) == plain  # 3 left: 3 + 1 do not fit
 
 
 @pytest.mark.unit
@@ -136,16 +158,9 @@ def test_a_continued_attempt_is_not_continued_twice():
 
 
 @pytest.mark.unit
-def test_the_last_slot_of_the_attempt_budget_is_halved_too():
-    history = [at_rung(n, (0.5 + n / 10,)) for n in (1, 2, 3, 4)]
-    [last] = round_of(history, budget=Budget(max_attempts=5))
-    assert last.continues == "run4" and last.config["epochs"] == 3
-
-
-@pytest.mark.unit
 def test_a_rung_records_the_horizon_its_stops_judge_it_by():
     history = [at_rung(n, (0.5 + n / 10,)) for n in (1, 2, 3)]  # 3 epochs trained
-    round_ = round_of(history, budget=Budget(12, max_epochs=9))
+    round_ = round_of(history, budget=Budget(30, max_epochs=9))
     assert [d.config["epochs"] for d in round_] == [3, 1, 1]  # 6 left, 2 a slot
     # it may be continued past its rung: judged by all the epochs the budget has left
     assert [d.horizon for d in round_] == [1 + 6, 0 + 6, 0 + 6]

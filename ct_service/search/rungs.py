@@ -4,14 +4,16 @@ Attempts of one round train side by side, so none of them can be stopped as behi
 the others: the sequential "behind" stop compares a curve only with curves that
 finished before it. Successive halving is that comparison for a round: a new
 configuration trains to the lowest rung (the most epochs the space allows divided by
-ETA twice), and only the best 1/ETA of the attempts that reached a rung, by their
+ETA twice, or once when the attempt budget left cannot carry a configuration from
+there to the top), and only the best 1/ETA of the attempts that reached a rung, by their
 validation metric at that epoch, are continued from their checkpoints to the next
 rung; the other slots take new configurations (asynchronous successive halving,
 ASHA: Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020).
 No epoch is trained twice: a continuation starts from its base's checkpoint.
 
-It applies when a round has two slots or more and the project can continue a run
-(it declares `resume_from`) along one epochs dimension.
+It applies when a round has two slots or more, the project can continue a run (it
+declares `resume_from`) along one epochs dimension, and the attempts left allow a
+bracket of two rungs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ct_service.attempt import Attempt
 from ct_service.run_tags import RESUME_FROM_PARAM as RESUME_FROM
 from ct_service.search.context import Context
 from ct_service.search.decision import Decision, Proposal
-from ct_service.search.fixups import epochs_trained, fix_up, longest
+from ct_service.search.fixups import epochs_trained, fix_up, longest, within_epoch_budget
 from ct_service.search.sampling import alongside
 from ct_service.space import Dimension
 from ct_service.target import Budget, Direction
@@ -35,19 +37,35 @@ LEVELS = 3  # rungs: high / ETA**2, high / ETA, high
 
 def rungs(epochs: Dimension) -> tuple[int, ...]:
     """The epochs at which attempts are compared: the space's most epochs divided by
-    ETA**k for k < LEVELS, none below its least; for LeNet's 1-12 epochs: 1, 4, 12."""
+    ETA**k for k < LEVELS, none below its least; for LeNet's 1-12 epochs: 1, 4, 12.
+    Which of them a decision uses depends on the attempts left (bracket)."""
     high, low = int(epochs.high), max(1, int(math.ceil(epochs.low)))
     return tuple(sorted({max(low, round(high / ETA**k)) for k in range(LEVELS)}))
 
 
+def bracket(ctx: Context) -> tuple[int, ...]:
+    """The rungs this decision halves on: the most of them (from the top) whose
+    bracket the attempts left can complete, ETA**(n-1) + ... + ETA + 1 attempts for n
+    rungs, so that one configuration can reach the top (Hyperband sizes its brackets
+    by the budget the same way). LeNet's 1, 4, 12 with 13 attempts left or more;
+    4, 12 with 4 to 12 left; below that 12 alone: no halving."""
+    assert ctx.epochs is not None
+    found = rungs(ctx.epochs)
+    left = ctx.budget.max_attempts - len(ctx.history)
+    while len(found) > 1 and sum(ETA**k for k in range(len(found))) > left:
+        found = found[1:]
+    return found
+
+
 def applies(ctx: Context, slots: int) -> bool:
-    """Whether rounds of `slots` attempts are halved: several slots, one epochs
-    dimension with more than one rung, and a project that continues runs."""
+    """Whether rounds of `slots` attempts are halved: several slots, a project that
+    continues runs along one epochs dimension, and attempts enough left for a
+    bracket of two rungs or more."""
     return (
         slots >= 2
         and ctx.epochs is not None
-        and len(rungs(ctx.epochs)) > 1
         and RESUME_FROM in ctx.last.config
+        and len(bracket(ctx)) > 1
     )
 
 
@@ -60,7 +78,7 @@ def round_of(first: Decision, ctx: Context, free: int, whole: Budget) -> list[De
     then configurations TPE proposes, trained to the lowest rung. `whole`: the
     pipeline's budget (ctx.budget holds the round's share of its epochs)."""
     assert ctx.epochs is not None
-    epochs, levels = ctx.epochs, rungs(ctx.epochs)
+    epochs, levels = ctx.epochs, bracket(ctx)
     chosen = [_continued(a, ctx, levels) for a in promotable(ctx, levels)][:free]
     on_rungs = {a.run_id for a in _ended_on_rung(ctx.history, ctx, levels)}
     if len(chosen) < free and first.continues not in on_rungs:
@@ -138,19 +156,21 @@ def _score_at(attempt: Attempt, epoch: int, ctx: Context) -> float | None:
 
 
 def _to_next_rung(decision: Decision, ctx: Context, levels: Sequence[int]) -> Decision:
-    """The rule set's decision trained no further than the first rung above where it
-    starts (0 from scratch, else the checkpoint it continues)."""
+    """The rule set's decision trained to the first rung above where it starts (0
+    from scratch, else the checkpoint it continues), so that it is compared there;
+    no further than the epoch budget allows."""
     assert ctx.epochs is not None
     name = ctx.epochs.name
     start = next((a.checkpoint_epoch for a in ctx.history if a.run_id == decision.continues), 0)
     to = next((level for level in levels if level > start), levels[-1])
-    if float(decision.config[name]) <= to:
+    if float(decision.config[name]) == to:
         return decision
-    return replace(
+    on_rung = replace(
         decision,
         config={**decision.config, name: ctx.epochs.cast(to)},
         reason=f"{decision.reason}; {name} {to}: the next rung",
     )
+    return within_epoch_budget(on_rung, ctx.history, ctx.space, ctx.budget)
 
 
 def _continued(base: Attempt, ctx: Context, levels: Sequence[int]) -> Decision:
