@@ -139,3 +139,9 @@ def data_claim(model_name: str, digest: str) -> str:
     (TTL CREATE_CLAIM_SECONDS): two checks at once (beat's scan and the data hook's) make
     one pipeline."""
     return f"claim:data:{model_name}:{digest}"
+
+
+def schedule_claim(model_name: str, tick: str) -> str:
+    """One tick (`YYYYmmddTHHMM`, UTC) of a model's schedule, fired (TTL an hour): a
+    redelivered message of the same tick starts nothing."""
+    return f"claim:schedule:{model_name}:{tick}"

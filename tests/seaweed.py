@@ -102,15 +102,17 @@ def start_s3(folder: Path) -> S3Server:
             }
         )
     )
-    ports = [free_port() for _ in range(4)]
-    master, volume, filer, s3 = ports
+    # each server's gRPC port too: its default (port + 10000) is no port above 55535
+    master, volume, filer, s3, *grpc = [free_port() for _ in range(8)]
     log = folder / "weed.log"
     (folder / "data").mkdir(exist_ok=True)
     process = subprocess.Popen(
         [weed_binary(), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
          "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-s3.port.iceberg=0",
-         "-master.volumeSizeLimitMB=64", "-volume.max=0"],
+         "-master.volumeSizeLimitMB=64", "-volume.max=0",
+         f"-master.port.grpc={grpc[0]}", f"-volume.port.grpc={grpc[1]}",
+         f"-filer.port.grpc={grpc[2]}", f"-s3.port.grpc={grpc[3]}"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     server = S3Server(f"http://127.0.0.1:{s3}", process, log)

@@ -100,10 +100,7 @@ def test_a_new_version_starts_one_pipeline_and_the_same_version_none(world, s3: 
     )
     assert f"trained on {pinned.short}" in started.tags[run_tags.TRIGGER_REASON]
     assert started.spec.initial_config["data"] == str(version_folder(settings, version))
-    assert (
-        started.spec.project_path
-        == tracker.pipeline(world[1].pipeline(started.id).id).spec.project_path
-    )
+    assert started.spec.project_path == str(world[4].resolve())  # production's code
     again, steps = check(settings)  # a second scan
     assert not steps and again.known == {"lenet": started.id}
     hooked, steps = check(settings, [f"s3://{bucket}/v/part-1"])  # a redelivered event
@@ -179,3 +176,106 @@ def test_the_signed_hook_starts_one_pipeline_and_a_bad_signature_none(
         version is not None
         and pipeline_with_data(tracker, "lenet", version.digest) == started[0].id
     )
+
+
+@pytest.mark.slow
+def test_lenet_trains_on_its_declared_s3_data_and_records_the_version(
+    tmp_path: Path, s3: S3Server, mnist_dir: Path
+) -> None:
+    """`ct-service run` (embedded) of LeNet whose ct.yaml declares MNIST on S3: the
+    worker fetches it, training reads the read-only folder, and the pipeline, the
+    attempt (tags and a dataset input) and the registered version record the version;
+    `ct-service status` shows it."""
+    import subprocess
+    import sys
+
+    from helpers import SMALL
+
+    bucket = f"mnist-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=bucket)
+    s3.upload(bucket, {f"v1/{f.name}": f.read_bytes() for f in mnist_dir.glob("*-ubyte.gz")})
+    project = tmp_path / "lenet"
+    shutil.copytree(
+        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with open(project / "ct.yaml", "a") as declared:
+        declared.write(f"data: {{param: data, source: 's3://{bucket}/v1/'}}\n")
+    env = ct_env(CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="1", **s3.environment(bucket))
+    params = [a for k, v in {**SMALL, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    settings = Settings(home=tmp_path / "ct")
+    tracker = Tracker(settings)
+    [finished] = tracker.recent_pipelines()
+    version = DataVersion.from_tags(finished.tags)
+    assert version is not None and version.objects == 4
+    [attempt] = tracker.attempt_runs(finished)
+    assert attempt.data.tags[run_tags.DATA_VERSION] == version.digest
+    folder = str(version_folder(Settings(home=tmp_path / "ct"), version))
+    assert attempt.data.params["data"] == folder
+    inputs = {d.dataset.name: d.dataset for d in attempt.inputs.dataset_inputs}
+    assert inputs["ct-data"].digest == version.digest[:12]
+    assert inputs["mnist-train"].source.find(folder) >= 0  # LeNet read the fetched folder
+    model = tracker.client.get_model_version_by_alias("lenet", PRODUCTION)
+    assert model.tags[run_tags.DATA_VERSION] == version.digest
+    assert model.tags[run_tags.DATA_SOURCE] == f"s3://{bucket}/v1/"
+    status = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "status"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "data" in status.stdout.splitlines()[0] and version.short in status.stdout
+    assert SERVICE_KEYS[1] not in json.dumps(attempt.data.params) + json.dumps(attempt.data.tags)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("*/5 * * * *", ""),
+        ({"cron": "0 3 * * 1", "if_changed": True}, ""),
+        ("61 * * * *", "Invalid end range"),
+        ("* * *", "must have five fields"),
+        ({"cron": "0 3 * * *", "if_changed": "yes"}, "if_changed must be true or false"),
+        ({"cron": "0 3 * * *", "every": 1}, "unknown key"),
+    ],
+)
+def test_a_schedule_is_read_by_celery_beats_crontab(spec: object, error: str) -> None:
+    from ct_service.schedule import Schedule
+
+    if not error:
+        assert Schedule.from_spec(spec).crontab().is_due  # a real celery.schedules.crontab
+        return
+    with pytest.raises(ValueError, match=error):
+        Schedule.from_spec(spec)
+
+
+@pytest.mark.integration
+def test_a_schedule_fires_once_a_tick_and_if_changed_skips(world, s3: S3Server) -> None:
+    from datetime import datetime, timezone
+
+    from ct_service.orchestration.schedules import beat_entries, fire
+    from ct_service.schedule import Schedule
+
+    settings, tracker, bucket, pinned, _ = world
+    production = tracker.recent_pipelines(1)[0]
+    tracker.set_tags(production.id, {run_tags.SCHEDULE: Schedule("* * * * *", True).to_json()})
+    [entry] = beat_entries(settings).values()
+    assert entry["task"] == "ct.schedule.fire" and entry["args"] == ("lenet", "* * * * *")
+    at = datetime(2026, 12, 7, 3, 0, tzinfo=timezone.utc)
+    assert fire(settings, "lenet", at) is None  # if_changed: production's commit and data
+    s3.upload(bucket, {"v/part-0": b"more images"})
+    later = datetime(2026, 12, 7, 3, 1, tzinfo=timezone.utc)
+    step = fire(settings, "lenet", later)
+    assert step is not None
+    started = tracker.pipeline(step.args[0])
+    assert started.tags[run_tags.TRIGGER] == "schedule"
+    assert started.tags[run_tags.TRIGGER_REASON].startswith(
+        "schedule * * * * *: production lenet v1's code, data "
+    )
+    assert fire(settings, "lenet", later) is None  # the same tick again (a redelivery)
+    assert (
+        fire(settings, "lenet", datetime(2026, 12, 7, 3, 2, tzinfo=timezone.utc)) is None
+    )  # trained

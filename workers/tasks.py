@@ -18,7 +18,7 @@ from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import data_trigger, pipeline, retry_notice
+from ct_service.orchestration import data_trigger, pipeline, retry_notice, schedules
 from ct_service.orchestration.data_trigger import DataTask
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
@@ -239,3 +239,12 @@ def _data_check(task: CeleryTask, changed: list[str] | None) -> dict[str, object
     if report.started or report.errors:
         log.warning("data check: %s", report)
     return asdict(report)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.SCHEDULE.value)
+def schedule_fire(self: CeleryTask, model_name: str, cron: str) -> str:
+    """A model's schedule is due (Celery beat's crontab sends it)."""
+    step = schedules.fire(self.app.settings, model_name)
+    if step is not None:
+        enqueue(self.app, step.task, *step.args)
+    return step.args[0] if step is not None else ""
