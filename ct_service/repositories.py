@@ -9,6 +9,7 @@
         project: projects/lenet    # the MLflow project inside the repository
         watch: [requirements.txt]  # more paths whose change retrains (the project always does)
         target: {metric: test_accuracy, threshold: 0.8, direction: maximize}   # optional
+        promotion: manual          # optional: winners wait for approval (or {main: manual})
 
 Every entry is validated at start; an error names the file, the entry and the key.
 """
@@ -26,6 +27,7 @@ import yaml
 
 from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
+from ct_service.promotion_mode import PromotionMode, parse_branch_modes
 from ct_service.target import Target
 
 
@@ -49,6 +51,8 @@ class Repository:
     project: str
     watch: tuple[str, ...] = ()
     target: Target | None = None
+    # (branch, mode) pairs of its `promotion:`; "*" stands for any other branch
+    promotion: tuple[tuple[str, PromotionMode], ...] = ()
 
     @property
     def watched_paths(self) -> tuple[str, ...]:
@@ -99,6 +103,7 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
             "project",
             "watch",
             "target",
+            "promotion",
         }
     )
     if unknown:
@@ -126,6 +131,7 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
         project=project,
         watch=watch,
         target=_target(entry.get("target"), where),
+        promotion=_promotion(entry.get("promotion"), where),
     )
 
 
@@ -157,6 +163,15 @@ def _target(spec: Any, where: str) -> Target | None:
         return Target.from_spec(spec)
     except ValueError as error:
         raise SettingsError(f"{where}.{error}") from None
+
+
+def _promotion(spec: Any, where: str) -> tuple[tuple[str, PromotionMode], ...]:
+    if spec is None:
+        return ()
+    try:
+        return tuple(parse_branch_modes(spec, f"{where}.promotion").items())
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _text(entry: dict, key: str, where: str, default: str | None = None) -> str:

@@ -1,0 +1,69 @@
+"""What a pipeline's promotion step needs beyond the winner's metric: whether a person
+must approve the winner (the project's ct.yaml at the pipeline's commit, and the
+operator's repositories.yaml for the pushed repository and branch), and the cause the
+production history records (the pipeline, its trigger, its commit and data)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlflow.utils.mlflow_tags import MLFLOW_USER
+
+from ct_service import run_tags
+from ct_service.history import Cause, Trigger
+from ct_service.orchestration import git_source
+from ct_service.project import load_project
+from ct_service.promotion_mode import PromotionMode, required
+from ct_service.repositories import Repository, load_repositories
+from ct_service.settings import Settings
+from ct_service.tracking import Pipeline
+
+
+def manual(settings: Settings, pipeline: Pipeline) -> bool:
+    """Whether the pipeline's winner waits for a person's approval."""
+    project = load_project(git_source.project_folder(settings, pipeline))
+    repository = _repository(settings, pipeline)
+    modes = dict(repository.promotion) if repository is not None else {}
+    mode = required(project.promotion, modes, pipeline.spec.source_branch)
+    return mode is PromotionMode.MANUAL
+
+
+def cause(pipeline: Pipeline, version_tags: Mapping[str, str]) -> Cause:
+    """The pipeline as the cause of a decision: a push (its repository, branch and
+    commit) or a `ct-service run` (who ran it), with the data digests the winner
+    trained on (its version's ct.data.* tags)."""
+    spec = pipeline.spec
+    data = ", ".join(
+        f"{name.removeprefix(run_tags.DATA_PREFIX)}={digest[:12]}"
+        for name, digest in sorted(version_tags.items())
+        if name.startswith(run_tags.DATA_PREFIX)
+    )
+    pushed = bool(pipeline.tags.get(run_tags.PUSH_ID))
+    return Cause(
+        Trigger.PUSH if pushed else Trigger.RUN,
+        pipeline_id=pipeline.id,
+        commit=spec.commit,
+        branch=spec.source_branch,
+        repository=pipeline.tags.get(run_tags.SOURCE_REPOSITORY, ""),
+        data=data,
+        person="" if pushed else pipeline.tags.get(MLFLOW_USER, ""),
+    )
+
+
+def _repository(settings: Settings, pipeline: Pipeline) -> Repository | None:
+    """The allow-list's entry the pipeline's code came from: the pushed repository,
+    or the one whose URL `ct-service run --git` named; None without either."""
+    if not settings.repositories_file or not pipeline.spec.source_url:
+        return None
+    listed = load_repositories(
+        Path(settings.repositories_file), os.environ, settings.git_allow_file
+    )
+    named = pipeline.tags.get(run_tags.SOURCE_REPOSITORY, "")
+    for (provider, name), repository in listed.items():
+        if named == f"{provider.value}:{name}" or (
+            not named and repository.url == pipeline.spec.source_url
+        ):
+            return repository
+    return None
