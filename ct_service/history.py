@@ -19,7 +19,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -166,11 +166,12 @@ def read(client: MlflowClient, name: str) -> Read:
 
 
 def record(client: MlflowClient, name: str, event: Event) -> None:
-    """Add the event to the model's history and its reason to the version it was about.
-    A pipeline's event is recorded once: a replayed step finds it and adds nothing."""
+    """Add the event, stamped with the time now, to the model's history, and its reason
+    to the version it was about. A pipeline's event is recorded once: a replayed step
+    finds it and adds nothing."""
     if event.cause.pipeline_id and read(client, name).has(event.move, event.cause.pipeline_id):
         return
-    key, value = event.to_tag()
+    key, value = replace(event, time=time.time()).to_tag()
     client.set_registered_model_tag(name, key, value)
     if event.candidate:
         client.set_model_version_tag(name, event.candidate, run_tags.DECISION, event.reason)

@@ -315,3 +315,16 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
         version = version_with_alias(client, name, alias)
         held[alias] = str(version.version) if version is not None else ""
     return held
+
+
+def history_json(client: MlflowClient, name: str) -> dict[str, object]:
+    """The model's aliases and production history, newest first, for scripts (`history
+    --json`, the status API's GET /models/<name>/history)."""
+    held = aliases(client, name)
+    found = history.read(client, name)
+    return {
+        "model": name,
+        "aliases": held,
+        "events": [event.to_json() for event in found.events],
+        "unreadable": found.unreadable,
+    }

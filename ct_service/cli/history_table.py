@@ -16,15 +16,16 @@ def history_table(name: str, held: dict[str, str], found: Read) -> str:
     shown = ", ".join(f"@{alias} {version}" for alias, version in held.items() if version)
     lines = [f"{one_line(name)}: {shown or 'no version holds an alias'}"]
     if not found.events:
-        return "\n".join([*lines, "no production history yet"])
-    rows = [(*HEADER, "reason"), *(row(event) for event in found.events)]
-    widths = [max(len(cells[i]) for cells in rows) for i in range(len(HEADER))]
-    lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
-        + "  "
-        + cells[-1]
-        for cells in rows
-    ]
+        lines.append("no production history yet")
+    else:
+        rows = [(*HEADER, "reason"), *(row(event) for event in found.events)]
+        widths = [max(len(cells[i]) for cells in rows) for i in range(len(HEADER))]
+        lines += [
+            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False))
+            + "  "
+            + cells[-1]
+            for cells in rows
+        ]
     if found.unreadable:
         lines.append(f"{len(found.unreadable)} tag(s) hold no event: {', '.join(found.unreadable)}")
     return "\n".join(lines)

@@ -19,22 +19,10 @@ from ct_service.settings import Settings
 from ct_service.tracking import Tracker, missing_store
 
 
-def history_json(client: MlflowClient, name: str) -> dict[str, object]:
-    """The model's aliases and history as `history --json` (and the status API) give it."""
-    held = registry.aliases(client, name)
-    found = production_history.read(client, name)
-    return {
-        "model": name,
-        "aliases": held,
-        "events": [event.to_json() for event in found.events],
-        "unreadable": found.unreadable,
-    }
-
-
 def history(args: argparse.Namespace, settings: Settings) -> int:
     client = _client(settings, args.model)
     if args.json:
-        print(json.dumps(history_json(client, args.model), indent=2))
+        print(json.dumps(registry.history_json(client, args.model), indent=2))
         return EXIT_OK
     held = registry.aliases(client, args.model)
     print(history_table(args.model, held, production_history.read(client, args.model)))
