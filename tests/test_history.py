@@ -353,3 +353,68 @@ def test_an_unreadable_tag_is_named_not_fatal():
         "no production history yet",
         "1 tag(s) hold no event: ct.history.20260101T000000.000000Z-beef",
     ]
+
+
+@pytest.mark.integration
+def test_the_status_api_approves_rejects_and_lists_behind_its_token(
+    sqlite_client, settings, tmp_path, redis_url, monkeypatch
+):
+    """The same two actions as the commands, on the webhook's status API: refused
+    without the bearer token, a clear JSON error for a version that is not the
+    candidate, and the person the request names in the history."""
+    from dataclasses import replace
+
+    from ct_service.webhook.app import create_app
+
+    monkeypatch.setenv("HOOK_SECRET", "a-secret")
+    repositories = tmp_path / "repositories.yaml"
+    repositories.write_text(
+        "repositories:\n  - {name: acme/models, provider: github, "
+        "url: 'https://git.example.com/acme/models.git', secret_env: HOOK_SECRET}\n"
+    )
+    token = "status-api-token-0123456789"
+    api = create_app(
+        replace(
+            settings, broker_url=redis_url, repositories_file=str(repositories), api_token=token
+        )
+    ).test_client()
+    client = sqlite_client
+    promote(client, 0.9, "p1")
+    promote(client, 0.95, "p2", manual=True)
+    promote(client, 0.97, "p3", manual=True)  # replaces version 2
+
+    approve = f"/models/{MODEL}/versions/3/approve"
+    assert api.post(approve, json={"by": "alice"}).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert api.post(approve, json={"by": "alice"}, headers=wrong).status_code == 401
+    signed = {"Authorization": f"Bearer {token}"}
+    answer = api.post(f"/models/{MODEL}/versions/2/approve", json={}, headers=signed)
+    assert answer.status_code == 409
+    assert answer.json == {
+        "error": "version 2 of 'digits' is not awaiting approval: the candidate is version 3"
+    }
+    assert api.post(f"/models/{MODEL}/versions/2/reject", headers=signed).status_code == 400
+    missing = api.post("/models/digitz/versions/3/approve", json={}, headers=signed)
+    assert missing.status_code == 404 and "no registered model 'digitz'" in missing.json["error"]
+
+    answer = api.post(approve, json={"by": "alice\n"}, headers=signed)
+    assert answer.status_code == 200
+    assert answer.json["production"] == "3" and answer.json["changed"] is True
+    again = api.post(approve, json={"by": "alice"}, headers=signed)
+    assert again.status_code == 200 and again.json["changed"] is False
+    assert production(client) == "3"
+
+    listed = api.get(f"/models/{MODEL}/history", headers=signed)
+    assert listed.status_code == 200
+    latest = listed.json["events"][0]
+    assert latest["move"] == "approved"
+    assert latest["cause"] == {
+        "trigger": "person",
+        "pipeline_id": "",
+        "commit": "",
+        "branch": "",
+        "repository": "",
+        "data": "",
+        "person": "alice (via the status API)",
+    }
+    assert api.get(f"/models/{MODEL}/history").status_code == 401
