@@ -418,3 +418,99 @@ def test_the_status_api_approves_rejects_and_lists_behind_its_token(
         "person": "alice (via the status API)",
     }
     assert api.get(f"/models/{MODEL}/history").status_code == 401
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("project", "repository", "branch", "mode"),
+    [
+        (None, {}, "main", "automatic"),
+        ("manual", {}, "main", "manual"),
+        (None, {"*": "manual"}, "dev", "manual"),
+        (None, {"main": "manual"}, "main", "manual"),
+        (None, {"main": "manual"}, "dev", "automatic"),
+        (None, {"main": "manual", "*": "automatic"}, "feature", "automatic"),
+        ("manual", {"main": "automatic"}, "main", "manual"),  # a project may ask for more care
+        ("automatic", {"*": "manual"}, "main", "manual"),  # never for less
+    ],
+)  # fmt: skip
+def test_manual_promotion_comes_from_the_project_or_its_repository_branch(
+    project, repository, branch, mode
+):
+    from ct_service.promotion_mode import PromotionMode, required
+
+    modes = {b: PromotionMode(m) for b, m in repository.items()}
+    chosen = required(PromotionMode(project) if project else None, modes, branch)
+    assert chosen is PromotionMode(mode)
+
+
+@pytest.mark.unit
+def test_repositories_yaml_gives_promotion_per_repository_or_branch_and_names_a_bad_one(tmp_path):
+    from ct_service.exceptions import SettingsError
+    from ct_service.promotion_mode import PromotionMode
+    from ct_service.repositories import Provider, load_repositories
+
+    path = tmp_path / "repositories.yaml"
+    entry = "  - {name: acme/%s, provider: github, url: 'https://git.example.com/a.git'%s}\n"
+    path.write_text(
+        "repositories:\n"
+        + entry % ("all", ", promotion: manual")
+        + entry % ("main", ", promotion: {main: manual}")
+        + entry % ("none", "")
+    )
+    found = load_repositories(path, {})
+    assert found[Provider.GITHUB, "acme/all"].promotion == (("*", PromotionMode.MANUAL),)
+    assert found[Provider.GITHUB, "acme/main"].promotion == (("main", PromotionMode.MANUAL),)
+    assert found[Provider.GITHUB, "acme/none"].promotion == ()
+    path.write_text("repositories:\n" + entry % ("x", ", promotion: {main: by-hand}"))
+    with pytest.raises(SettingsError, match=r"repositories\[0\].promotion.main must be"):
+        load_repositories(path, {})
+
+
+@pytest.mark.unit
+def test_ct_yaml_promotion_is_read_and_a_bad_value_named(tmp_path):
+    from ct_service.exceptions import ProjectError
+    from ct_service.project import load_project
+    from ct_service.promotion_mode import PromotionMode
+
+    (tmp_path / "MLproject").write_text(
+        "name: p\nentry_points:\n  main:\n    command: python t.py\n"
+    )
+    assert load_project(tmp_path).promotion is None
+    (tmp_path / "ct.yaml").write_text("promotion: manual\n")
+    assert load_project(tmp_path).promotion is PromotionMode.MANUAL
+    (tmp_path / "ct.yaml").write_text("promotion: sometimes\n")
+    with pytest.raises(
+        ProjectError, match="promotion must be automatic or manual, got 'sometimes'"
+    ):
+        load_project(tmp_path)
+
+
+@pytest.mark.unit
+def test_a_pushed_pipeline_finds_its_repository_s_promotion(tmp_path):
+    """The pipeline's recorded repository picks the allow-list entry; one started by
+    `ct-service run --git` is matched by its URL; a local one has none."""
+    from ct_service.orchestration.promotion_terms import repository_modes
+    from ct_service.promotion_mode import PromotionMode
+    from ct_service.settings import Settings
+    from ct_service.tracking import Pipeline, PipelineSpec, PipelineStatus
+
+    path = tmp_path / "repositories.yaml"
+    path.write_text(
+        "repositories:\n  - {name: acme/models, provider: gitlab, "
+        "url: 'https://git.example.com/acme/models.git', promotion: {main: manual}}\n"
+    )
+    settings = Settings(home=tmp_path / "ct", repositories_file=str(path))
+
+    def made(url: str, tags: dict[str, str]) -> Pipeline:
+        spec = PipelineSpec("projects/p", "p", "p", {}, source_url=url, source_branch="main")
+        return Pipeline("id", "1", spec, PipelineStatus.PROMOTING, 0, tags=tags)
+
+    url = "https://git.example.com/acme/models.git"
+    expected = {"main": PromotionMode.MANUAL}
+    assert repository_modes(
+        settings, made(url, {"ct.source.repository": "gitlab:acme/models"})
+    ) == (expected)
+    assert repository_modes(settings, made(url, {})) == expected
+    assert repository_modes(settings, made("", {})) == {}
+    assert repository_modes(settings, made("https://elsewhere.example/x.git", {})) == {}

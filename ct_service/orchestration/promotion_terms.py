@@ -24,10 +24,17 @@ from ct_service.tracking import Pipeline
 def manual(settings: Settings, pipeline: Pipeline) -> bool:
     """Whether the pipeline's winner waits for a person's approval."""
     project = load_project(git_source.project_folder(settings, pipeline))
-    repository = _repository(settings, pipeline)
-    modes = dict(repository.promotion) if repository is not None else {}
-    mode = required(project.promotion, modes, pipeline.spec.source_branch)
+    mode = required(
+        project.promotion, repository_modes(settings, pipeline), pipeline.spec.source_branch
+    )
     return mode is PromotionMode.MANUAL
+
+
+def repository_modes(settings: Settings, pipeline: Pipeline) -> dict[str, PromotionMode]:
+    """The `promotion:` of the allow-list's entry the pipeline's code came from, by
+    branch ({} when it has none, or the pipeline no such entry)."""
+    repository = _repository(settings, pipeline)
+    return dict(repository.promotion) if repository is not None else {}
 
 
 def cause(pipeline: Pipeline, version_tags: Mapping[str, str]) -> Cause:
