@@ -78,7 +78,7 @@ def reject(client: MlflowClient, name: str, version: str, person: str, why: str)
         name, version, run_tags.APPROVAL, f"{REJECTED} by {person} at {registry.when()}: {why}"
     )
     event = _event(client, name, Move.REJECTED, current, current, version, person)
-    reason = f"version {version} rejected by {person}: {why} ({_comparison(event)})"
+    reason = f"version {version} rejected by {person}: {why}; {_comparison(event)}"
     history.record(client, name, replace(event, reason=reason))
     return Verdict(version, current, reason)
 
