@@ -514,3 +514,32 @@ def test_a_pushed_pipeline_finds_its_repository_s_promotion(tmp_path):
     assert repository_modes(settings, made(url, {})) == expected
     assert repository_modes(settings, made("", {})) == {}
     assert repository_modes(settings, made("https://elsewhere.example/x.git", {})) == {}
+
+
+@pytest.mark.unit
+def test_a_pipeline_s_cause_names_its_push_or_who_ran_it_and_its_data():
+    from ct_service.orchestration.promotion_terms import cause
+    from ct_service.tracking import Pipeline, PipelineSpec, PipelineStatus
+
+    spec = PipelineSpec(
+        "projects/lenet", "lenet", "lenet", {}, commit=COMMIT, source_url="u", source_branch="main"
+    )
+    tags = {
+        "ct.push_id": "7" * 32,
+        "ct.source.repository": "github:acme/models",
+        "mlflow.user": "worker",
+    }
+    push = Pipeline("ab" * 16, "1", spec, PipelineStatus.PROMOTING, 0, tags=tags)
+    data = {"ct.data.mnist": "5b7e0f0c1d2a3b4c", "ct.metric.test_accuracy": "0.9"}
+    assert cause(push, data) == Cause(
+        Trigger.PUSH,
+        pipeline_id="ab" * 16,
+        commit=COMMIT,
+        branch="main",
+        repository="github:acme/models",
+        data="mnist=5b7e0f0c1d2a",
+        person="",  # the worker's account did not push
+    )
+    local = PipelineSpec("/home/bob/lenet", "lenet", "lenet", {}, commit="")
+    run = Pipeline("cd" * 16, "1", local, PipelineStatus.PROMOTING, 0, tags={"mlflow.user": "bob"})
+    assert cause(run, {}) == Cause(Trigger.RUN, pipeline_id="cd" * 16, person="bob")
