@@ -79,6 +79,11 @@ class InfrastructureError(CtError):
     status_code = 503
 
 
+class StatusHostUnavailable(InfrastructureError):
+    """A git host's status API did not take a commit status for now (a timeout, a
+    refused connection, 429 or 5xx): the report is sent again later."""
+
+
 def is_infrastructure_failure(error: BaseException) -> bool:
     """Broken connections and locked stores are retried; everything else is a real failure."""
     if isinstance(error, (InfrastructureError, ConnectionError, TimeoutError)):

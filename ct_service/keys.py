@@ -28,6 +28,7 @@ SHORT_STEP_SECONDS = 300.0  # a short step (start, decide, ...) marked running t
 FAILURES_SECONDS = 24 * 3600.0  # how long the watchdog counts a record's failures
 DELIVERY_SECONDS = 7 * 24 * 3600.0  # how long a push delivery is remembered
 CREATE_CLAIM_SECONDS = 120.0  # a worker that died creating a push's pipeline run frees it
+STATUS_CLAIM_SECONDS = 60.0  # a worker that died sending a commit status frees its pipeline
 INTAKE_MARK_SECONDS = SHORT_STEP_SECONDS  # an intake marked queued longer was lost: resend
 # (`ct:push:`) Sorted set, by time recorded, of the pushes whose run is not created.
 WAITING_PUSHES = "waiting"
@@ -83,6 +84,20 @@ def failures(record: str) -> str:
 def create_claim(pipeline_id: str) -> str:
     """The worker creating the pipeline run of a recorded push (TTL CREATE_CLAIM_SECONDS)."""
     return f"claim:create:{pipeline_id}"
+
+
+def commit_status(pipeline_id: str) -> str:
+    """Hash: the commit status due for a pushed pipeline and what was sent of it
+    (`wanted`: JSON, `version`: counts the statuses recorded, `sent`: the version the
+    host last took; orchestration/status_reports.py). TTL DELIVERY_SECONDS from its
+    last status: a lost one only leaves the host showing an older status."""
+    return f"status:{pipeline_id}"
+
+
+def status_claim(pipeline_id: str) -> str:
+    """The worker sending this pipeline's commit status (TTL STATUS_CLAIM_SECONDS): one
+    at a time, so an older status never lands after a newer one."""
+    return f"claim:status:{pipeline_id}"
 
 
 def push_record(pipeline_id: str) -> str:

@@ -9,7 +9,16 @@
         project: projects/lenet    # the MLflow project inside the repository
         watch: [requirements.txt]  # more paths whose change retrains (the project always does)
         target: {metric: test_accuracy, threshold: 0.8, direction: maximize}   # optional
+        status_token_file: /run/secrets/acme-status   # optional: report commit statuses
+        status_api: https://git.example.com/api/v1    # optional: the host's API base
         promotion: manual          # optional: winners wait for approval (or {main: manual})
+
+With `status_token_file`, each pipeline of a push sets a status on the pushed commit
+through the host's status API (orchestration/status_reports.py) with the token that
+file holds (read at each send, never kept or logged). The API base is the operator's:
+`status_api`, else derived from `url`'s host (github.com -> https://api.github.com,
+another GitHub host -> /api/v3, GitLab /api/v4, Gitea and Forgejo /api/v1,
+bitbucket.org -> https://api.bitbucket.org/2.0); never a URL from a push.
 
 Every entry is validated at start; an error names the file, the entry and the key.
 """
@@ -17,11 +26,13 @@ Every entry is validated at start; an error names the file, the entry and the ke
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -53,6 +64,17 @@ class Repository:
     target: Target | None = None
     # (branch, mode) pairs of its `promotion:`; "*" stands for any other branch
     promotion: tuple[tuple[str, PromotionMode], ...] = ()
+    status_token_file: str = ""  # "": no commit statuses; read at each send, never kept
+    status_api: str = ""  # the host's API base the statuses go to (https)
+
+    @property
+    def reports_status(self) -> bool:
+        return bool(self.status_token_file)
+
+    @property
+    def key(self) -> str:
+        """`<provider>:<name>`, as push records and pipeline tags name the entry."""
+        return f"{self.provider.value}:{self.name}"
 
     @property
     def watched_paths(self) -> tuple[str, ...]:
@@ -104,6 +126,8 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
             "watch",
             "target",
             "promotion",
+            "status_token_file",
+            "status_api",
         }
     )
     if unknown:
@@ -132,7 +156,73 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
         watch=watch,
         target=_target(entry.get("target"), where),
         promotion=_promotion(entry.get("promotion"), where),
+        **_status(entry, provider, name, url, where),
     )
+
+
+# A path segment of a repository's name on a host: no "/", "..", spaces or escapes.
+NAME_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# The API of the public hosts by the host a repository is fetched from.
+PUBLIC_APIS = {
+    (Provider.GITHUB, "github.com"): "https://api.github.com",
+    (Provider.BITBUCKET, "bitbucket.org"): "https://api.bitbucket.org/2.0",
+}
+API_PATHS = {
+    Provider.GITHUB: "/api/v3",  # GitHub Enterprise Server
+    Provider.GITLAB: "/api/v4",
+    Provider.GITEA: "/api/v1",
+    Provider.FORGEJO: "/api/v1",
+}
+
+
+def _status(entry: dict, provider: Provider, name: str, url: str, where: str) -> dict[str, str]:
+    """status_token_file and the API base statuses go to; {} when none is configured."""
+    if "status_token_file" not in entry:
+        if "status_api" in entry:
+            raise SettingsError(f"{where}.status_api needs status_token_file (the token)")
+        return {}
+    token_file = _text(entry, "status_token_file", where)
+    segments = name.split("/")
+    most = None if provider is Provider.GITLAB else 2  # GitLab nests groups
+    if (
+        len(segments) < 2
+        or (most and len(segments) > most)
+        or not all(NAME_SEGMENT.fullmatch(s) for s in segments)
+    ):
+        shape = "group/.../project" if provider is Provider.GITLAB else "owner/name"
+        raise SettingsError(f"{where}.name: {name!r} is not a {shape} this host's API takes")
+    if "status_api" in entry:
+        api = _text(entry, "status_api", where).rstrip("/")
+        parts = urlsplit(api)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.query:
+            raise SettingsError(
+                f"{where}.status_api must be an https:// URL without credentials or query; "
+                f"got {api!r}"
+            )
+    else:
+        api = _derived_api(provider, url, f"{where}.status_api")
+    return {"status_token_file": token_file, "status_api": api}
+
+
+def _derived_api(provider: Provider, url: str, where: str) -> str:
+    """The API base of the host `url` is fetched from (https only)."""
+    host = _host(url)
+    if not host:
+        raise SettingsError(f"{where}: cannot tell the host's API from url {url!r}; give it")
+    public = PUBLIC_APIS.get((provider, host))
+    if public:
+        return public
+    if provider is Provider.BITBUCKET:
+        raise SettingsError(f"{where}: only Bitbucket Cloud (bitbucket.org) is supported")
+    return f"https://{host}{API_PATHS[provider]}"
+
+
+def _host(url: str) -> str:
+    """The host of an https://, ssh:// or git@host:path URL; "" for anything else."""
+    if url.startswith(("https://", "ssh://")):
+        return (urlsplit(url).hostname or "").lower()
+    scp = re.fullmatch(r"[\w.-]+@([\w.-]+):.*", url)
+    return scp.group(1).lower() if scp else ""
 
 
 def _secret(entry: dict, where: str, environ: Mapping[str, str]) -> str:

@@ -44,6 +44,9 @@ SOURCE_SEQUENCE = "ct.source.sequence"  # the push's place among pushes to its b
 SOURCE_CHANGED_SINCE = "ct.source.changed_since"  # the push's before-commit (Bitbucket)
 SOURCE_WATCH = "ct.source.watch"  # JSON: the paths whose change trains
 PUSH_ID = "ct.push_id"  # the pipeline id the webhook answered for the push
+# The last word on the commit status sent to the git host (status_reports.py):
+# "sent <state>: <description>", "retrying: <why>", "failed: <why>"
+COMMIT_STATUS = "ct.commit_status"
 
 # -- the registry: a registered model and its versions ------------------------------
 # + UTC time and a nonce (on a registered model): one event of its production history,
@@ -92,6 +95,10 @@ CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's r
 STOP_REQUESTED = "ct.stop_requested"
 STOPPED_EARLY = "ct.stopped_early"  # "<target met|behind|hopeless>: <reason>": why stopped
 STOP_MARGIN = "ct.stop_margin"  # the validation margin its target-met stop asks for
+# the most epochs its stop watch judges it by, when it may be continued past its own
+# epochs (a rung of successive halving); absent: the space's most, or its own epochs
+# under an epoch budget
+HORIZON = "ct.horizon"
 # the interval its stop watch judged with (JSON: margin, noise and how it was measured,
 # the validation-test gap and its spread, the attempts it was measured on, z)
 STOP_INTERVAL = "ct.stop_interval"

@@ -123,6 +123,9 @@ class Settings:
     notify_webhook_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     repositories_file: str = ""  # the webhook's allow-list (see repositories.py)
+    # A CA bundle trusted for git hosts' status APIs besides the system's (a self-hosted
+    # GitLab or Gitea with a private CA); verification is never turned off.
+    status_ca_file: str = ""
     webhook_insecure: bool = False  # accept unsigned pushes: local development only
     git_allow_file: bool = False  # allow file:// and local-path repositories (tests, demos)
     api_token: str = field(default="", repr=False)  # bearer token of GET /pipelines*
@@ -228,6 +231,7 @@ class Settings:
             ),
             log_level=env.choice("CT_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             repositories_file=env.existing_file("CT_REPOSITORIES_FILE"),
+            status_ca_file=env.existing_file("CT_STATUS_CA_FILE"),
             webhook_insecure=env.choice("CT_WEBHOOK_INSECURE", "0", ("0", "1")) == "1",
             git_allow_file=env.choice("CT_GIT_ALLOW_FILE", "0", ("0", "1")) == "1",
             api_token=env.secret("CT_API_TOKEN"),

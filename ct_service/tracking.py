@@ -348,6 +348,7 @@ class Tracker:
         derived_from: str = "",
         continues: str = "",
         stop_margin: float | None = None,
+        horizon: int = 0,
     ) -> str:
         """Create attempt `number`, or return the one a replayed step created already."""
         existing = self.attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
@@ -375,6 +376,7 @@ class Tracker:
                     else {}
                 ),
                 **({run_tags.STOP_MARGIN: f"{stop_margin:g}"} if stop_margin is not None else {}),
+                **({run_tags.HORIZON: str(horizon)} if horizon else {}),
             },
         )
         self.client.log_batch(

@@ -62,7 +62,9 @@ def test_run_help_lists_the_exit_codes_and_the_defaults(capsys):
         assert f"{code} {meaning}" in text
     assert "else test_accuracy" in text and "else 0.8" in text  # the target's defaults
     assert "(default: CT_MAX_ATTEMPTS, else 5)" in text
-    assert "(default: pipeline,training,notify)" in " ".join(help_of(capsys, "worker").split())
+    assert "(default: pipeline,training,notify,status)" in " ".join(
+        help_of(capsys, "worker").split()
+    )
 
 
 def spec(project: str = "digits") -> PipelineSpec:

@@ -131,3 +131,92 @@ def test_the_last_attempt_of_a_round_to_end_decides_for_the_round(
     assert pipeline.outcome == "budget-exhausted"
     assert pipeline.tags["ct.decided_through"] == "3"
     assert not tracker.client.search_model_versions("name = 'rounds'")
+
+
+# Successive halving (ct_service/search/rungs.py): accuracy = 0.5 + (width + epoch) / 100,
+# so the widest of a rung is its best, and only width 32 trained 9 epochs meets 0.9;
+# each epoch's checkpoint is the tag the service reads, and a continuation starts
+# after its base's last epoch.
+HALVED_TRAIN = """\
+import sys, mlflow
+width, epochs, resume_from = int(float(sys.argv[1])), int(float(sys.argv[2])), sys.argv[3]
+start = 0
+if resume_from:
+    tags = mlflow.tracking.MlflowClient().get_run(resume_from).data.tags
+    start = int(tags["checkpoint.last_epoch"])
+with mlflow.start_run():
+    mlflow.set_tag("t.first_epoch", str(start + 1))
+    for epoch in range(start + 1, epochs + 1):
+        mlflow.log_metric("val_accuracy", 0.5 + (width + epoch) / 100, step=epoch)
+        mlflow.set_tag("checkpoint.last_epoch", str(epoch))
+    mlflow.log_metric("test_accuracy", 0.5 + (width + epochs) / 100)
+
+    class Same(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.pyfunc.log_model(name="model", python_model=Same())
+"""
+
+
+def _halved_project(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: halved\nentry_points:\n  main:\n    parameters:\n"
+        "      width: {type: float, default: 32}\n      epochs: {type: float, default: 3}\n"
+        '      resume_from: {type: string, default: ""}\n'
+        "    command: python train.py {width} {epochs} '{resume_from}'\n"
+    )
+    (folder / "ct.yaml").write_text(
+        "stop_early: false\nsearch_space:\n"
+        "  width: {role: width, type: int, values: [2, 4, 8, 16, 32]}\n"
+        "  epochs: {role: epochs, type: int, low: 1, high: 9}\n"
+    )
+    (folder / "train.py").write_text(HALVED_TRAIN)
+    return folder
+
+
+@pytest.mark.integration
+def test_a_rung_of_three_continues_its_best_from_its_checkpoint(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Rounds of 3 on a project that continues runs, 7 attempts left after the first
+    (width 32, 3 epochs): the bracket they allow is rungs 3 and 9 (of 1-9 epochs:
+    1, 3, 9; rung 1 would need 13). The first round's 3 new configurations train to
+    rung 3; then the best of the 4 there by validation, the first, goes on from its
+    checkpoint to rung 9, training epochs 4-9 only, meets the target and is promoted
+    at once."""
+    home = tmp_path / "ct"
+    env = ct_env(
+        CT_HOME=str(home),
+        CT_BROKER_URL=redis_url,
+        CT_PARALLEL_ATTEMPTS="3",
+        CT_MAX_ATTEMPTS="8",
+        CT_TARGET_THRESHOLD="0.9",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        pipeline_id = enqueue(env, _halved_project(tmp_path / "p"))
+        tracker = Tracker(Settings(home=home))
+        wait_finished(tracker, pipeline_id, tmp_path / "worker.log", timeout=300)
+    finally:
+        worker.stop()
+    attempts = tracker.attempts(tracker.pipeline(pipeline_id))
+    runs = {a.number: tracker.client.get_run(a.run_id).data for a in attempts}
+    first_round = attempts[1:4]
+    assert [a.config["epochs"] for a in first_round] == [3, 3, 3]  # the lowest rung
+    assert len({a.config["width"] for a in attempts[:4]}) == 4  # four configurations
+    assert max(attempts[:4], key=lambda a: a.validation[2]) is attempts[0]
+
+    on = attempts[4]
+    assert on.config["resume_from"] == attempts[0].run_id
+    assert on.config["epochs"] == 9 and on.config["width"] == 32
+    assert "best 1/3 of the attempts that reached epoch 3" in runs[5].tags["ct.reason"]
+    assert runs[5].tags["t.first_epoch"] == "4"  # no epoch trained twice
+    steps = [m.step for m in tracker.client.get_metric_history(on.run_id, "val_accuracy")]
+    assert steps == [4, 5, 6, 7, 8, 9]
+    assert runs[5].tags["ct.horizon"] == "9"
+    pipeline = tracker.pipeline(pipeline_id)
+    assert pipeline.outcome == "promoted"
+    versions = tracker.client.search_model_versions("name = 'halved'")
+    assert [v.run_id for v in versions] == [on.run_id]

@@ -228,3 +228,45 @@ def test_fix_up_caps_the_epochs_by_what_the_budget_has_left_once():
     )
     assert decision.config["epochs"] == 4  # 3 trained of 7
     assert decision.reason == "why; epochs 4: what the budget has left"
+
+
+# -- TPE warm-started with the project's earlier pipelines ---------------------------
+
+
+def _earlier_pipeline() -> list:
+    """Twelve attempts of an earlier pipeline: learning rates from 0.003 up reached
+    0.9 whatever the rest, those below 0.0005 0.5."""
+    found = []
+    for n in range(12):
+        good = n % 2 == 0
+        rate = (0.003, 0.005, 0.008)[n % 3] if good else (0.0001, 0.0002, 0.0004)[n % 3]
+        found.append(
+            attempt(
+                100 + n,
+                metric=0.9 if good else 0.5,
+                learning_rate=rate,
+                filters=(4, 8, 16)[n % 3],
+                conv_blocks=1 + n % 4,
+                epochs=8,
+            )  # fmt: skip
+        )
+    return found
+
+
+@pytest.mark.unit
+def test_tpe_is_warm_started_with_the_project_s_earlier_attempts():
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for pipeline in range(8):  # 8 pipelines: 8 sampler seeds (from the first run id)
+        gave_up = stopped("hopeless", epochs=8, metric=0.72, curves=OVERFIT)
+        gave_up = type(gave_up)(**{**gave_up.__dict__, "run_id": f"p{pipeline}-run1"})
+        for warm in (True, False):
+            prior = _earlier_pipeline() if warm else []
+            ctx = context([gave_up], stop_rule=STOPS, prior=prior)
+            proposal = SampledAfterGivingUp().propose(ctx)
+            assert proposal is not None
+            rates[warm].append(proposal.config["learning_rate"])
+            told = "TPE over 1 finished attempts and 12 of earlier pipelines proposes"
+            assert (told in proposal.reason) is warm
+    # told where the rate was good before, TPE proposes good rates; without, it samples
+    assert sum(rate >= 0.002 for rate in rates[True]) >= 7
+    assert sum(rate >= 0.002 for rate in rates[True]) > sum(rate >= 0.002 for rate in rates[False])

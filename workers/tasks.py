@@ -16,11 +16,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from ct_service import keys as names
 from ct_service import run_tags
-from ct_service.exceptions import is_infrastructure_failure
+from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import pipeline, retry_notice
+from ct_service.orchestration import pipeline, retry_notice, status_reports
 from ct_service.orchestration.pipeline import Step, Task
-from ct_service.orchestration.queue import enqueue, send_intake_if_pushes_wait
+from ct_service.orchestration.queue import (
+    CtCelery,
+    enqueue,
+    send_intake_if_pushes_wait,
+    send_status_report,
+)
 from ct_service.recovery.dead_letters import (
     DEATHS_BEFORE_DEAD_LETTER,
     DeadLetters,
@@ -80,6 +85,8 @@ class CountedTask(CeleryTask):
             raise
         if next_step is not None:
             enqueue(self.app, next_step.task, *next_step.args)
+        if args:
+            send_status_report(self.app, args[0])
         _forget(settings, names.step(self.name, args))
         letters.record(task_id, self.name, args, reason)
 
@@ -111,6 +118,7 @@ def _run_step(
         retry_notice.clear(settings, pipeline_id)
     for following in (next_step,) if isinstance(next_step, Step) else next_step or ():
         enqueue(task.app, following.task, *following.args)
+    send_status_report(task.app, pipeline_id)  # when the step made one due
     _forget(settings, marker)
 
 
@@ -132,6 +140,12 @@ def _forget(settings: Settings, key: str) -> None:
         log.warning("could not clear the mark %s: %s", key, error)
 
 
+def _started(app: CtCelery, step: Step) -> None:
+    """A pushed pipeline's run exists: its start step, and its queued commit status."""
+    enqueue(app, step.task, *step.args)
+    send_status_report(app, step.args[0])
+
+
 def _backoff(retries: int) -> float:
     """Exponential, capped at 5 minutes, with jitter so retries do not stampede."""
     return min(300.0, 2.0**retries) * random.uniform(0.5, 1.5)
@@ -146,7 +160,7 @@ def intake(self: CeleryTask) -> None:
     marker = _marker(self)
     try:
         with held(keystore_for(settings), marker, "running", names.SHORT_STEP_SECONDS):
-            seen = pipeline.intake(settings, lambda step: enqueue(self.app, step.task, *step.args))
+            seen = pipeline.intake(settings, lambda step: _started(self.app, step))
     except Exception as error:
         if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
             log.warning("%s: infrastructure failure, retrying: %s", self.name, error)
@@ -185,6 +199,22 @@ def promote(self: CeleryTask, pipeline_id: str) -> None:
 @shared_task(bind=True, base=CountedTask, name=Task.NOTIFY.value, max_retries=MAX_RETRIES)
 def notify(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.notify_people(self.app.settings, pipeline_id))
+
+
+@shared_task(
+    bind=True,
+    name=Task.REPORT_STATUS.value,
+    autoretry_for=(StatusHostUnavailable,),
+    retry_backoff=True,  # 1 s, 2 s, 4 s, ... with full jitter, at most 5 minutes apart
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=status_reports.TRIES - 1,
+)
+def report_status(self: CeleryTask, pipeline_id: str) -> str:
+    """Post the pipeline's newest commit status to its git host; a host that does
+    not take it now is tried again with backoff, then given up (logged, recorded)."""
+    last_try = self.request.retries >= status_reports.TRIES - 1
+    return status_reports.send(self.app.settings, pipeline_id, last_try=last_try)
 
 
 @shared_task(bind=True, base=CountedTask, name=Task.RESUME.value, max_retries=MAX_RETRIES)

@@ -22,7 +22,7 @@ from ct_service.cli.progress import Follower
 from ct_service.exceptions import CtError, PipelineNotFound
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pushes import push_records_for
-from ct_service.orchestration.queue import enqueue, make_celery
+from ct_service.orchestration.queue import enqueue, make_celery, send_status_report
 from ct_service.project import load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
@@ -262,5 +262,7 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
     if not pipeline.cancel(settings, pipeline_id, reason):
         print(f"pipeline {pipeline_id} had ended already; nothing to cancel")
         return EXIT_OK
+    if not settings.embedded:  # a pushed commit's status says so on its git host
+        send_status_report(make_celery(settings), pipeline_id)
     print(f"pipeline {pipeline_id} cancelled")
     return EXIT_OK

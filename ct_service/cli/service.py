@@ -20,7 +20,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="start a Celery worker (needs CT_BROKER_URL)",
         **described(
             "Start a Celery worker that runs the pipelines' steps: the pipeline queue "
-            "(short steps), training (one attempt at a time per process) and notify. "
+            "(short steps), training (one attempt at a time per process), notify and "
+            "status (commit statuses on git hosts; a worker of its own, `--queues "
+            "status`, sends them while the others train). "
             "Needs CT_BROKER_URL, and a CT_TRACKING_URI every worker reaches; workers see "
             "a project folder at the same path as `ct-service run`.",
             "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service worker",
@@ -29,7 +31,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     worker.add_argument(
         "--queues",
-        default="pipeline,training,notify",
+        default="pipeline,training,notify,status",
         help="comma-separated queues to consume (default: %(default)s)",
     )
     worker.add_argument(

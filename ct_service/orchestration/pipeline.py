@@ -30,7 +30,7 @@ from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import git_source, promotion_terms
+from ct_service.orchestration import git_source, promotion_terms, status_reports
 from ct_service.orchestration.git_source import GitSource
 from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
 from ct_service.project import ENTRY_POINT, load_project
@@ -55,6 +55,7 @@ class Task(str, Enum):
     DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
     PROMOTE = "ct.registry.promote"  # promote(): register, alias production
     NOTIFY = "ct.notify.send"  # notify_people(): e-mail and chat
+    REPORT_STATUS = "ct.status.report"  # status_reports.send(): the commit's status on its host
     RESUME = "ct.pipeline.resume"  # recovery: an attempt killed from outside, resumed
     WATCHDOG_SCAN = "ct.watchdog.scan"  # recovery: Celery beat's periodic scan
 
@@ -180,6 +181,7 @@ def _create_run(settings: Settings, records: PushRecords, record: PushRecord) ->
         push_id=push_id,
     )
     records.created(push_id, run_id)
+    status_reports.due(tracker, run_id)
     return Step(Task.START, (run_id,))
 
 
@@ -234,6 +236,7 @@ def _end_untrained(
         },
     )
     tracker.client.set_terminated(pipeline_id, "FINISHED")
+    status_reports.due(tracker, pipeline_id)
 
 
 def start(settings: Settings, pipeline_id: str) -> Step | None:
@@ -282,6 +285,7 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     )
     attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
     tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
+    status_reports.due(tracker, pipeline_id)
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
 
 
@@ -334,7 +338,8 @@ def _stop_watch(
 ) -> StopWatch:
     """What watches the attempt's validation curve to stop it early: the project's
     rule, judged up to the most epochs its search space allows (under an epoch
-    budget: its own epochs, all the budget left it), beside the curves of the
+    budget: its own epochs, all the budget left it; on a rung of successive halving:
+    the horizon its decision recorded), beside the curves of the
     pipeline's other finished attempts (not the one it continues), with the
     validation-test gaps they measured (stop_interval)."""
     project = load_project(git_source.project_folder(settings, pipeline))
@@ -360,6 +365,8 @@ def _stop_watch(
     own = json.loads(tags.get(run_tags.CONFIG, "{}")).get(epochs[0].name) if horizon else None
     if pipeline.spec.budget.max_epochs and own is not None:
         horizon = min(horizon, int(float(own)))
+    if tags.get(run_tags.HORIZON, "").isdigit():  # a rung: it may be continued past its own
+        horizon = int(tags[run_tags.HORIZON])
     try:
         margin: float | None = float(tags.get(run_tags.STOP_MARGIN, ""))
     except ValueError:
@@ -555,6 +562,7 @@ def _act(
             for number, decision in zip(numbers, decisions, strict=True)
         )
         which = ("attempts " if len(steps) > 1 else "attempt ") + " and ".join(map(str, numbers))
+        status_reports.due(tracker, pipeline.id)
         return _Acted(steps[0] if len(steps) == 1 else steps, f"train {which}: {first.reason}")
     if first.action is policy.Action.PROMOTE:
         tracker.set_tags(
@@ -580,6 +588,7 @@ def _create(tracker: Tracker, pipeline: Pipeline, number: int, decision: policy.
         decision.derived_from,
         continues=decision.continues,
         stop_margin=decision.stop_margin,
+        horizon=decision.horizon,
     )
 
 
@@ -787,6 +796,7 @@ def cancel(settings: Settings, pipeline_id: str, reason: str) -> bool:
             tracker.client.set_terminated(attempt.run_id, "KILLED")
     remove(settings.home / "work" / pipeline_id)
     tracker.client.set_terminated(pipeline_id, "KILLED")
+    status_reports.due(tracker, pipeline_id)
     return True
 
 
@@ -799,6 +809,7 @@ def _finish(tracker: Tracker, pipeline_id: str, outcome: Outcome, reason: str) -
             run_tags.REASON: reason,
         },
     )
+    status_reports.due(tracker, pipeline_id)
 
 
 def _keep_log(tracker: Tracker, attempt_id: str, log_path) -> None:

@@ -18,13 +18,14 @@ from celery import Celery
 
 from ct_service import keys as names
 from ct_service.keystore import keystore_for
+from ct_service.orchestration import status_reports
 from ct_service.orchestration.pipeline import Task
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("pipeline", "training", "notify")
+QUEUES = ("pipeline", "training", "notify", "status")
 ROUTES = {
     Task.INTAKE.value: "pipeline",
     Task.START.value: "pipeline",
@@ -32,6 +33,7 @@ ROUTES = {
     Task.PROMOTE.value: "pipeline",
     Task.RUN_ATTEMPT.value: "training",
     Task.NOTIFY.value: "notify",
+    Task.REPORT_STATUS.value: "status",  # commit statuses on git hosts: never behind a step
     Task.RESUME.value: "pipeline",
     Task.WATCHDOG_SCAN.value: "pipeline",
 }
@@ -125,6 +127,17 @@ def send(app: CtCelery, task: Task, *args: str) -> None:
     """Send a step whose queued mark is set already (the webhook sets the intake's
     with its record, in the same round trip)."""
     app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
+
+
+def send_status_report(app: CtCelery, pipeline_id: str) -> None:
+    """Send the report step of a pipeline whose commit status is due and not yet
+    taken by its git host (status_reports.py); never raises: a status is a side
+    effect, and the next one due sends it."""
+    try:
+        if status_reports.waiting(app.settings, pipeline_id):
+            send(app, Task.REPORT_STATUS, pipeline_id)
+    except Exception as error:
+        log.warning("pipeline %s: commit status report not sent: %r", pipeline_id, error)
 
 
 def send_intake_if_pushes_wait(app: CtCelery, seen: frozenset[str] = frozenset()) -> bool:

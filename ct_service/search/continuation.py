@@ -15,16 +15,24 @@ from ct_service.stop_early import StopKind
 
 
 class ContinueShortStop:
-    """The last attempt was stopped because its validation curve met the target, yet
-    its test metric falls short: train it on from its checkpoint, and stop it only
-    once validation clears the target by that shortfall more."""
+    """The latest attempt not continued yet was stopped because its validation curve
+    met the target, yet its test metric falls short: train it on from its checkpoint,
+    and stop it only once validation clears the target by that shortfall more. (One
+    attempt at a time, that is the last one; in a round of several, any of them.)"""
 
     name = "continue a short stop"
 
     def propose(self, ctx: Context) -> Proposal | None:
-        last, rule = ctx.last, ctx.stop_rule
-        if rule is None or not (last.finished and last.stopped_as(StopKind.TARGET_MET.value)):
+        rule = ctx.stop_rule
+        continued = {a.config.get(RESUME_FROM) for a in ctx.history}
+        short = [
+            a
+            for a in ctx.history
+            if a.finished and a.stopped_as(StopKind.TARGET_MET.value) and a.run_id not in continued
+        ]
+        if rule is None or not short:
             return None
+        last = short[-1]
         if last.metric is None or not last.validation or RESUME_FROM not in last.config:
             return None
         if ctx.epochs is None or last.checkpoint_epoch >= float(last.config[ctx.epochs.name]):

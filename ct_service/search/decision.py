@@ -24,6 +24,9 @@ class Decision:
     continues: str = ""  # for TRAIN: the run whose last checkpoint it trains on from
     budget_spent: bool = False  # for STOP: the budget ran out (else nothing was left to try)
     stop_margin: float | None = None  # for TRAIN: the validation margin its early stop needs
+    # for TRAIN: the most epochs its stops judge it by, when it may be continued past its
+    # own (a rung of search.rungs); 0: its stop watch's default
+    horizon: int = 0
 
 
 @dataclass(frozen=True)

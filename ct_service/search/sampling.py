@@ -1,6 +1,7 @@
 """Configurations from Optuna's TPE (ct_service.sampler), fed with the pipeline's
-finished attempts: the rule that samples once the best attempt gave up, the one that
-samples when the curves point nowhere new, and the attempts trained alongside."""
+finished attempts and, as a warm start, the project's earlier ones: the rule that
+samples once the best attempt gave up, the one that samples when the curves point
+nowhere new, and the attempts trained alongside."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ct_service.space import Role
 from ct_service.stop_early import projected
 
 SAMPLES_PER_DECISION = 20  # TPE samples drawn before giving up on finding an untried one
+EARLIER_TOLD = 50  # at most this many attempts of earlier pipelines warm-start TPE
 
 
 class _Sampled:
@@ -34,9 +36,9 @@ class _Sampled:
         best = ctx.best
         if best is None or not self.applies(ctx):
             return None
-        told = _told(ctx.finished, ctx)
+        told, earlier = _told(ctx.finished, ctx), _earlier(ctx)
         for offset in range(SAMPLES_PER_DECISION):
-            params = sampler.propose(told, ctx.space, ctx.target, ctx.seed + offset)
+            params = sampler.propose(told + earlier, ctx.space, ctx.target, ctx.seed + offset)
             if params is None:
                 return None
             proposal = longest(ctx.space.normalise({**best.config, **params}), ctx.space)
@@ -49,7 +51,7 @@ class _Sampled:
             )
             return Proposal(
                 proposal,
-                f"{why}; TPE over {len(told)} finished attempts proposes "
+                f"{why}; TPE over {_count(told, earlier)} proposes "
                 f"{changes(best.config, proposal, ctx.space)}",
                 best.run_id,
             )
@@ -83,13 +85,14 @@ def alongside(first: Mapping[str, Any], ctx: Context, count: int) -> list[Propos
     space, last = ctx.space, ctx.last
     taken = set(ctx.tried) | {space.key(first)}
     finished = [a for a in ctx.history if a.finished and a.metric is not None]
-    told = _told(finished, ctx)
+    told, earlier = _told(finished, ctx), _earlier(ctx)
     epochs = {d.name: first[d.name] for d in space.with_role(Role.EPOCHS) if d.name in first}
     chosen: list[Proposal] = []
     for offset in range(SAMPLES_PER_DECISION * (count + 1)):
         if len(chosen) >= count:
             break
-        params = sampler.propose(told, space, ctx.target, ctx.seed + len(ctx.history) + offset)
+        seed = ctx.seed + len(ctx.history) + offset
+        params = sampler.propose(told + earlier, space, ctx.target, seed)
         if params is None:
             break
         config = space.normalise({**last.config, **params, **epochs})
@@ -99,16 +102,41 @@ def alongside(first: Mapping[str, Any], ctx: Context, count: int) -> list[Propos
         chosen.append(
             Proposal(
                 config,
-                f"trained alongside attempt {last.number + 1}: TPE over {len(told)} "
-                f"finished attempts proposes {changes(last.config, config, space)}",
+                f"trained alongside attempt {last.number + 1}: TPE over "
+                f"{_count(told, earlier)} proposes {changes(last.config, config, space)}",
                 last.run_id,
             )
         )
     return chosen
 
 
-def _told(finished: Sequence[Attempt], ctx: Context) -> list[tuple[Mapping[str, Any], float]]:
+Told = list[tuple[Mapping[str, Any], float]]  # (configuration, score) pairs for TPE
+
+
+def _told(finished: Sequence[Attempt], ctx: Context) -> Told:
     return [(a.config, _score(a, ctx)) for a in finished if a.metric is not None]
+
+
+def _earlier(ctx: Context) -> Told:
+    """TPE's warm start: the finished attempts of the project's earlier pipelines
+    (the most recent EARLIER_TOLD) that lie in the space and are configurations this
+    pipeline has not tried, told after its own: TPE models where the metric was
+    good with both, and where they overlap this pipeline's own results count."""
+    return [
+        (a.config, _score(a, ctx))
+        for a in ctx.prior[:EARLIER_TOLD]
+        if a.finished
+        and a.metric is not None
+        and not ctx.space.outside(a.config)
+        and ctx.is_new(a.config)
+    ]
+
+
+def _count(told: Told, earlier: Told) -> str:
+    """'3 finished attempts', or with a warm start '3 finished attempts and 5 of
+    earlier pipelines'."""
+    own = f"{len(told)} finished attempts"
+    return f"{own} and {len(earlier)} of earlier pipelines" if earlier else own
 
 
 def _score(attempt: Attempt, ctx: Context) -> float:
