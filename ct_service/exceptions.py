@@ -93,3 +93,12 @@ def is_infrastructure_failure(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     return "database is locked" in message or "connection refused" in message
+
+
+class DataError(ProjectError):
+    """A declared data source cannot be used: a bad `data` block, an unknown bucket or
+    folder, a key the store refuses; the message names the file, key or URL."""
+
+
+class DataUnreachable(InfrastructureError):
+    """The data store did not answer; the step is retried."""

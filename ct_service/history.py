@@ -52,9 +52,9 @@ class Trigger(str, Enum):
 
     PUSH = "push"  # a git push the webhook received
     RUN = "run"  # `ct-service run` (a person or a script)
-    DATA = "data"  # a new version of the data
-    SCHEDULE = "schedule"  # a periodic retraining
-    DECAY = "decay"  # production's metric fell
+    DATA = "data"  # a new version of the data (ct.trigger "data")
+    SCHEDULE = "schedule"  # a scheduled retraining (ct.trigger "schedule")
+    DECAY = "decay"  # production's metric fell (no pipeline is started for it yet)
     PERSON = "person"  # a command or an API call: rollback, approve, reject
 
 
@@ -65,7 +65,7 @@ class Cause:
     commit: str = ""
     branch: str = ""
     repository: str = ""  # "<provider>:<name>" of a push
-    data: str = ""  # "name=digest, ..." the candidate trained on
+    data: str = ""  # "version <digest>, name=digest, ..." the candidate trained on
     person: str = ""  # who ran the command (or the API call's `by`)
 
     def describe(self) -> str:

@@ -147,3 +147,16 @@ def deliveries(task_id: str) -> str:
     one starts, deleted when it ends; TTL twice the broker's visibility timeout, the
     longest a redelivery can take)."""
     return f"deliveries:{task_id}"
+
+
+def data_claim(model_name: str, digest: str) -> str:
+    """The worker creating the data-triggered pipeline of this model on this data version
+    (TTL CREATE_CLAIM_SECONDS): two checks at once (beat's scan and the data hook's) make
+    one pipeline."""
+    return f"claim:data:{model_name}:{digest}"
+
+
+def schedule_claim(model_name: str, tick: str) -> str:
+    """One tick (`YYYYmmddTHHMM`, UTC) of a model's schedule, fired (TTL an hour): a
+    redelivered message of the same tick starts nothing."""
+    return f"claim:schedule:{model_name}:{tick}"

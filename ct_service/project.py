@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ct_service.data_spec import DataSpec
 from ct_service.exceptions import ProjectError
 from ct_service.project_files import read_bytes, read_yaml
 from ct_service.promotion_mode import PromotionMode, parse_mode
+from ct_service.schedule import Schedule
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
 from ct_service.stop_early import StopRule
@@ -25,7 +27,7 @@ PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow proje
 # The MLproject types a searched parameter of each kind may have: a float sent to an
 # int parameter ("2.0") would not parse.
 NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
-CT_YAML_KEYS = ("search_space", "stop_early", "target", "promotion")
+CT_YAML_KEYS = ("search_space", "stop_early", "target", "data", "schedule", "promotion")
 # A filled-in command is one argument of `sh -c`: Linux takes at most 128 KiB there.
 MAX_COMMAND_BYTES = 128 * 1024
 
@@ -68,6 +70,8 @@ class Project:
     space_inferred: bool = False  # ct.yaml declares no search_space: read off the parameters
     stop_rule: StopRule = StopRule()  # ct.yaml's stop_early: when to stop an attempt early
     target: Target | None = None  # ct.yaml's target, used unless the pipeline is given one
+    data: DataSpec | None = None  # ct.yaml's data: the versioned input (data_spec.py)
+    schedule: Schedule | None = None  # ct.yaml's schedule: when to retrain (schedule.py)
     promotion: PromotionMode | None = None  # ct.yaml's promotion: manual waits for a person
 
     def command_line(self, values: Mapping[str, str]) -> str:
@@ -180,6 +184,8 @@ def load_project(location: str | Path) -> Project:
             space = SearchSpace.from_spec(ct_spec["search_space"])
         stop_rule = StopRule.from_spec(ct_spec.get("stop_early"))
         target = Target.from_spec(ct_spec["target"]) if "target" in ct_spec else None
+        data = DataSpec.from_spec(ct_spec["data"], parameters) if "data" in ct_spec else None
+        schedule = Schedule.from_spec(ct_spec["schedule"]) if "schedule" in ct_spec else None
         promotion = (
             parse_mode(ct_spec["promotion"], "promotion") if "promotion" in ct_spec else None
         )
@@ -214,6 +220,8 @@ def load_project(location: str | Path) -> Project:
         space_inferred=inferred,
         stop_rule=stop_rule,
         target=target,
+        data=data,
+        schedule=schedule,
         promotion=promotion,
     )
 

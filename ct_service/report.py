@@ -49,10 +49,13 @@ class Summary:
     attempts: list[AttemptLine]
     picture_url: str = ""  # the search picture (search.png on the pipeline run)
     picture: bytes = field(default=b"", repr=False)  # its PNG, for the e-mail
+    data: str = ""  # the data version it trained on, and why it started when not by hand
 
     def to_json(self) -> dict[str, Any]:
         found = asdict(self)
         del found["picture"]
+        if not found["data"]:
+            del found["data"]
         return found
 
     def headline(self) -> str:
@@ -84,7 +87,9 @@ class Summary:
         return (
             f"{self.headline()}\n\n"
             f"project: {one_line(self.project)}{commit}\ntarget: {target}; budget: {budget}\n"
-            f"outcome: {outcome}{version}\n\n"
+            f"outcome: {outcome}{version}\n"
+            + (f"data: {one_line(self.data)}\n" if self.data else "")
+            + "\n"
             f"{self.table()}\n\nMLflow: {one_line(self.url)}\n"
             + (f"search picture: {one_line(self.picture_url)}\n" if self.picture_url else "")
         )
@@ -143,7 +148,16 @@ def summarize(
         if picture
         else "",
         picture=picture,
+        data=_data_line(pipeline.tags),
     )
+
+
+def _data_line(tags: dict[str, str]) -> str:
+    """ "<version> of <source>; started: <why>" for a pipeline with declared data or
+    started by a trigger; "" otherwise."""
+    version, why = tags.get(run_tags.DATA_VERSION, ""), tags.get(run_tags.TRIGGER_REASON, "")
+    line = f"{version[:12]} of {tags.get(run_tags.DATA_SOURCE, '')}" if version else ""
+    return "; ".join(part for part in (line, f"started: {why}" if why else "") if part)
 
 
 def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:

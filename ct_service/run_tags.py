@@ -111,3 +111,16 @@ INHERITED_BY_RESUMPTION = (KIND, PIPELINE_ID, PROJECT, ATTEMPT, CONFIG, REASON, 
 # -- written by the project (the contract of docs/your-project.md) ------------------
 CHECKPOINT_LAST_EPOCH = "checkpoint.last_epoch"  # the last epoch with a logged checkpoint
 RESUME_FROM_PARAM = "resume_from"  # parameter: continue that run from its last checkpoint
+
+# -- data and triggers (docs/data.md) --------------------------------------------------
+# On a pipeline (pinned when it is created or started), on each attempt (what it was
+# given) and on a registered version (what it trained on):
+DATA_SOURCE = "ct.data_source"  # the declared source: s3://bucket/prefix/ or a folder
+DATA_PARAM = "ct.data_param"  # the MLproject parameter that gets the data's local folder
+DATA_VERSION = "ct.data_version"  # the data version: a content digest of the source
+DATA_OBJECTS = "ct.data_objects"  # "<objects> <bytes>" of that version
+# On a pipeline: what started it ("run", "push", "data", "schedule"; absent: run or push)
+TRIGGER = "ct.trigger"
+# On a pipeline: one line, why it started ("data changed: version ...", "schedule ...")
+TRIGGER_REASON = "ct.trigger_reason"
+SCHEDULE = "ct.schedule"  # on a pipeline: its project's ct.yaml schedule (JSON), read at start

@@ -92,6 +92,21 @@ class RecoverySettings:
 
 
 @dataclass(frozen=True)
+class DataSettings:
+    """Declared data sources (docs/data.md): the S3-compatible store the service reads
+    with its own keys (training never holds them), and how often sources are checked."""
+
+    s3_endpoint: str = ""  # CT_DATA_S3_ENDPOINT; empty = AWS's
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
+    buckets: tuple[str, ...] = ()  # CT_DATA_BUCKETS: the buckets a ct.yaml may name
+    cache_dir: str = ""  # CT_DATA_CACHE: fetched objects and versions; empty = CT_HOME/data
+    scan_seconds: float = 300.0  # CT_DATA_SCAN_SECONDS: beat checks sources this often; 0 = never
+    hook_secret: str = field(default="", repr=False)  # CT_DATA_HOOK_SECRET: signs POST /hooks/data
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path = Path(".ct-service")
     tracking_uri: str = ""
@@ -135,6 +150,7 @@ class Settings:
     webhook_body_seconds: float = 10.0  # a push body not in by then gets 408 (slow clients)
     recovery: RecoverySettings = RecoverySettings()
     docker: DockerSettings = DockerSettings()
+    data: DataSettings = DataSettings()
 
     def __post_init__(self) -> None:
         home = self.home.resolve()
@@ -247,6 +263,7 @@ class Settings:
             ),
             docker=_docker(env),
             recovery=_recovery(env),
+            data=_data(env),
         )
 
 
@@ -380,6 +397,20 @@ def _docker(env: _Env) -> DockerSettings:
         data_dirs=env.directories("CT_DATA_DIRS"),
         training_username=env.text("CT_TRAINING_TRACKING_USERNAME", ""),
         training_password=env.secret("CT_TRAINING_TRACKING_PASSWORD"),
+    )
+
+
+def _data(env: _Env) -> DataSettings:
+    buckets = tuple(b.strip() for b in env.text("CT_DATA_BUCKETS", "").split(",") if b.strip())
+    return DataSettings(
+        s3_endpoint=env.url("CT_DATA_S3_ENDPOINT", ("http://", "https://")),
+        s3_region=env.text("CT_DATA_S3_REGION", "us-east-1"),
+        s3_access_key_id=env.text("CT_DATA_S3_ACCESS_KEY_ID", ""),
+        s3_secret_access_key=env.secret("CT_DATA_S3_SECRET_ACCESS_KEY"),
+        buckets=buckets,
+        cache_dir=env.text("CT_DATA_CACHE", ""),
+        scan_seconds=env.number("CT_DATA_SCAN_SECONDS", 300.0, float, low=0),
+        hook_secret=env.secret("CT_DATA_HOOK_SECRET"),
     )
 
 

@@ -543,3 +543,24 @@ def test_a_pipeline_s_cause_names_its_push_or_who_ran_it_and_its_data():
     local = PipelineSpec("/home/bob/lenet", "lenet", "lenet", {}, commit="")
     run = Pipeline("cd" * 16, "1", local, PipelineStatus.PROMOTING, 0, tags={"mlflow.user": "bob"})
     assert cause(run, {}) == Cause(Trigger.RUN, pipeline_id="cd" * 16, person="bob")
+
+
+@pytest.mark.unit
+def test_a_data_or_scheduled_pipeline_s_cause_names_its_trigger_and_data_version():
+    from ct_service.orchestration.promotion_terms import cause
+    from ct_service.tracking import Pipeline, PipelineSpec, PipelineStatus
+
+    spec = PipelineSpec("/srv/lenet", "lenet", "lenet", {}, commit=COMMIT)
+    for trigger in ("data", "schedule"):
+        tags = {
+            "ct.trigger": trigger,
+            "ct.data_version": "9f8e7d6c5b4a39281706",
+            "mlflow.user": "w",
+        }
+        found = cause(Pipeline("ef" * 16, "1", spec, PipelineStatus.PROMOTING, 0, tags=tags), {})
+        assert found == Cause(
+            Trigger(trigger), pipeline_id="ef" * 16, commit=COMMIT, data="version 9f8e7d6c5b4a"
+        )
+        assert (
+            found.describe() == f"{trigger} 01234567, data version 9f8e7d6c5b4a, pipeline efefefef"
+        )

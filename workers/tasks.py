@@ -18,7 +18,14 @@ from ct_service import keys as names
 from ct_service import run_tags
 from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import pipeline, retry_notice, status_reports
+from ct_service.orchestration import (
+    data_trigger,
+    pipeline,
+    retry_notice,
+    schedules,
+    status_reports,
+)
+from ct_service.orchestration.data_trigger import DataTask
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import (
     CtCelery,
@@ -241,3 +248,39 @@ def watchdog_scan(self: CeleryTask) -> dict[str, object]:
     if report.resumed or report.requeued or report.postponed or report.removed:
         log.warning("watchdog: %s", report)
     return asdict(report)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.SCAN.value)
+def data_scan(self: CeleryTask) -> dict[str, object]:
+    """Check every watched data source (Celery beat sends it); a store that does not
+    answer waits for the next scan."""
+    return _data_check(self, None)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.CHECK.value, max_retries=MAX_RETRIES)
+def data_check(self: CeleryTask, changed: list[str]) -> dict[str, object]:
+    """Check the sources of the objects the data hook named, at once."""
+    try:
+        return _data_check(self, changed)
+    except Exception as error:
+        if is_infrastructure_failure(error) and self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=error, countdown=_backoff(self.request.retries)) from error
+        raise
+
+
+def _data_check(task: CeleryTask, changed: list[str] | None) -> dict[str, object]:
+    report, steps = data_trigger.check(task.app.settings, changed)
+    for step in steps:
+        enqueue(task.app, step.task, *step.args)
+    if report.started or report.errors:
+        log.warning("data check: %s", report)
+    return asdict(report)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.SCHEDULE.value)
+def schedule_fire(self: CeleryTask, model_name: str, cron: str) -> str:
+    """A model's schedule is due (Celery beat's crontab sends it)."""
+    step = schedules.fire(self.app.settings, model_name)
+    if step is not None:
+        enqueue(self.app, step.task, *step.args)
+    return step.args[0] if step is not None else ""

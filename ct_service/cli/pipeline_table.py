@@ -8,6 +8,7 @@ import time
 
 from ct_service import run_tags
 from ct_service.attempt import Attempt
+from ct_service.data_version import SHORT
 from ct_service.report import one_line
 from ct_service.tracking import SHORT_ID_LENGTH, Pipeline, Tracker
 
@@ -17,7 +18,13 @@ HEADER = ("id", "project", "trigger", "started", "state", "outcome", "best metri
 def pipeline_table(tracker: Tracker, pipelines: list[Pipeline]) -> str:
     """The header, then a row per pipeline, in aligned columns."""
     rows = [HEADER, *(row(p, tracker.attempts(p, curves=False)) for p in pipelines)]
-    widths = [max(len(cells[i]) for cells in rows) for i in range(len(HEADER))]
+    if any(p.tags.get(run_tags.DATA_VERSION) for p in pipelines):  # a column only then
+        data = ["data", *(p.tags.get(run_tags.DATA_VERSION, "")[:SHORT] or "-" for p in pipelines)]
+        rows = [
+            (*cells[:3], one_line(shown), *cells[3:])
+            for cells, shown in zip(rows, data, strict=True)
+        ]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
         for cells in rows
@@ -36,7 +43,8 @@ def row(pipeline: Pipeline, attempts: list[Attempt]) -> tuple[str, ...]:
     cells = (
         pipeline.id[:SHORT_ID_LENGTH],
         pipeline.spec.project_name,
-        "push" if pipeline.tags.get(run_tags.PUSH_ID) else "run",
+        pipeline.tags.get(run_tags.TRIGGER)
+        or ("push" if pipeline.tags.get(run_tags.PUSH_ID) else "run"),
         time.strftime("%Y-%m-%d %H:%M", time.localtime(pipeline.started_ms / 1000)),
         pipeline.status.value,
         pipeline.outcome or "-",

@@ -98,9 +98,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _beat(args: argparse.Namespace, settings: Settings) -> int:
     from ct_service.orchestration.queue import make_celery
+    from ct_service.orchestration.schedules import beat_entries
 
     _require_broker(settings)
-    make_celery(settings).start(["beat", "--loglevel", settings.log_level])
+    app = make_celery(settings)
+    app.conf.beat_schedule.update(beat_entries(settings))  # production models' schedules
+    app.start(["beat", "--loglevel", settings.log_level])
     return EXIT_OK
 
 

@@ -226,7 +226,7 @@ class DockerExecutor:
         if self.training_account:
             self.training_account.allow(request.experiment_id)
         image = images.ensure(self.client, environment, project.name, self.settings.docker)
-        data = data_volumes(request, self.settings.docker.data_dirs)
+        data = data_volumes(request, (*self.settings.docker.data_dirs, *request.data_roots))
         own, continued = self._artifact_folders(request)
         continued_run = request.parameters.get(run_tags.RESUME_FROM_PARAM, "")
         models = models_folder(self._mlflow(), request.experiment_id) if own else ""

@@ -32,6 +32,9 @@ class AttemptRequest:
     timeout_seconds: float
     log_path: Path
     env_manager: str = "local"  # local execution: MLflow's env manager (env_manager.py)
+    # Folders of declared data the worker fetched for this attempt (data_cache.py):
+    # mountable read-only like the data roots (CT_DATA_DIRS), for this attempt only.
+    data_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

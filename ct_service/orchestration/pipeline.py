@@ -30,7 +30,7 @@ from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import git_source, promotion_terms, status_reports
+from ct_service.orchestration import data_inputs, git_source, promotion_terms, status_reports
 from ct_service.orchestration.git_source import GitSource
 from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
 from ct_service.project import ENTRY_POINT, load_project
@@ -90,17 +90,20 @@ def create(
         env_manager.choose(project.path, settings.env_manager)  # a manager it cannot have
     checked = project.initial_config(overrides)  # bad parameters are refused here
     chosen_target, target_from = choose_target(target, settings, project.target)
+    data = data_inputs.declared_version(settings, project, overrides or {})  # before recording
     spec = PipelineSpec(
         project_path=str(project.path),
         project_name=project.name,
         model_name=settings.model_name or project.name,
-        initial_config={name: checked[name] for name in overrides or {}},
+        initial_config=data_inputs.pinned_config(
+            settings, data, {name: checked[name] for name in overrides or {}}
+        ),
         target=chosen_target,
         target_from=target_from,
         budget=budget or settings.budget,
         commit=project.commit() if commit is None else commit,
     )
-    return Tracker(settings).create_pipeline(spec, adopt_run_id)
+    return Tracker(settings).create_pipeline(spec, adopt_run_id, data.to_tags() if data else None)
 
 
 def intake(settings: Settings, started: Callable[[Step], None]) -> frozenset[str]:
@@ -262,7 +265,8 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     if pipeline.spec.target_from == "default" and project.target is not None:
         tracker.retarget(pipeline_id, project.target, "ct.yaml")  # read at its commit
         pipeline = tracker.pipeline(pipeline_id)
-    given = pipeline.spec.initial_config  # the parameters asked for; the rest are defaults
+    # the parameters asked for (the declared data's folder among them); the rest are defaults
+    given = data_inputs.pin_at_start(settings, tracker, pipeline, project)
     config, reason = project.initial_config(given), "initial configuration"
     declared = project.declared()
     prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters and space
@@ -281,6 +285,7 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
         {
             run_tags.INITIAL_CONFIG: json.dumps(config, sort_keys=True),
             run_tags.DECLARED: declared,
+            **({run_tags.SCHEDULE: project.schedule.to_json()} if project.schedule else {}),
         },
     )
     attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
@@ -306,9 +311,9 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
     try:
         with held(keys, claim, holder(), names.RUN_CLAIM_SECONDS):  # an image build is slow
             executor = executor_for(settings)
-            request, choices = executor.prepare(
-                _attempt_request(settings, pipeline, attempt_id, tags)
-            )
+            request = _attempt_request(settings, pipeline, attempt_id, tags)
+            request = data_inputs.attach(settings, tracker, pipeline, attempt_id, request)
+            request, choices = executor.prepare(request)
         _refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
         watch = _stop_watch(settings, tracker, pipeline, attempt_id, tags)
         tracker.set_tags(
@@ -397,7 +402,8 @@ def _refuse_pushed_code_outside_a_container(
     settings: Settings, pipeline: Pipeline, executor_name: str
 ) -> None:
     """A push decides what code runs; by default it runs only in a container."""
-    if pipeline.spec.source_branch and executor_name == "local" and not settings.trust_pushed_code:
+    pushed = pipeline.spec.source_branch or pipeline.tags.get(run_tags.SOURCE_REPOSITORY)
+    if pushed and executor_name == "local" and not settings.trust_pushed_code:
         raise ProjectError(
             "pushed code runs only in a container, and this attempt would run on the worker "
             "itself (CT_EXECUTION=local, or auto without an engine or an image): use "
@@ -637,6 +643,7 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
         }
     )
     tags.update(_lineage(candidate))
+    tags.update(data_inputs.lineage_tags(candidate.data.tags))
     target = pipeline.spec.target
     promotion = registry.promote(
         tracker.client,

@@ -38,25 +38,38 @@ def repository_modes(settings: Settings, pipeline: Pipeline) -> dict[str, Promot
 
 
 def cause(pipeline: Pipeline, version_tags: Mapping[str, str]) -> Cause:
-    """The pipeline as the cause of a decision: a push (its repository, branch and
-    commit) or a `ct-service run` (who ran it), with the data digests the winner
-    trained on (its version's ct.data.* tags)."""
+    """The pipeline as the cause of a decision: its trigger (ct.trigger: a push with its
+    repository, branch and commit; a data change; a schedule; else `ct-service run` and
+    who ran it), with the data version it trained on (ct.data_version) and the digest
+    of each dataset the winner logged (its version's ct.data.* tags)."""
     spec = pipeline.spec
-    data = ", ".join(
+    data = (
+        [f"version {digest[:12]}"] if (digest := pipeline.tags.get(run_tags.DATA_VERSION)) else []
+    )
+    data += [
         f"{name.removeprefix(run_tags.DATA_PREFIX)}={digest[:12]}"
         for name, digest in sorted(version_tags.items())
         if name.startswith(run_tags.DATA_PREFIX)
-    )
-    pushed = bool(pipeline.tags.get(run_tags.PUSH_ID))
+    ]
+    trigger = _trigger(pipeline)
     return Cause(
-        Trigger.PUSH if pushed else Trigger.RUN,
+        trigger,
         pipeline_id=pipeline.id,
         commit=spec.commit,
         branch=spec.source_branch,
         repository=pipeline.tags.get(run_tags.SOURCE_REPOSITORY, ""),
-        data=data,
-        person="" if pushed else pipeline.tags.get(MLFLOW_USER, ""),
+        data=", ".join(data),
+        person=pipeline.tags.get(MLFLOW_USER, "") if trigger is Trigger.RUN else "",
     )
+
+
+def _trigger(pipeline: Pipeline) -> Trigger:
+    """What started the pipeline: its ct.trigger tag, else a push (it has a push id)
+    or `ct-service run`."""
+    try:
+        return Trigger(pipeline.tags.get(run_tags.TRIGGER, ""))
+    except ValueError:
+        return Trigger.PUSH if pipeline.tags.get(run_tags.PUSH_ID) else Trigger.RUN
 
 
 def _repository(settings: Settings, pipeline: Pipeline) -> Repository | None:

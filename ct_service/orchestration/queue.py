@@ -19,6 +19,7 @@ from celery import Celery
 from ct_service import keys as names
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import status_reports
+from ct_service.orchestration.data_trigger import DataTask
 from ct_service.orchestration.pipeline import Task
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.settings import Settings
@@ -36,6 +37,7 @@ ROUTES = {
     Task.REPORT_STATUS.value: "status",  # commit statuses on git hosts: never behind a step
     Task.RESUME.value: "pipeline",
     Task.WATCHDOG_SCAN.value: "pipeline",
+    **{task.value: "pipeline" for task in DataTask},  # data_trigger.py, schedules.py
 }
 
 
@@ -75,6 +77,7 @@ def make_celery(settings: Settings) -> CtCelery:
         imports=["workers.tasks"],
         beat_scheduler="celery.beat:Scheduler",  # nothing to persist: one interval
         beat_schedule={
+            **_data_scan(settings),
             "ct-watchdog": {
                 "task": Task.WATCHDOG_SCAN.value,
                 "schedule": settings.recovery.watchdog_interval_seconds,
@@ -83,10 +86,19 @@ def make_celery(settings: Settings) -> CtCelery:
                     "queue": "pipeline",
                     "expires": settings.recovery.watchdog_interval_seconds,
                 },
-            }
+            },
         },
     )
     return app
+
+
+def _data_scan(settings: Settings) -> dict[str, dict[str, object]]:
+    """Beat's entry for the data trigger's scan (none with CT_DATA_SCAN_SECONDS=0)."""
+    every = settings.data.scan_seconds
+    if not every:
+        return {}
+    options = {"queue": "pipeline", "expires": every}  # a scan that waited an interval is old
+    return {"ct-data-scan": {"task": DataTask.SCAN.value, "schedule": every, "options": options}}
 
 
 def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
