@@ -53,10 +53,24 @@ class CheckoutError(CtError):
     status_code = 502
 
 
-class RollbackError(CtError):
-    """No such registered model, or no earlier production version to go back to."""
+class RegistryError(CtError):
+    """A registry request that cannot be done as asked."""
 
     status_code = 409
+
+
+class ModelNotFound(RegistryError):
+    """No registered model of that name; the message names the ones there are."""
+
+    status_code = 404
+
+
+class RollbackError(RegistryError):
+    """No earlier production version to go back to, or not one that was in production."""
+
+
+class ApprovalError(RegistryError):
+    """Approving or rejecting a version that is not the candidate awaiting approval."""
 
 
 class InfrastructureError(CtError):

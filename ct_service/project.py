@@ -15,6 +15,7 @@ from typing import Any
 from ct_service.data_spec import DataSpec
 from ct_service.exceptions import ProjectError
 from ct_service.project_files import read_bytes, read_yaml
+from ct_service.promotion_mode import PromotionMode, parse_mode
 from ct_service.schedule import Schedule
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
@@ -26,7 +27,7 @@ PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow proje
 # The MLproject types a searched parameter of each kind may have: a float sent to an
 # int parameter ("2.0") would not parse.
 NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
-CT_YAML_KEYS = ("search_space", "stop_early", "target", "data", "schedule")
+CT_YAML_KEYS = ("search_space", "stop_early", "target", "data", "schedule", "promotion")
 # A filled-in command is one argument of `sh -c`: Linux takes at most 128 KiB there.
 MAX_COMMAND_BYTES = 128 * 1024
 
@@ -71,6 +72,7 @@ class Project:
     target: Target | None = None  # ct.yaml's target, used unless the pipeline is given one
     data: DataSpec | None = None  # ct.yaml's data: the versioned input (data_spec.py)
     schedule: Schedule | None = None  # ct.yaml's schedule: when to retrain (schedule.py)
+    promotion: PromotionMode | None = None  # ct.yaml's promotion: manual waits for a person
 
     def command_line(self, values: Mapping[str, str]) -> str:
         """The entry point's command with these parameter values, as MLflow builds it
@@ -184,6 +186,9 @@ def load_project(location: str | Path) -> Project:
         target = Target.from_spec(ct_spec["target"]) if "target" in ct_spec else None
         data = DataSpec.from_spec(ct_spec["data"], parameters) if "data" in ct_spec else None
         schedule = Schedule.from_spec(ct_spec["schedule"]) if "schedule" in ct_spec else None
+        promotion = (
+            parse_mode(ct_spec["promotion"], "promotion") if "promotion" in ct_spec else None
+        )
     except (ValueError, TypeError) as error:
         raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
@@ -217,6 +222,7 @@ def load_project(location: str | Path) -> Project:
         target=target,
         data=data,
         schedule=schedule,
+        promotion=promotion,
     )
 
 

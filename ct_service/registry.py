@@ -1,25 +1,34 @@
-"""Promotion in the MLflow model registry, champion/challenger, and rollback.
+"""Promotion in the MLflow model registry, champion/challenger, approval and rollback.
 
 The production version holds alias `production` and stage "Production"; the one it
-replaced holds alias `previous-production`, so a rollback is one call.
+replaced holds alias `previous-production`, so a rollback is one call. A project whose
+promotion is manual gets its winner the alias `candidate` instead, for a person to
+approve or reject (approval.py). Every decision is recorded in the model's production
+history (history.py), so `rollback --to` can go back to any version that was in
+production.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from ct_service import run_tags
-from ct_service.exceptions import CtError, RollbackError
+from ct_service import history, run_tags
+from ct_service.exceptions import CtError, ModelNotFound, RollbackError
+from ct_service.history import Cause, Event, Move, Trigger
 from ct_service.target import Target
 
 MODEL_NAME_IN_RUN = "model"  # projects log their model as mlflow.<flavor>.log_model(name="model")
 PRODUCTION = "production"
 PREVIOUS = "previous-production"
+CANDIDATE = "candidate"  # a winner waiting for a person's approval
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +38,7 @@ class Promotion:
     promoted: bool
     reason: str
     previous_version: str = ""
+    waiting: bool = False  # it awaits a person's approval as @candidate
 
 
 def register(client: MlflowClient, name: str, run_id: str, tags: dict[str, str]) -> str:
@@ -72,48 +82,185 @@ def promote(
     metric: float | None,
     target: Target,
     tags: dict[str, str],
+    cause: Cause | None = None,
+    manual: bool = False,
 ) -> Promotion:
-    version = register(client, name, run_id, tags)
-    champion = _version_with_alias(client, name, PRODUCTION)
-    if champion is not None and str(champion.version) == version:
+    """Register the run's model and give it @production if it beats the champion (or,
+    with `manual`, @candidate for a person to approve); the decision goes into the
+    model's history. Replayed, it registers and records nothing twice."""
+    cause = cause or Cause(Trigger.RUN)
+    version = register(client, name, run_id, {**tags, run_tags.TARGET_METRIC: target.metric})
+    champion = version_with_alias(client, name, PRODUCTION)
+    if champion is not None and str(champion.version) == version:  # a replayed step
+        _record_if_missed(client, name, version, target.metric, metric, cause)
         return Promotion(version, True, f"version {version} already holds @{PRODUCTION}")
-    if champion is not None:
-        champion_metric = _metric(client, champion.run_id, target.metric)
-        if champion_metric is not None and not target.is_better(metric, champion_metric):
-            reason = (
-                f"kept version {champion.version} in production: its {target.metric} "
-                f"{champion_metric:.4g} is not worse than the candidate's {_fmt(metric)}"
-            )
-            client.set_model_version_tag(name, version, run_tags.DECISION, reason)
-            return Promotion(version, False, reason, str(champion.version))
-    if champion is not None:
+    champion_metric = _metric(client, champion.run_id, target.metric) if champion else None
+    held = str(champion.version) if champion is not None else ""
+    # the decision about `version`, production staying with `held` unless it moves
+    judged = Event(
+        Move.KEPT, held, held, version, target.metric, metric, champion_metric, "", cause
+    )
+    if champion_metric is not None and not target.is_better(metric, champion_metric):
+        reason = (
+            f"kept version {held} in production: its {target.metric} "
+            f"{champion_metric:.4g} is not worse than the candidate's {score_text(metric)}"
+        )
+        history.record(client, name, replace(judged, reason=reason))
+        return Promotion(version, False, reason, held)
+    if manual:
+        return _propose(client, name, judged)
+    move_production(client, name, version, champion)
+    beaten = f" (replacing version {held})" if held else ""
+    reason = f"version {version} promoted with {target.metric} {score_text(metric)}{beaten}"
+    history.record(
+        client, name, replace(judged, move=Move.PROMOTED, to_version=version, reason=reason)
+    )
+    return Promotion(version, True, reason, held)
+
+
+def _record_if_missed(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metric_name: str,
+    metric: float | None,
+    cause: Cause,
+) -> None:
+    """A promotion step that died between moving @production and recording it: its
+    replay records the move (the version it replaced holds @previous-production)."""
+    if not cause.pipeline_id or history.read(client, name).has(Move.PROMOTED, cause.pipeline_id):
+        return
+    previous = version_with_alias(client, name, PREVIOUS)
+    held = str(previous.version) if previous is not None else ""
+    beaten = f" (replacing version {held})" if held else ""
+    reason = f"version {version} promoted with {metric_name} {score_text(metric)}{beaten}"
+    score = version_score(client, name, held, metric_name)
+    event = Event(Move.PROMOTED, held, version, version, metric_name, metric, score, reason, cause)
+    history.record(client, name, event)
+
+
+def _propose(client: MlflowClient, name: str, judged: Event) -> Promotion:
+    """Give the winner @candidate for a person to approve, production unchanged; a
+    candidate still waiting makes way for it (recorded as replaced)."""
+    version, held = judged.candidate, judged.from_version
+    waiting = version_with_alias(client, name, CANDIDATE)
+    if waiting is not None and str(waiting.version) != version:
+        old = str(waiting.version)
+        client.set_model_version_tag(
+            name, old, run_tags.APPROVAL, f"replaced by version {version} at {when()}"
+        )
+        reason = f"version {old} no longer awaits approval: replaced by version {version}"
+        score = version_score(client, name, old, judged.metric)
+        replaced = replace(
+            judged, move=Move.REPLACED, candidate=old, candidate_score=score, reason=reason
+        )
+        history.record(client, name, replaced)
+    if waiting is None or str(waiting.version) != version:
+        client.set_registered_model_alias(name, CANDIDATE, version)
+        client.set_model_version_tag(name, version, run_tags.APPROVAL, f"waiting since {when()}")
+    against = (
+        f"production's {score_text(judged.production_score)} (version {held})"
+        if held
+        else "no version in production"
+    )
+    quoted = shlex.quote(name)
+    reason = (
+        f"version {version} awaits approval as @{CANDIDATE}: {judged.metric} "
+        f"{score_text(judged.candidate_score)} against {against}; to promote it: "
+        f"ct-service approve {quoted} {version}; to drop it: "
+        f"ct-service reject {quoted} {version} --reason '...'"
+    )
+    history.record(client, name, replace(judged, move=Move.PROPOSED, reason=reason))
+    return Promotion(version, False, reason, held, waiting=True)
+
+
+def move_production(
+    client: MlflowClient, name: str, version: str, champion: ModelVersion | None
+) -> None:
+    """Give @production (and stage Production) to `version`; the champion it replaces
+    gets @previous-production."""
+    if champion is not None and str(champion.version) != version:
         client.set_registered_model_alias(name, PREVIOUS, champion.version)
     client.set_registered_model_alias(name, PRODUCTION, version)
     _to_production_stage(client, name, version)
-    beaten = f" (replacing version {champion.version})" if champion is not None else ""
-    reason = f"version {version} promoted with {target.metric} {_fmt(metric)}{beaten}"
-    client.set_model_version_tag(name, version, run_tags.DECISION, reason)
-    return Promotion(version, True, reason, str(champion.version) if champion else "")
 
 
-def rollback(client: MlflowClient, name: str) -> Promotion:
-    """Give @production back to @previous-production's version; the two swap."""
-    _require_model(client, name)
-    previous = _version_with_alias(client, name, PREVIOUS)
-    current = _version_with_alias(client, name, PRODUCTION)
-    if previous is None:
-        raise RollbackError(f"model {name!r} has no @{PREVIOUS} version to roll back to")
-    client.set_registered_model_alias(name, PRODUCTION, previous.version)
-    if current is not None:
-        client.set_registered_model_alias(name, PREVIOUS, current.version)
-    _to_production_stage(client, name, str(previous.version))
-    replaced = current.version if current is not None else "none"
-    reason = f"rolled back {name} to version {previous.version} (was {replaced})"
-    log.info(reason)
-    return Promotion(str(previous.version), True, reason, str(replaced))
+def rollback(client: MlflowClient, name: str, to: str = "", person: str = "") -> Promotion:
+    """Give @production back to `to`, any version that was in production (default:
+    @previous-production's). The version it replaces becomes @previous-production, so
+    a second rollback without `to` undoes the first."""
+    require_model(client, name)
+    current = version_with_alias(client, name, PRODUCTION)
+    if not to:
+        previous = version_with_alias(client, name, PREVIOUS)
+        if previous is None:
+            raise RollbackError(f"model {name!r} has no @{PREVIOUS} version to roll back to")
+        to = str(previous.version)
+    else:
+        _require_was_in_production(client, name, to, current)
+    held = str(current.version) if current is not None else ""
+    if to == held:
+        raise RollbackError(f"version {to} of {name!r} holds @{PRODUCTION} already")
+    move_production(client, name, to, current)
+    reason = f"rolled back {name} to version {to} (was {held or 'none'})"
+    metric = judged_metric(client, name, to)
+    history.record(
+        client,
+        name,
+        Event(
+            Move.ROLLED_BACK,
+            held,
+            to,
+            to,
+            metric,
+            version_score(client, name, to, metric),
+            version_score(client, name, held, metric),
+            reason,
+            Cause(Trigger.PERSON, person=person),
+        ),
+    )
+    return Promotion(to, True, reason, held or "none")
 
 
-def _require_model(client: MlflowClient, name: str) -> None:
+def _require_was_in_production(
+    client: MlflowClient, name: str, version: str, current: ModelVersion | None
+) -> None:
+    """Refuse a version that never held @production, naming the ones that did."""
+    were = history.read(client, name).were_in_production()
+    for alias in (PRODUCTION, PREVIOUS):
+        holder = current if alias == PRODUCTION else version_with_alias(client, name, alias)
+        if holder is not None and str(holder.version) not in were:
+            were.append(str(holder.version))
+    if version not in were:
+        listed = ", ".join(sorted(were, key=_version_order)) or "none yet"
+        raise RollbackError(
+            f"version {version} of {name!r} was never in production; versions that were: {listed}"
+        )
+
+
+def judged_metric(client: MlflowClient, name: str, version: str) -> str:
+    """The metric the version was judged by when it was registered ("" if unknown)."""
+    tags = client.get_model_version(name, version).tags
+    return tags.get(run_tags.TARGET_METRIC, "")
+
+
+def version_score(client: MlflowClient, name: str, version: str, metric: str) -> float | None:
+    """The version's run's value of `metric` (None without a version or a value)."""
+    if not version or not metric:
+        return None
+    return _metric(client, client.get_model_version(name, version).run_id, metric)
+
+
+def when() -> str:
+    """Now, for the texts of the approval tag."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (0, version)
+
+
+def require_model(client: MlflowClient, name: str) -> None:
     """Refuse a model the registry does not hold, naming the ones it holds."""
     try:
         client.get_registered_model(name)
@@ -121,7 +268,7 @@ def _require_model(client: MlflowClient, name: str) -> None:
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
-    raise RollbackError(f"no registered model {name!r}; {_registered_names(client)}")
+    raise ModelNotFound(f"no registered model {name!r}; {_registered_names(client)}")
 
 
 def _registered_names(client: MlflowClient, limit: int = 10) -> str:
@@ -141,7 +288,7 @@ def _to_production_stage(client: MlflowClient, name: str, version: str) -> None:
         )
 
 
-def _version_with_alias(client: MlflowClient, name: str, alias: str):
+def version_with_alias(client: MlflowClient, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
@@ -156,5 +303,28 @@ def _metric(client: MlflowClient, run_id: str | None, metric: str) -> float | No
     return client.get_run(run_id).data.metrics.get(metric)
 
 
-def _fmt(value: float | None) -> str:
+def score_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """The model's service aliases and the versions holding them ("" for none)."""
+    require_model(client, name)
+    held = {}
+    for alias in (PRODUCTION, PREVIOUS, CANDIDATE):
+        version = version_with_alias(client, name, alias)
+        held[alias] = str(version.version) if version is not None else ""
+    return held
+
+
+def history_json(client: MlflowClient, name: str) -> dict[str, object]:
+    """The model's aliases and production history, newest first, for scripts (`history
+    --json`, the status API's GET /models/<name>/history)."""
+    held = aliases(client, name)
+    found = history.read(client, name)
+    return {
+        "model": name,
+        "aliases": held,
+        "events": [event.to_json() for event in found.events],
+        "unreadable": found.unreadable,
+    }

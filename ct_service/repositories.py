@@ -11,6 +11,7 @@
         target: {metric: test_accuracy, threshold: 0.8, direction: maximize}   # optional
         status_token_file: /run/secrets/acme-status   # optional: report commit statuses
         status_api: https://git.example.com/api/v1    # optional: the host's API base
+        promotion: manual          # optional: winners wait for approval (or {main: manual})
 
 With `status_token_file`, each pipeline of a push sets a status on the pushed commit
 through the host's status API (orchestration/status_reports.py) with the token that
@@ -37,6 +38,7 @@ import yaml
 
 from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
+from ct_service.promotion_mode import PromotionMode, parse_branch_modes
 from ct_service.target import Target
 
 
@@ -60,6 +62,8 @@ class Repository:
     project: str
     watch: tuple[str, ...] = ()
     target: Target | None = None
+    # (branch, mode) pairs of its `promotion:`; "*" stands for any other branch
+    promotion: tuple[tuple[str, PromotionMode], ...] = ()
     status_token_file: str = ""  # "": no commit statuses; read at each send, never kept
     status_api: str = ""  # the host's API base the statuses go to (https)
 
@@ -121,6 +125,7 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
             "project",
             "watch",
             "target",
+            "promotion",
             "status_token_file",
             "status_api",
         }
@@ -150,6 +155,7 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
         project=project,
         watch=watch,
         target=_target(entry.get("target"), where),
+        promotion=_promotion(entry.get("promotion"), where),
         **_status(entry, provider, name, url, where),
     )
 
@@ -247,6 +253,15 @@ def _target(spec: Any, where: str) -> Target | None:
         return Target.from_spec(spec)
     except ValueError as error:
         raise SettingsError(f"{where}.{error}") from None
+
+
+def _promotion(spec: Any, where: str) -> tuple[tuple[str, PromotionMode], ...]:
+    if spec is None:
+        return ()
+    try:
+        return tuple(parse_branch_modes(spec, f"{where}.promotion").items())
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _text(entry: dict, key: str, where: str, default: str | None = None) -> str:

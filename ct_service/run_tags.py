@@ -17,7 +17,7 @@ COMMIT = "ct.commit"  # the commit trained ("" when the folder is not a git chec
 PROJECT_NAME = "ct.project_name"  # the MLproject's name; experiment ct/<name>
 MODEL_NAME = "ct.model_name"  # the registered model it promotes to
 TARGET = "ct.target"  # the target, for people ("test_accuracy >= 0.8")
-TARGET_METRIC = "ct.target.metric"  # the metric to reach
+TARGET_METRIC = "ct.target.metric"  # the metric to reach (on a model version: it was judged by)
 TARGET_THRESHOLD = "ct.target.threshold"  # the value to reach
 TARGET_DIRECTION = "ct.target.direction"  # maximize or minimize
 TARGET_FROM = (
@@ -48,12 +48,22 @@ PUSH_ID = "ct.push_id"  # the pipeline id the webhook answered for the push
 # "sent <state>: <description>", "retrying: <why>", "failed: <why>"
 COMMIT_STATUS = "ct.commit_status"
 
+# -- the registry: a registered model and its versions ------------------------------
+# + UTC time and a nonce (on a registered model): one event of its production history,
+# as JSON (history.py); the keys sort in time order
+HISTORY_PREFIX = "ct.history."
+# on a version that awaited approval: "waiting since ...", "approved by ... at ...",
+# "rejected by ... at ...: <reason>" or "replaced by version N at ..."
+APPROVAL = "ct.approval"
+
 # -- attempt runs --------------------------------------------------------------------
 PIPELINE_ID = "ct.pipeline_id"  # the pipeline run it belongs to
 ATTEMPT = "ct.attempt"  # its number in the pipeline, from 1
 CONFIG = "ct.config"  # JSON: the parameters it trains with
 DERIVED_FROM = "ct.derived_from"  # the attempt run whose configuration it changes
-DECISION = "ct.decision"  # the policy's verdict on it: promote, retry, stop
+# the policy's verdict on it: promote, retry, stop (on a model version: the last
+# decision about it, as the production history recorded it)
+DECISION = "ct.decision"
 WAITING = "wait: "  # a DECISION's prefix while other attempts of its round still train
 DECIDED_THROUGH = "ct.decided_through"  # on the pipeline: the last attempt number decided on
 # On the pipeline, written by a worker before it retries a step after an infrastructure

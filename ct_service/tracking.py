@@ -4,6 +4,7 @@ nested run, and their state lives in `ct.*` tags that every step re-reads."""
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PROJECT_ENTRY_POINT,
     MLFLOW_SOURCE_NAME,
     MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
 )
 
 from ct_service import run_tags
@@ -52,6 +54,7 @@ class PipelineStatus(str, Enum):
 class Outcome(str, Enum):
     PROMOTED = "promoted"
     KEPT_CHAMPION = "kept-champion"  # target met, but production is better
+    AWAITING_APPROVAL = "awaiting-approval"  # target met; manual promotion: @candidate
     BUDGET_EXHAUSTED = "budget-exhausted"
     STOPPED = "stopped"  # nothing left to try
     SUPERSEDED = "superseded"  # a newer push to the same branch arrived before it started
@@ -97,6 +100,14 @@ class Pipeline:
         return max(0.0, time.time() - self.started_ms / 1000)
 
 
+def _user() -> str:
+    """This process's account name, as MLflow's own runs record it."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a container's user)
+        return "unknown"
+
+
 def use_account(settings: Settings) -> None:
     """Log in to the tracking server with the service's account (CT_TRACKING_USERNAME,
     CT_TRACKING_PASSWORD[_FILE]): MLflow's client reads it from this process's
@@ -139,6 +150,7 @@ class Tracker:
     ) -> str:
         """The pipeline's run, created with every tag at once (status queued)."""
         tags = {
+            MLFLOW_USER: _user(),  # who started it (the production history's cause)
             **(extra_tags or {}),
             run_tags.KIND: "pipeline",
             run_tags.PROJECT: spec.project_path,

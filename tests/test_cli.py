@@ -22,7 +22,8 @@ from ct_service.cli.pipeline_table import HEADER
 from ct_service.exceptions import AmbiguousPipelineId, PipelineNotFound
 from ct_service.tracking import PipelineSpec, Tracker
 
-COMMANDS = ("run", "status", "space", "rollback", "worker", "beat", "watchdog", "serve")
+COMMANDS = ("run", "status", "space", "rollback", "history", "approve", "reject", "worker", "beat")
+COMMANDS += ("watchdog", "serve")
 COMMANDS += ("send-sample",)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from ct_service import registry
 from ct_service.cli import main
-from ct_service.exceptions import RollbackError
+from ct_service.exceptions import ModelNotFound, RollbackError
 from ct_service.target import Target
 
 
@@ -97,7 +97,7 @@ def test_rollback_without_a_previous_version_is_refused(client):
 def test_rollback_of_a_model_the_registry_does_not_hold_names_it(
     client, settings, capsys, monkeypatch
 ):
-    with pytest.raises(RollbackError, match="^no registered model 'digits'; none is registered"):
+    with pytest.raises(ModelNotFound, match="^no registered model 'digits'; none is registered"):
         registry.rollback(client, "digits")
     promote(client, candidate(0.9), 0.9)
     monkeypatch.setenv("CT_HOME", str(settings.home))

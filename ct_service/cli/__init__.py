@@ -1,5 +1,6 @@
-"""The `ct-service` command line: pipelines (run, status, rollback), the service's
-processes (worker, beat, watchdog) and the webhook's (serve, send-sample)."""
+"""The `ct-service` command line: pipelines (run, status, cancel), the registry (history,
+rollback, approve, reject), the service's processes (worker, beat, watchdog) and the
+webhook's (serve, send-sample)."""
 
 from typing import NoReturn
 

@@ -1,6 +1,8 @@
 """What `ct-service` exits with; scripts and CI jobs read these."""
 
-EXIT_OK = 0  # the target was reached: promoted, or production kept because it is better
+# the target was reached: promoted, production kept because it is better, or the
+# winner awaits approval; for the registry commands: done
+EXIT_OK = 0
 EXIT_FAILED = 1  # the pipeline failed (an error, or no attempt finished)
 EXIT_USAGE = 2  # bad input: settings, project, arguments
 EXIT_MISSED = 3  # the pipeline ended without reaching its target: budget spent, or stopped
@@ -8,7 +10,8 @@ EXIT_NOT_FOUND = 4  # no such pipeline
 EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C, SIGTERM): the pipeline is cancelled
 
 MEANINGS = {
-    EXIT_OK: "target reached: promoted, or production kept because it is better",
+    EXIT_OK: "target reached: promoted, production kept because it is better, or the "
+    "winner awaits approval (promotion: manual)",
     EXIT_FAILED: "the pipeline failed (an error, or no attempt finished)",
     EXIT_USAGE: "bad input: settings, project, arguments (one line says which)",
     EXIT_MISSED: "target not reached: budget spent, or the policy stopped",

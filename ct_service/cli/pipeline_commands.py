@@ -1,4 +1,4 @@
-"""What the pipeline commands do (`ct-service run`, `status`, `space`, `rollback`);
+"""What the pipeline commands do (`ct-service run`, `status`, `space`, `cancel`);
 pipelines.py defines their arguments and imports this only when one runs."""
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from dataclasses import replace
 
 import yaml
 
-from ct_service import registry
 from ct_service.cli import preflight
 from ct_service.cli.arguments import overrides
 from ct_service.cli.displays import Display, Lines, display_for
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSED, EXIT_OK
 from ct_service.cli.pipeline_table import pipeline_table
 from ct_service.cli.progress import Follower
-from ct_service.exceptions import CtError, PipelineNotFound, RollbackError
+from ct_service.exceptions import CtError, PipelineNotFound
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.orchestration.queue import enqueue, make_celery, send_status_report
@@ -227,7 +226,11 @@ def _finish(
 
 
 def _exit_code(outcome: str) -> int:
-    if outcome in (Outcome.PROMOTED.value, Outcome.KEPT_CHAMPION.value):
+    if outcome in (
+        Outcome.PROMOTED.value,
+        Outcome.KEPT_CHAMPION.value,
+        Outcome.AWAITING_APPROVAL.value,
+    ):
         return EXIT_OK
     if outcome == Outcome.FAILED.value:
         return EXIT_FAILED
@@ -262,17 +265,4 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.embedded:  # a pushed commit's status says so on its git host
         send_status_report(make_celery(settings), pipeline_id)
     print(f"pipeline {pipeline_id} cancelled")
-    return EXIT_OK
-
-
-def rollback(args: argparse.Namespace, settings: Settings) -> int:
-    missing = missing_store(settings.registry_uri)  # reading it must not create it
-    if missing is not None:
-        raise RollbackError(f"no registered model {args.model!r}; no store at {missing}")
-    result = registry.rollback(Tracker(settings).client, args.model)
-    print(
-        json.dumps({"version": result.version, "replaced": result.previous_version})
-        if args.json
-        else result.reason
-    )
     return EXIT_OK

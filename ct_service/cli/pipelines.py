@@ -1,5 +1,5 @@
 """The pipeline commands' arguments: `ct-service run`, `status`, `space` and
-`rollback`. What they do is in pipeline_commands.py, imported only when one runs
+`cancel`. What they do is in pipeline_commands.py, imported only when one runs
 (MLflow and Celery take about 1.5 s to import): `run` first has a spare launcher
 (or a spare container) import the first attempt's libraries meanwhile (spares.py,
 spare_containers.py), and starts the MLflow server its containers will log to
@@ -58,20 +58,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     space.add_argument("--json", action="store_true", help="print it as JSON")
     space.set_defaults(handler=_space)
 
-    rollback = commands.add_parser(
-        "rollback",
-        help="give @production back to @previous-production",
-        **described(
-            "Give the model's @production alias (and stage Production) back to the "
-            "version holding @previous-production; the two swap, so a second rollback "
-            "undoes the first. The registry is CT_REGISTRY_URI's (default: the tracking "
-            "store's).",
-            "ct-service rollback lenet",
-        ),
-    )
-    rollback.add_argument("model", help="registered model name, e.g. lenet")
-    rollback.add_argument("--json", action="store_true", help="print the versions as JSON")
-    rollback.set_defaults(handler=_rollback)
     cancel = commands.add_parser(
         "cancel",
         help="cancel a queued or running pipeline",
@@ -230,9 +216,3 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     from ct_service.cli import pipeline_commands
 
     return pipeline_commands.cancel(args, settings)
-
-
-def _rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from ct_service.cli import pipeline_commands
-
-    return pipeline_commands.rollback(args, settings)

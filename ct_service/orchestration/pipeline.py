@@ -30,7 +30,7 @@ from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import data_inputs, git_source, status_reports
+from ct_service.orchestration import data_inputs, git_source, promotion_terms, status_reports
 from ct_service.orchestration.git_source import GitSource
 from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
 from ct_service.project import ENTRY_POINT, load_project
@@ -652,15 +652,23 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
         metrics.get(target.metric),
         target,
         tags,
+        cause=promotion_terms.cause(pipeline, tags),
+        manual=promotion_terms.manual(settings, pipeline),
     )
     tracker.set_tags(
         pipeline_id,
         {run_tags.MODEL_VERSION: promotion.version, run_tags.PROMOTION: promotion.reason},
     )
-    outcome = Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
+    outcome = _promotion_outcome(promotion)
     reason = f"{pipeline.reason}; {promotion.reason}{_refusals(tracker, pipeline)}"
     _finish(tracker, pipeline_id, outcome, reason)
     return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def _promotion_outcome(promotion: registry.Promotion) -> Outcome:
+    if promotion.waiting:
+        return Outcome.AWAITING_APPROVAL
+    return Outcome.PROMOTED if promotion.promoted else Outcome.KEPT_CHAMPION
 
 
 def _refusals(tracker: Tracker, pipeline: Pipeline) -> str:

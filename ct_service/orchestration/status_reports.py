@@ -99,7 +99,11 @@ def describe(pipeline: Pipeline, attempts: list[Attempt]) -> tuple[CommitState, 
     tried = f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
     best_text = f"best {target.metric} {best:.4g}" if best is not None else "no result"
     outcome = pipeline.outcome
-    if outcome in (Outcome.PROMOTED.value, Outcome.KEPT_CHAMPION.value):
+    if outcome in (
+        Outcome.PROMOTED.value,
+        Outcome.KEPT_CHAMPION.value,
+        Outcome.AWAITING_APPROVAL.value,
+    ):
         won = next(
             (a.metric for a in attempts if a.run_id == pipeline.tags.get(run_tags.CANDIDATE)),
             best,
@@ -108,6 +112,8 @@ def describe(pipeline: Pipeline, attempts: list[Attempt]) -> tuple[CommitState, 
         version = pipeline.tags.get(run_tags.MODEL_VERSION, "?")
         if outcome == Outcome.PROMOTED.value:
             return CommitState.SUCCESS, f"promoted version {version}: {value} {goal}"
+        if outcome == Outcome.AWAITING_APPROVAL.value:  # the target met: a person decides
+            return CommitState.SUCCESS, f"version {version} awaits approval: {value} {goal}"
         return CommitState.SUCCESS, f"champion kept: {value} {goal}; production is as good"
     if outcome == Outcome.BUDGET_EXHAUSTED.value:
         return CommitState.FAILURE, f"budget spent after {tried}: {best_text} {goal}"

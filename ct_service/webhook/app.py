@@ -23,6 +23,7 @@ from ct_service.repositories import Repository, load_repositories
 from ct_service.settings import Settings
 from ct_service.webhook.body_deadline import BodyDeadline
 from ct_service.webhook.data_hook import data_hooks
+from ct_service.webhook.models import models
 from ct_service.webhook.push import Provider
 from ct_service.webhook.views import WebhookContext, hooks
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _warn_without_persistence(app.extensions["ct"].pushes.client)
     app.register_blueprint(hooks)
     app.register_blueprint(data_hooks)
+    app.register_blueprint(models)
     app.register_error_handler(CtError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -166,6 +166,12 @@ def _status_api_needs_its_token() -> ResponseReturnValue | None:
     CT_API_TOKEN (without one configured, the status API is off)."""
     if not request.path.startswith("/pipelines"):
         return None
+    return api_token_refusal()
+
+
+def api_token_refusal() -> ResponseReturnValue | None:
+    """The answer to a status API request without the bearer token CT_API_TOKEN (or
+    to any, when none is configured); None when it presents the token."""
     token = _context().settings.api_token
     if not token:
         return jsonify(error="the status API is off: set CT_API_TOKEN"), 404
