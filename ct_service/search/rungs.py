@@ -85,7 +85,8 @@ def round_of(first: Decision, ctx: Context, free: int, whole: Budget) -> list[De
         chosen.append(_to_next_rung(first, ctx, levels))
     if len(chosen) < free:
         lowest = {**ctx.last.config, epochs.name: levels[0]}
-        taken = {ctx.space.key(longest(a.config, ctx.space)) for a in ctx.history}
+        configs = [a.config for a in ctx.history] + [d.config for d in chosen]
+        taken = {ctx.space.key(longest(config, ctx.space)) for config in configs}
         for proposal in alongside(lowest, ctx, 2 * (free - len(chosen))):
             if len(chosen) >= free:
                 break
