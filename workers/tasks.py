@@ -20,12 +20,14 @@ from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failu
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import (
     data_trigger,
+    decay_watch,
     pipeline,
     retry_notice,
     schedules,
     status_reports,
 )
 from ct_service.orchestration.data_trigger import DataTask
+from ct_service.orchestration.decay_watch import DecayTask
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import (
     CtCelery,
@@ -284,3 +286,15 @@ def schedule_fire(self: CeleryTask, model_name: str, cron: str) -> str:
     if step is not None:
         enqueue(self.app, step.task, *step.args)
     return step.args[0] if step is not None else ""
+
+
+@shared_task(bind=True, base=CountedTask, name=DecayTask.CHECK.value)
+def decay_check(self: CeleryTask) -> dict[str, object]:
+    """Score each watched production model on its newest data (Celery beat sends it);
+    a store or tracking server that does not answer waits for the next check."""
+    report, steps = decay_watch.check(self.app.settings)
+    for step in steps:
+        enqueue(self.app, step.task, *step.args)
+    if report.started or report.decayed or report.errors:
+        log.warning("decay check: %s", report)
+    return asdict(report)
