@@ -114,6 +114,7 @@ TRIGGER = "ct.trigger"
 # On a pipeline: one line, why it started ("data changed: version ...", "schedule ...")
 TRIGGER_REASON = "ct.trigger_reason"
 SCHEDULE = "ct.schedule"  # on a pipeline: its project's ct.yaml schedule (JSON), read at start
+SCHEDULED_BRANCH = "ct.schedule.branch"  # on a pipeline a repositories.yaml schedule started
 
 # -- scoring a registered model on a data version (orchestration/scoring.py) ---------
 # A scoring run (ct.kind "score") carries MODEL_NAME, the DATA_* tags of the version it

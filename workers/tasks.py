@@ -19,6 +19,7 @@ from ct_service import run_tags
 from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import (
+    branch_schedules,
     data_trigger,
     decay_watch,
     pipeline,
@@ -298,3 +299,12 @@ def decay_check(self: CeleryTask) -> dict[str, object]:
     if report.started or report.decayed or report.errors:
         log.warning("decay check: %s", report)
     return asdict(report)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.BRANCH_SCHEDULE.value)
+def branch_schedule_fire(self: CeleryTask, repository: str, branch: str, cron: str) -> str:
+    """A repositories.yaml schedule is due: train the branch's head (beat sends it)."""
+    step = branch_schedules.fire(self.app.settings, repository, branch, cron)
+    if step is not None:
+        enqueue(self.app, step.task, *step.args)
+    return step.args[0] if step is not None else ""
