@@ -213,3 +213,106 @@ def test_production_scored_on_shifted_data_decays_once(
 def scores(tracker) -> list:
     experiment = tracker.client.get_experiment_by_name("ct/lenet").experiment_id
     return tracker.client.search_runs([experiment], "tags.`ct.kind` = 'score'")
+
+
+@pytest.mark.integration
+def test_a_project_without_evaluate_is_scored_by_mlflow_models_evaluate(tmp_path: Path) -> None:
+    """digits without its `evaluate` entry point, ct.yaml `scoring:` naming a CSV: the
+    registered model is scored by mlflow.models.evaluate (its accuracy_score is the
+    target's test_accuracy); a table without the label column and a pushed project's
+    model are not scored, each saying why."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.metrics import accuracy_score
+
+    from ct_service.data_spec import DataSpec
+    from ct_service.data_version import version_of
+    from ct_service.orchestration import pipeline
+    from ct_service.orchestration.scoring import score
+    from ct_service.registry import register
+    from ct_service.settings import DockerSettings, Settings
+    from ct_service.tracking import Tracker
+
+    project = tmp_path / "digits"
+    shutil.copytree(
+        ROOT / "projects" / "digits", project, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    mlproject = (project / "MLproject").read_text()
+    (project / "MLproject").write_text(mlproject[: mlproject.index("  # Score a model")])
+    (project / "ct.yaml").write_text("scoring: {file: test.csv, targets: label}\n")
+    roots = tmp_path / "data"
+    settings = Settings(home=tmp_path / "ct", env_manager="local",
+                        docker=DockerSettings(data_dirs=(str(roots),)))  # fmt: skip
+    pipeline_id = pipeline.create(settings, str(project))
+    tracker = Tracker(settings)
+    sys.path.insert(0, str(project))
+    try:
+        from train import fit, split
+    finally:
+        sys.path.remove(str(project))
+    train_x, test_x, train_y, test_y = split()
+    model = fit(train_x, train_y, 8, 0.05, 2, 0)
+    experiment = tracker.pipeline(pipeline_id).experiment_id
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+    version = register(
+        tracker.client, "digits", run.info.run_id, {run_tags.PIPELINE_ID: pipeline_id}
+    )
+    table = pd.DataFrame(test_x, columns=[f"pixel_{i}" for i in range(64)])
+    table["label"] = test_y
+    (roots / "good").mkdir(parents=True)
+    table.to_csv(roots / "good" / "test.csv", index=False)
+    good = version_of(settings, DataSpec("data", str(roots / "good")))
+    found = score(settings, tracker, "digits", version, good)
+    assert found.method == "mlflow.models.evaluate" and not found.failure
+    assert found.value == pytest.approx(accuracy_score(test_y, model.predict(test_x)))
+    run_metrics = tracker.client.get_run(found.run_id).data.metrics
+    assert run_metrics["test_accuracy"] == run_metrics["accuracy_score"] == found.value
+    assert score(settings, tracker, "digits", version, good).run_id == found.run_id  # scored once
+
+    (roots / "bad").mkdir()
+    table.drop(columns=["label"]).to_csv(roots / "bad" / "test.csv", index=False)
+    bad = score(settings, tracker, "digits", version,
+                version_of(settings, DataSpec("data", str(roots / "bad"))))  # fmt: skip
+    assert bad.value is None and "has no column label (ct.yaml scoring.targets)" in bad.failure
+    assert tracker.client.get_run(bad.run_id).data.tags[run_tags.STATUS] == "failed"
+
+    tracker.set_tags(pipeline_id, {run_tags.SOURCE_REPOSITORY: "github:acme/digits"})
+    (roots / "other").mkdir()
+    table.iloc[::-1].to_csv(roots / "other" / "test.csv", index=False)  # another version
+    pushed = score(settings, tracker, "digits", version,
+                   version_of(settings, DataSpec("data", str(roots / "other"))))  # fmt: skip
+    assert pushed.value is None and "loaded only in a container" in pushed.failure
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("value", "entry", "error"),
+    [
+        ("", 3600.0, ""),
+        ("600", 600.0, ""),
+        ("0", None, ""),
+        ("0 4 * * *", "<crontab: 0 4 * * * (m/h/dM/MY/d)>", ""),
+        ("soon", None, "CT_DECAY_SCHEDULE must be seconds"),
+        ("-5", None, "CT_DECAY_SCHEDULE must be seconds"),
+        ("61 4 * * *", None, "CT_DECAY_SCHEDULE: "),
+    ],
+)
+def test_the_decay_schedule_setting_makes_one_beat_entry(value, entry, error) -> None:
+    from ct_service.exceptions import SettingsError
+    from ct_service.orchestration.queue import make_celery
+    from ct_service.settings import Settings
+
+    environ = {"CT_DECAY_SCHEDULE": value} if value else {}
+    if error:
+        with pytest.raises(SettingsError, match=error):
+            make_celery(Settings.from_env(environ))
+        return
+    schedule = make_celery(Settings.from_env(environ)).conf.beat_schedule
+    if entry is None:
+        assert "ct-decay-watch" not in schedule
+        return
+    found = schedule["ct-decay-watch"]
+    assert found["task"] == "ct.decay.check" and found["options"]["queue"] == "training"
+    assert (found["schedule"] if isinstance(entry, float) else repr(found["schedule"])) == entry
