@@ -60,6 +60,18 @@ def fetch_commit(url: str, sha: str, into: Path, timeout_seconds: float = 300) -
     return into
 
 
+def branch_head(url: str, branch: str, timeout_seconds: float = 60) -> str:
+    """The commit `branch` of `url` points at now (`git ls-remote`; nothing fetched)."""
+    if url.startswith("-") or branch.startswith("-"):
+        raise CheckoutError("a git URL or branch cannot start with '-'")
+    ref = f"refs/heads/{branch}"
+    lines = _git(Path.cwd(), timeout_seconds, "ls-remote", "--", url, ref).splitlines()
+    found = [line.split()[0] for line in lines if line.endswith(f"\t{ref}")]
+    if not found or not SHA.match(found[0]):
+        raise CheckoutError(f"{redact(url)} has no branch {branch}")
+    return found[0]
+
+
 def changed_paths(
     workdir: Path, url: str, before: str, after: str, timeout_seconds: float = 300
 ) -> frozenset[str] | None:

@@ -74,3 +74,56 @@ def split_s3(url: str) -> tuple[str, str]:
     if not url.startswith(S3_SCHEME) or not bucket:
         raise ValueError(f"{url!r} is not an S3 URL of the form s3://bucket/prefix/")
     return bucket, prefix
+
+
+MODEL_TYPES = ("classifier", "regressor")  # what mlflow.models.evaluate scores here
+DEFAULT_METRICS = {"classifier": "accuracy_score", "regressor": "root_mean_squared_error"}
+
+
+@dataclass(frozen=True)
+class TestTable:
+    """ct.yaml `scoring:`, for a project without an `evaluate` entry point: a table
+    in the data's folder that `mlflow.models.evaluate` scores the pyfunc model on.
+
+        scoring: {file: test.csv, targets: label, model_type: classifier, metric: accuracy_score}
+
+    `metric` names the evaluator's metric that stands for the project's target metric
+    (default: accuracy_score for a classifier, root_mean_squared_error for a regressor)."""
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    file: str
+    targets: str
+    model_type: str = "classifier"
+    metric: str = ""
+
+    @property
+    def evaluator_metric(self) -> str:
+        return self.metric or DEFAULT_METRICS[self.model_type]
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> TestTable:
+        """ValueError naming the bad key (the caller adds the file)."""
+        known = ("file", "targets", "model_type", "metric")
+        if not isinstance(spec, Mapping):
+            raise ValueError("scoring must be a mapping with file and targets")
+        unknown = sorted(str(key) for key in spec if key not in known)
+        if unknown:
+            raise ValueError(
+                f"scoring: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        file, targets = spec.get("file"), spec.get("targets")
+        if not isinstance(file, str) or not file.endswith((".csv", ".parquet")):
+            raise ValueError("scoring.file must name a .csv or .parquet file in the data's folder")
+        normal = posixpath.normpath(file)
+        if posixpath.isabs(normal) or normal.startswith(".."):
+            raise ValueError(f"scoring.file {file!r} must stay inside the data's folder")
+        if not isinstance(targets, str) or not targets.strip():
+            raise ValueError("scoring.targets must name the table's label column")
+        model_type = spec.get("model_type", "classifier")
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"scoring.model_type must be one of {', '.join(MODEL_TYPES)}")
+        metric = spec.get("metric", "")
+        if not isinstance(metric, str):
+            raise ValueError("scoring.metric must name one of mlflow.models.evaluate's metrics")
+        return cls(normal, targets.strip(), model_type, metric.strip())

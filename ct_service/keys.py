@@ -160,3 +160,9 @@ def schedule_claim(model_name: str, tick: str) -> str:
     """One tick (`YYYYmmddTHHMM`, UTC) of a model's schedule, fired (TTL an hour): a
     redelivered message of the same tick starts nothing."""
     return f"claim:schedule:{model_name}:{tick}"
+
+
+def decay_claim(model_name: str, version: str, digest: str) -> str:
+    """The worker scoring this production version on this data version for the decay
+    watch (TTL the scoring's time limit): two checks at once score it once."""
+    return f"claim:decay:{model_name}:{version}:{digest}"

@@ -22,19 +22,31 @@ import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import Protocol
+from typing import Any, Protocol
 
 from ct_service import search_picture
-from ct_service.report import Summary, one_line
+from ct_service.report import one_line
 from ct_service.settings import Settings, SmtpSettings
 
 log = logging.getLogger(__name__)
 
 
+class Message(Protocol):
+    """What a transport sends: a pipeline's report.Summary, or a report.Notice."""
+
+    @property
+    def pipeline_id(self) -> str: ...
+    @property
+    def picture(self) -> bytes: ...
+    def headline(self) -> str: ...
+    def text(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class Transport(Protocol):
     name: str
 
-    def send(self, summary: Summary) -> None: ...
+    def send(self, summary: Message) -> None: ...
 
 
 class EmailTransport:
@@ -43,7 +55,7 @@ class EmailTransport:
     def __init__(self, smtp: SmtpSettings):
         self.smtp = smtp
 
-    def send(self, summary: Summary) -> None:
+    def send(self, summary: Message) -> None:
         message = EmailMessage()
         message["Subject"] = one_line(summary.headline())
         message["From"] = self.smtp.sender
@@ -100,7 +112,7 @@ class WebhookTransport:
         self.tries = tries
         self.sleep = sleep
 
-    def send(self, summary: Summary) -> None:
+    def send(self, summary: Message) -> None:
         """POST it; a timeout, a refused connection, 429 or a 5xx is tried again
         (backoff 1 s, 2 s, ...), any other answer is final."""
         body = json.dumps({"text": chat_text(summary.text()), "pipeline": summary.to_json()})
@@ -153,7 +165,7 @@ def transports(settings: Settings) -> list[Transport]:
     return found
 
 
-def send_all(summary: Summary, chosen: list[Transport]) -> dict[str, str]:
+def send_all(summary: Message, chosen: list[Transport]) -> dict[str, str]:
     """Send through every transport; returns {transport: "sent" | "failed: why"}."""
     results: dict[str, str] = {}
     for transport in chosen:

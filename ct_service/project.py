@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ct_service.data_spec import DataSpec
+from ct_service.data_spec import DataSpec, TestTable
 from ct_service.exceptions import ProjectError
 from ct_service.project_files import read_bytes, read_yaml
 from ct_service.promotion_mode import PromotionMode, parse_mode
@@ -23,11 +23,23 @@ from ct_service.stop_early import StopRule
 from ct_service.target import Target
 
 ENTRY_POINT = "main"
+# The entry point that scores a given model on a given data folder, when the project
+# declares one (docs/data.md#scoring): parameters MODEL_PARAM and the data's parameter.
+EVALUATE = "evaluate"
+MODEL_PARAM = "model_uri"  # evaluate's parameter: the local folder of an MLflow model
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")  # what MLflow projects declare
 # The MLproject types a searched parameter of each kind may have: a float sent to an
 # int parameter ("2.0") would not parse.
 NUMERIC_TYPES = {"int": ("int", "float", "string"), "float": ("float", "string")}
-CT_YAML_KEYS = ("search_space", "stop_early", "target", "data", "schedule", "promotion")
+CT_YAML_KEYS = (
+    "search_space",
+    "stop_early",
+    "target",
+    "data",
+    "schedule",
+    "promotion",
+    "scoring",
+)
 # A filled-in command is one argument of `sh -c`: Linux takes at most 128 KiB there.
 MAX_COMMAND_BYTES = 128 * 1024
 
@@ -61,6 +73,14 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class EntryPoint:
+    """An entry point other than main: its parameters and command template."""
+
+    parameters: Mapping[str, Parameter]
+    command: str
+
+
+@dataclass(frozen=True)
 class Project:
     path: Path
     name: str
@@ -73,20 +93,28 @@ class Project:
     data: DataSpec | None = None  # ct.yaml's data: the versioned input (data_spec.py)
     schedule: Schedule | None = None  # ct.yaml's schedule: when to retrain (schedule.py)
     promotion: PromotionMode | None = None  # ct.yaml's promotion: manual waits for a person
+    evaluate: EntryPoint | None = None  # the MLproject's `evaluate` entry point, if any
+    scoring: TestTable | None = None  # ct.yaml's scoring: mlflow.models.evaluate's table
 
-    def command_line(self, values: Mapping[str, str]) -> str:
+    def command_line(self, values: Mapping[str, str], entry_point: str = ENTRY_POINT) -> str:
         """The entry point's command with these parameter values, as MLflow builds it
         (EntryPoint.compute_command): declared parameters substituted (shell-quoted),
         others appended as `--name value` (both quoted); defaults fill what `values`
         leaves out. MLflow fills the command with str.format; here only the plain
         `{name}` fields load_project accepted are filled, never a format spec of the
-        push's, and the result is at most MAX_COMMAND_BYTES long."""
-        given = {**{n: str(p.default) for n, p in self.parameters.items() if not p.required}}
+        push's, and the result is at most MAX_COMMAND_BYTES long. `entry_point`: main, or
+        evaluate when the project declares it."""
+        parameters, template = self.parameters, self.command
+        if entry_point != ENTRY_POINT:
+            if entry_point != EVALUATE or self.evaluate is None:
+                raise ProjectError(f"{self.name}: its MLproject has no {entry_point!r} entry point")
+            parameters, template = self.evaluate.parameters, self.evaluate.command
+        given = {**{n: str(p.default) for n, p in parameters.items() if not p.required}}
         given.update({n: str(v) for n, v in values.items()})
-        declared = {n: shlex.quote(v) for n, v in given.items() if n in self.parameters}
+        declared = {n: shlex.quote(v) for n, v in given.items() if n in parameters}
         parts = []
         length = 0
-        for literal, field in command_fields(self.command, self.name):
+        for literal, field in command_fields(template, self.name):
             missing = field and field not in declared
             if missing:
                 raise ProjectError(f"{self.name}: its command needs a value for {field}")
@@ -100,7 +128,7 @@ class Project:
         extra = [
             f"--{shlex.quote(n)} {shlex.quote(v)}"
             for n, v in sorted(given.items())
-            if n not in self.parameters
+            if n not in parameters
         ]
         return " ".join(["".join(parts), *extra])
 
@@ -159,16 +187,10 @@ def load_project(location: str | Path) -> Project:
     if not mlproject.is_file():
         raise ProjectError(f"{path} is not an MLflow project: it has no MLproject file")
     spec = _read_yaml(path, mlproject)
-    entry = (spec.get("entry_points") or {}).get(ENTRY_POINT)
-    if not isinstance(entry, Mapping):
+    main = _entry_point(spec, ENTRY_POINT, mlproject)
+    if main is None:
         raise ProjectError(f"{mlproject} has no '{ENTRY_POINT}' entry point")
-    declared = entry.get("parameters") or {}
-    if not isinstance(declared, Mapping):
-        raise ProjectError(f"{mlproject}: '{ENTRY_POINT}' parameters must be a mapping")
-    parameters = {
-        str(name): Parameter.from_spec(str(name), spec, mlproject)
-        for name, spec in declared.items()
-    }
+    parameters = dict(main.parameters)
     ct_yaml = path / "ct.yaml"
     ct_spec = _read_yaml(path, ct_yaml) if ct_yaml.is_file() else {}
     unknown = sorted(str(key) for key in ct_spec if key not in CT_YAML_KEYS)
@@ -189,6 +211,7 @@ def load_project(location: str | Path) -> Project:
         promotion = (
             parse_mode(ct_spec["promotion"], "promotion") if "promotion" in ct_spec else None
         )
+        scoring = TestTable.from_spec(ct_spec["scoring"]) if "scoring" in ct_spec else None
     except (ValueError, TypeError) as error:
         raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
@@ -201,29 +224,47 @@ def load_project(location: str | Path) -> Project:
                 f"{ct_yaml}: {d.name} is searched as {d.kind}, but the MLproject "
                 f"declares it {declared_type}"
             )
-    command = entry.get("command")
-    if not isinstance(command, str) or not command.strip():
-        raise ProjectError(f"{mlproject}: the '{ENTRY_POINT}' entry point has no command")
-    for _, field in command_fields(command, mlproject):
-        if field and field not in parameters:
-            raise ProjectError(
-                f"{mlproject}: the '{ENTRY_POINT}' command names {{{field}}}, which is not "
-                "one of its parameters"
-            )
     name = str(spec.get("name") or path.name)
     return Project(
         path,
         name,
         parameters,
         space,
-        command,
+        main.command,
         space_inferred=inferred,
         stop_rule=stop_rule,
         target=target,
         data=data,
         schedule=schedule,
         promotion=promotion,
+        evaluate=_entry_point(spec, EVALUATE, mlproject),
+        scoring=scoring,
     )
+
+
+def _entry_point(spec: Mapping[str, Any], name: str, mlproject: Path) -> EntryPoint | None:
+    """An entry point of the MLproject, its command's fields checked; None when absent."""
+    entry = (spec.get("entry_points") or {}).get(name)
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        raise ProjectError(f"{mlproject}: the '{name}' entry point must be a mapping")
+    declared = entry.get("parameters") or {}
+    if not isinstance(declared, Mapping):
+        raise ProjectError(f"{mlproject}: '{name}' parameters must be a mapping")
+    parameters = {
+        str(key): Parameter.from_spec(str(key), value, mlproject) for key, value in declared.items()
+    }
+    command = entry.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise ProjectError(f"{mlproject}: the '{name}' entry point has no command")
+    for _, field in command_fields(command, mlproject):
+        if field and field not in parameters:
+            raise ProjectError(
+                f"{mlproject}: the '{name}' command names {{{field}}}, which is not "
+                "one of its parameters"
+            )
+    return EntryPoint(parameters, command)
 
 
 def command_fields(command: str, where: object) -> list[tuple[str, str]]:

@@ -95,6 +95,27 @@ class Summary:
         )
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A message about a model rather than about one pipeline run (the decay watch):
+    sent through the same transports as a pipeline's Summary (notify.Message)."""
+
+    subject: str  # one line, after "ct-service: "
+    lines: tuple[str, ...]  # the body, each rendered on one line
+    details: dict[str, Any] = field(default_factory=dict)  # the chat webhook's JSON
+    pipeline_id: str = ""  # the pipeline it started, if any
+    picture: bytes = field(default=b"", repr=False)
+
+    def headline(self) -> str:
+        return f"ct-service: {one_line(self.subject)}"
+
+    def text(self) -> str:
+        return self.headline() + "\n\n" + "\n".join(one_line(line) for line in self.lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": one_line(self.subject), **self.details}
+
+
 # Control characters (CR, LF, tab, ESC, DEL, C1), format characters (zero-width,
 # bidi overrides), line and paragraph separators, lone surrogates (no mail encodes them).
 HIDDEN = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))

@@ -12,6 +12,13 @@
         status_token_file: /run/secrets/acme-status   # optional: report commit statuses
         status_api: https://git.example.com/api/v1    # optional: the host's API base
         promotion: manual          # optional: winners wait for approval (or {main: manual})
+        schedule: {cron: "0 3 * * *", if_changed: true, branches: [main]}  # optional
+
+With `schedule` (a mapping, or a list of them for several), Celery beat trains the
+head commit of each branch it names (default: every one of `branches`) on its crontab,
+as a push of that commit would be trained (orchestration/branch_schedules.py);
+`if_changed` skips a tick when a pipeline already trained that commit on the data
+version its project declares now.
 
 With `status_token_file`, each pipeline of a push sets a status on the pushed commit
 through the host's status API (orchestration/status_reports.py) with the token that
@@ -39,6 +46,7 @@ import yaml
 from ct_service.checkout import touches, url_problem
 from ct_service.exceptions import SettingsError
 from ct_service.promotion_mode import PromotionMode, parse_branch_modes
+from ct_service.schedule import Schedule
 from ct_service.target import Target
 
 
@@ -66,6 +74,7 @@ class Repository:
     promotion: tuple[tuple[str, PromotionMode], ...] = ()
     status_token_file: str = ""  # "": no commit statuses; read at each send, never kept
     status_api: str = ""  # the host's API base the statuses go to (https)
+    schedules: tuple[tuple[str, Schedule], ...] = ()  # (branch, schedule): beat trains its head
 
     @property
     def reports_status(self) -> bool:
@@ -128,6 +137,7 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
             "promotion",
             "status_token_file",
             "status_api",
+            "schedule",
         }
     )
     if unknown:
@@ -156,8 +166,37 @@ def _repository(entry: Any, where: str, environ: Mapping[str, str], allow_file: 
         watch=watch,
         target=_target(entry.get("target"), where),
         promotion=_promotion(entry.get("promotion"), where),
+        schedules=_schedules(entry.get("schedule"), tuple(branches), where),
         **_status(entry, provider, name, url, where),
     )
+
+
+def _schedules(
+    spec: Any, branches: tuple[str, ...], where: str
+) -> tuple[tuple[str, Schedule], ...]:
+    """Each (branch, schedule) the entry's `schedule` declares."""
+    if spec is None:
+        return ()
+    found = []
+    for index, one in enumerate(spec if isinstance(spec, list) else [spec]):
+        here = f"{where}.schedule" + (f"[{index}]" if isinstance(spec, list) else "")
+        if not isinstance(one, dict):
+            raise SettingsError(f"{here} must be a mapping of cron, if_changed, branches")
+        named = one.get("branches", list(branches))
+        named = [named] if isinstance(named, str) else named
+        if not isinstance(named, list) or not named or not all(isinstance(b, str) for b in named):
+            raise SettingsError(f"{here}.branches must be a list of branch names")
+        unwatched = sorted(set(named) - set(branches))
+        if unwatched:
+            raise SettingsError(
+                f"{here}.branches: {', '.join(unwatched)} not among the entry's branches"
+            )
+        try:
+            schedule = Schedule.from_spec({k: v for k, v in one.items() if k != "branches"})
+        except ValueError as error:
+            raise SettingsError(f"{here}: {error}") from None
+        found += [(branch.strip(), schedule) for branch in named]
+    return tuple(found)
 
 
 # A path segment of a repository's name on a host: no "/", "..", spaces or escapes.

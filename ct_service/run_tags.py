@@ -7,7 +7,7 @@ from this module (docs/hooks/names.py): the comment beside a name is its meaning
 from __future__ import annotations
 
 # -- on both kinds of run ------------------------------------------------------------
-KIND = "ct.kind"  # "pipeline" or "attempt"
+KIND = "ct.kind"  # "pipeline", "attempt", "score" (scoring.py) or "monitor" (decay)
 STATUS = "ct.status"  # the run's state: PipelineStatus or AttemptStatus
 REASON = "ct.reason"  # one line: why the pipeline ended / why this attempt was tried
 PROJECT = "ct.project"  # the project's folder (or its path inside a git repository)
@@ -119,8 +119,21 @@ DATA_SOURCE = "ct.data_source"  # the declared source: s3://bucket/prefix/ or a 
 DATA_PARAM = "ct.data_param"  # the MLproject parameter that gets the data's local folder
 DATA_VERSION = "ct.data_version"  # the data version: a content digest of the source
 DATA_OBJECTS = "ct.data_objects"  # "<objects> <bytes>" of that version
-# On a pipeline: what started it ("run", "push", "data", "schedule"; absent: run or push)
+# On a pipeline: what started it ("run", "push", "data", "schedule", "decay"; absent: run or push)
 TRIGGER = "ct.trigger"
 # On a pipeline: one line, why it started ("data changed: version ...", "schedule ...")
 TRIGGER_REASON = "ct.trigger_reason"
 SCHEDULE = "ct.schedule"  # on a pipeline: its project's ct.yaml schedule (JSON), read at start
+SCHEDULED_BRANCH = "ct.schedule.branch"  # on a pipeline a repositories.yaml schedule started
+
+# -- scoring a registered model on a data version (orchestration/scoring.py) ---------
+# A scoring run (ct.kind "score") carries MODEL_NAME, the DATA_* tags of the version it
+# scored on, and:
+SCORED_VERSION = "ct.scored_version"  # the registered version it scored
+SCORE_METRIC = "ct.score.metric"  # the metric it measured (the pipeline's target metric)
+SCORE_METHOD = "ct.score.method"  # "evaluate entry point" or "mlflow.models.evaluate"
+# A monitoring run (ct.kind "monitor", one per model) logs each score of @production on
+# a data version: the metric as a series (one step per scoring) and `<metric>/data/<12
+# digits>` per data version; its tags name what each step scored:
+MONITOR_STEP_PREFIX = "ct.monitor.step."  # + step: "v<version> on <data version> (<run id>)"
+DECAY = "ct.decay"  # on a scoring run of the decay watch: its verdict, one line

@@ -7,6 +7,7 @@ artifacts, local training and an in-process Celery worker.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -104,6 +105,18 @@ class DataSettings:
     cache_dir: str = ""  # CT_DATA_CACHE: fetched objects and versions; empty = CT_HOME/data
     scan_seconds: float = 300.0  # CT_DATA_SCAN_SECONDS: beat checks sources this often; 0 = never
     hook_secret: str = field(default="", repr=False)  # CT_DATA_HOOK_SECRET: signs POST /hooks/data
+    # CT_DECAY_SCHEDULE: how often beat has production scored on the newest data: seconds
+    # ("3600"), or five cron fields ("0 4 * * *", UTC); "0" = never
+    decay_schedule: str = "3600"
+    decay_tolerance: float = 0.02  # CT_DECAY_TOLERANCE: worse than promoted by more: decayed
+
+    @property
+    def decay_seconds(self) -> float | None:
+        """The decay watch's interval; None when decay_schedule is a cron expression."""
+        try:
+            return float(self.decay_schedule)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -411,7 +424,28 @@ def _data(env: _Env) -> DataSettings:
         cache_dir=env.text("CT_DATA_CACHE", ""),
         scan_seconds=env.number("CT_DATA_SCAN_SECONDS", 300.0, float, low=0),
         hook_secret=env.secret("CT_DATA_HOOK_SECRET"),
+        decay_schedule=_decay_schedule(env),
+        decay_tolerance=env.number("CT_DECAY_TOLERANCE", 0.02, float, low=0),
     )
+
+
+def _decay_schedule(env: _Env) -> str:
+    """Seconds (0: off) or five cron fields; Celery's crontab reads the fields when
+    beat starts (orchestration/queue.py), naming this variable if it refuses them."""
+    value = env.text("CT_DECAY_SCHEDULE", "3600")
+    fields = value.split()
+    if len(fields) == 5:
+        return " ".join(fields)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if len(fields) != 1 or not math.isfinite(seconds) or seconds < 0:
+        raise SettingsError(
+            "CT_DECAY_SCHEDULE must be seconds (0: never) or five cron fields "
+            f"(minute hour day-of-month month day-of-week); got {value!r}"
+        )
+    return value
 
 
 def _broker_url(env: _Env) -> str:

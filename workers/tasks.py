@@ -19,13 +19,16 @@ from ct_service import run_tags
 from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failure
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import (
+    branch_schedules,
     data_trigger,
+    decay_watch,
     pipeline,
     retry_notice,
     schedules,
     status_reports,
 )
 from ct_service.orchestration.data_trigger import DataTask
+from ct_service.orchestration.decay_watch import DecayTask
 from ct_service.orchestration.pipeline import Step, Task
 from ct_service.orchestration.queue import (
     CtCelery,
@@ -281,6 +284,27 @@ def _data_check(task: CeleryTask, changed: list[str] | None) -> dict[str, object
 def schedule_fire(self: CeleryTask, model_name: str, cron: str) -> str:
     """A model's schedule is due (Celery beat's crontab sends it)."""
     step = schedules.fire(self.app.settings, model_name)
+    if step is not None:
+        enqueue(self.app, step.task, *step.args)
+    return step.args[0] if step is not None else ""
+
+
+@shared_task(bind=True, base=CountedTask, name=DecayTask.CHECK.value)
+def decay_check(self: CeleryTask) -> dict[str, object]:
+    """Score each watched production model on its newest data (Celery beat sends it);
+    a store or tracking server that does not answer waits for the next check."""
+    report, steps = decay_watch.check(self.app.settings)
+    for step in steps:
+        enqueue(self.app, step.task, *step.args)
+    if report.started or report.decayed or report.errors:
+        log.warning("decay check: %s", report)
+    return asdict(report)
+
+
+@shared_task(bind=True, base=CountedTask, name=DataTask.BRANCH_SCHEDULE.value)
+def branch_schedule_fire(self: CeleryTask, repository: str, branch: str, cron: str) -> str:
+    """A repositories.yaml schedule is due: train the branch's head (beat sends it)."""
+    step = branch_schedules.fire(self.app.settings, repository, branch, cron)
     if step is not None:
         enqueue(self.app, step.task, *step.args)
     return step.args[0] if step is not None else ""

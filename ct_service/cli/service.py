@@ -44,12 +44,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     beat = commands.add_parser(
         "beat",
-        help="start Celery beat: it sends the watchdog's scan to the workers",
+        help="start Celery beat: the watchdog's scans, data scans, decay checks, schedules",
         **described(
             "Every CT_WATCHDOG_INTERVAL_SECONDS (30) a worker scans for dead attempts and "
-            "lost steps and resumes them. Run one beat per service; a second one is "
-            "harmless (claims are atomic) but wasteful. CT_WATCHDOG=off makes scans "
-            "no-ops. Needs CT_BROKER_URL.",
+            "lost steps and resumes them; every CT_DATA_SCAN_SECONDS (300) it checks "
+            "production's declared data; on CT_DECAY_SCHEDULE (3600 s, or cron fields) it "
+            "scores production on the newest data; ct.yaml and repositories.yaml "
+            "schedules fire on their crontab (read when beat starts: restart it for a new "
+            "one). Run one beat per service; a second one is harmless (claims are atomic) "
+            "but wasteful. CT_WATCHDOG=off makes scans no-ops. Needs CT_BROKER_URL.",
             "CT_BROKER_URL=redis://127.0.0.1:6379/0 ct-service beat",
         ),
     )
@@ -97,12 +100,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _beat(args: argparse.Namespace, settings: Settings) -> int:
+    from ct_service.orchestration import branch_schedules, schedules
     from ct_service.orchestration.queue import make_celery
-    from ct_service.orchestration.schedules import beat_entries
 
     _require_broker(settings)
     app = make_celery(settings)
-    app.conf.beat_schedule.update(beat_entries(settings))  # production models' schedules
+    app.conf.beat_schedule.update(schedules.beat_entries(settings))  # production models'
+    app.conf.beat_schedule.update(branch_schedules.beat_entries(settings))  # repositories.yaml
     app.start(["beat", "--loglevel", settings.log_level])
     return EXIT_OK
 

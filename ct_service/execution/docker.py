@@ -246,7 +246,7 @@ class DockerExecutor:
             + [f"{continued}:{continued}:ro"] * bool(continued)
             + [f"{staging}:{models}:rw"] * bool(models)
         )
-        command = project.command_line(request.parameters)
+        command = project.command_line(request.parameters, request.entry_point)
         self._tokens[request.run_id] = self._gateway_for().grant(
             request.run_id, request.experiment_id, {continued_run} - {""}
         )

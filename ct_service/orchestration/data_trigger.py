@@ -47,6 +47,7 @@ class DataTask(str, Enum):
     SCAN = "ct.data.scan"  # Celery beat: check every watched source
     CHECK = "ct.data.check"  # the data hook: check the sources of the objects it names
     SCHEDULE = "ct.schedule.fire"  # Celery beat's crontab: a model's schedule is due
+    BRANCH_SCHEDULE = "ct.schedule.branch"  # beat's crontab: a repositories.yaml schedule
 
 
 @dataclass(frozen=True)

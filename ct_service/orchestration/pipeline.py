@@ -33,6 +33,7 @@ from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import data_inputs, git_source, promotion_terms, status_reports
 from ct_service.orchestration.git_source import GitSource
 from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
+from ct_service.orchestration.scoring import refuse_pushed_code_outside_a_container
 from ct_service.project import ENTRY_POINT, load_project
 from ct_service.report import summarize
 from ct_service.settings import Settings
@@ -314,7 +315,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
             request = _attempt_request(settings, pipeline, attempt_id, tags)
             request = data_inputs.attach(settings, tracker, pipeline, attempt_id, request)
             request, choices = executor.prepare(request)
-        _refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
+        refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
         watch = _stop_watch(settings, tracker, pipeline, attempt_id, tags)
         tracker.set_tags(
             attempt_id,
@@ -396,19 +397,6 @@ def _heartbeat(lease: Lease, watch: StopWatch) -> Heartbeat:
         return watch.check()
 
     return beat
-
-
-def _refuse_pushed_code_outside_a_container(
-    settings: Settings, pipeline: Pipeline, executor_name: str
-) -> None:
-    """A push decides what code runs; by default it runs only in a container."""
-    pushed = pipeline.spec.source_branch or pipeline.tags.get(run_tags.SOURCE_REPOSITORY)
-    if pushed and executor_name == "local" and not settings.trust_pushed_code:
-        raise ProjectError(
-            "pushed code runs only in a container, and this attempt would run on the worker "
-            "itself (CT_EXECUTION=local, or auto without an engine or an image): use "
-            "CT_EXECUTION=docker, or set CT_TRUST_PUSHED_CODE=1 to accept running it here"
-        )
 
 
 def _queued_attempt(tracker: Tracker, pipeline: Pipeline, attempt_id: str) -> dict[str, str] | None:

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from celery import Celery
 
 from ct_service import keys as names
+from ct_service.exceptions import SettingsError
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import status_reports
 from ct_service.orchestration.data_trigger import DataTask
+from ct_service.orchestration.decay_watch import DecayTask
 from ct_service.orchestration.pipeline import Task
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.settings import Settings
@@ -38,6 +40,7 @@ ROUTES = {
     Task.RESUME.value: "pipeline",
     Task.WATCHDOG_SCAN.value: "pipeline",
     **{task.value: "pipeline" for task in DataTask},  # data_trigger.py, schedules.py
+    DecayTask.CHECK.value: "training",  # decay_watch.py: it runs models, as training does
 }
 
 
@@ -78,6 +81,7 @@ def make_celery(settings: Settings) -> CtCelery:
         beat_scheduler="celery.beat:Scheduler",  # nothing to persist: one interval
         beat_schedule={
             **_data_scan(settings),
+            **_decay_watch(settings),
             "ct-watchdog": {
                 "task": Task.WATCHDOG_SCAN.value,
                 "schedule": settings.recovery.watchdog_interval_seconds,
@@ -101,6 +105,26 @@ def _data_scan(settings: Settings) -> dict[str, dict[str, object]]:
     return {"ct-data-scan": {"task": DataTask.SCAN.value, "schedule": every, "options": options}}
 
 
+def _decay_watch(settings: Settings) -> dict[str, dict[str, object]]:
+    """Beat's entry for the decay watch: every CT_DECAY_SCHEDULE seconds, or on its
+    crontab (none with 0)."""
+    seconds = settings.data.decay_seconds
+    if seconds == 0:
+        return {}
+    if seconds is not None:
+        when: object = seconds
+        options: dict[str, object] = {"queue": "training", "expires": seconds}
+    else:
+        from ct_service.schedule import Schedule
+
+        try:
+            when = Schedule(settings.data.decay_schedule).crontab()
+        except ValueError as error:
+            raise SettingsError(f"CT_DECAY_SCHEDULE: {error}") from None
+        options = {"queue": "training"}
+    return {"ct-decay-watch": {"task": DecayTask.CHECK.value, "schedule": when, "options": options}}
+
+
 def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
     """Celery's time limits by task: a host-side step gets a soft limit (its pipeline
     fails with that reason) and a hard one (its process is killed); training gets only
@@ -110,8 +134,10 @@ def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
         "soft_time_limit": settings.step_soft_time_limit_seconds,
         "time_limit": settings.step_time_limit_seconds,
     }
-    limits = {name: host for name in ROUTES if name != Task.RUN_ATTEMPT.value}
-    limits[Task.RUN_ATTEMPT.value] = {"time_limit": settings.training_time_limit_seconds}
+    models = (Task.RUN_ATTEMPT.value, DecayTask.CHECK.value)  # training, or scoring a model
+    limits = {name: host for name in ROUTES if name not in models}
+    for name in models:
+        limits[name] = {"time_limit": settings.training_time_limit_seconds}
     return limits
 
 
