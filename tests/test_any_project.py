@@ -210,3 +210,22 @@ def test_a_conda_project_without_conda_is_refused_before_anything_runs(tmp_path:
     ) in result.stderr
     assert not (home / "mlflow.db").exists()  # nothing recorded
     assert processes_with(str(project)) == []  # nothing left running
+
+
+@pytest.mark.unit
+def test_a_declared_environment_gets_this_mlflow_when_training_opens_the_store_itself(
+    tmp_path: Path,
+) -> None:
+    """digits declares mlflow>=3.17: built today it got 3.18, which migrated the
+    service's SQLite store and left this MLflow (3.17) unable to read it. Training on a
+    database store is pinned to this version; through a tracking server it is not."""
+    import mlflow
+
+    from ct_service.execution.training_env import child_environment
+
+    env = child_environment(Settings(home=tmp_path))
+    pins = Path(env["UV_CONSTRAINT"]).read_text().splitlines()
+    assert pins == [f"mlflow=={mlflow.__version__}", f"mlflow-skinny=={mlflow.__version__}"]
+    assert env["PIP_CONSTRAINT"] == env["UV_CONSTRAINT"]
+    served = Settings(home=tmp_path, tracking_uri="http://127.0.0.1:5000")
+    assert "UV_CONSTRAINT" not in child_environment(served)

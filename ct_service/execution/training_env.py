@@ -67,4 +67,25 @@ def child_environment(settings: Settings) -> dict[str, str]:
     env["MLFLOW_REGISTRY_URI"] = settings.registry_uri
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(mlflow_pinned(settings))
     return env
+
+
+def mlflow_pinned(settings: Settings) -> dict[str, str]:
+    """Training that opens the service's database store itself (not a tracking
+    server) must use this MLflow: a newer one migrates the store's schema, after
+    which this one refuses it (MLflow 3.18 did so to 3.17's SQLite stores, through
+    a project that declares `mlflow>=3.17`). So a project's declared environment is
+    built with MLflow pinned to this version: uv and pip read the constraint file
+    named by UV_CONSTRAINT and PIP_CONSTRAINT. An environment MLflow built before
+    (under MLFLOW_ENV_ROOT, keyed by the declaration only) is reused as it is."""
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        return {}
+    import mlflow
+
+    pins = settings.home.resolve() / "mlflow-constraints.txt"
+    text = f"mlflow=={mlflow.__version__}\nmlflow-skinny=={mlflow.__version__}\n"
+    if not pins.is_file() or pins.read_text() != text:
+        pins.parent.mkdir(parents=True, exist_ok=True)
+        pins.write_text(text)
+    return {"UV_CONSTRAINT": str(pins), "PIP_CONSTRAINT": str(pins)}
