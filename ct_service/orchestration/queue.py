@@ -32,6 +32,7 @@ ROUTES = {
     Task.DECIDE.value: "pipeline",
     Task.PROMOTE.value: "pipeline",
     Task.RUN_ATTEMPT.value: "training",
+    Task.REPRODUCE.value: "training",  # `ct-service reproduce`: a training like an attempt's
     Task.NOTIFY.value: "notify",
     Task.REPORT_STATUS.value: "status",  # commit statuses on git hosts: never behind a step
     Task.RESUME.value: "pipeline",
@@ -98,8 +99,10 @@ def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
         "soft_time_limit": settings.step_soft_time_limit_seconds,
         "time_limit": settings.step_time_limit_seconds,
     }
-    limits = {name: host for name in ROUTES if name != Task.RUN_ATTEMPT.value}
-    limits[Task.RUN_ATTEMPT.value] = {"time_limit": settings.training_time_limit_seconds}
+    training = (Task.RUN_ATTEMPT.value, Task.REPRODUCE.value)
+    limits = {name: host for name in ROUTES if name not in training}
+    for name in training:
+        limits[name] = {"time_limit": settings.training_time_limit_seconds}
     return limits
 
 
