@@ -130,7 +130,7 @@ def judge(
             f"--allow-other-data compares anyway ({compared})"
         )
     other = "; on other data (--allow-other-data)" if data.changed else ""
-    if abs(delta) <= reproduction.tolerance:
+    if abs(delta) <= reproduction.tolerance + 1e-12:  # a difference of exactly it reproduces
         return ReproductionOutcome.REPRODUCED, f"reproduced: {compared}{other}"
     return ReproductionOutcome.DIFFERS, f"differs: {compared}{other}"
 
