@@ -24,6 +24,7 @@ from ct_service.tracking import PipelineSpec, Tracker
 
 COMMANDS = ("run", "status", "space", "rollback", "worker", "beat", "watchdog", "serve")
 COMMANDS += ("send-sample",)
+COMMANDS += ("reproduce",)
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
