@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LENET, ROOT, ct_env, git, init_repository
+from helpers import MlflowServer
 
 from ct_service import run_tags
 from ct_service.cli import main
@@ -212,21 +213,31 @@ def test_a_changed_data_folder_is_refused_with_the_digest_difference(
 
 
 def test_digits_reproduces_in_the_environment_it_declares(tmp_path: Path) -> None:
-    """scikit-learn with a seed: the same configuration gives the same model."""
+    """scikit-learn with a seed: the same configuration gives the same model. The store
+    is an `mlflow server`: digits' declared environment installs the newest MLflow its
+    python_env.yaml allows, which would migrate a SQLite store it opened directly."""
     project = committed_copy(DIGITS, tmp_path / "repository")
     home = tmp_path / "ct"
-    env = ct_env(CT_HOME=str(home), MLFLOW_ENV_ROOT=str(home / "envs"))
-    done = ct(env, "run", str(project), "--threshold", "0.5", "--max-attempts", "1", "--json")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    again = ct(env, "reproduce", "digits", "--json")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    result = json.loads(again.stdout)
-    print(f"digits: {result['reason']}")
-    assert result["outcome"] == "reproduced"
-    assert result["delta"] == 0.0
-    assert result["environment"] == (
-        "local: it declares python_env.yaml: an environment built from it by uv"
-    )
-    assert result["data"]["checked"] is False  # digits logs no dataset: nothing recorded
-    run = Tracker(Settings(home=home)).client.get_run(result["run_id"])
-    assert run.data.tags["sklearn.version"] == "1.5.2"  # its declared environment's
+    home.mkdir()
+    server = MlflowServer(home)
+    try:
+        env = ct_env(
+            CT_HOME=str(home), MLFLOW_ENV_ROOT=str(home / "envs"), CT_TRACKING_URI=server.url
+        )
+        done = ct(env, "run", str(project), "--threshold", "0.5", "--max-attempts", "1", "--json")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        again = ct(env, "reproduce", "digits", "--json")
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        result = json.loads(again.stdout)
+        print(f"digits: {result['reason']}")
+        assert result["outcome"] == "reproduced"
+        assert result["delta"] == 0.0
+        assert result["environment"] == (
+            "local: it declares python_env.yaml: an environment built from it by uv"
+        )
+        assert result["data"]["checked"] is False  # digits logs no dataset: nothing recorded
+        settings = Settings(home=home, tracking_uri=server.url, registry_uri=server.url)
+        run = Tracker(settings).client.get_run(result["run_id"])
+        assert run.data.tags["sklearn.version"] == "1.5.2"  # its declared environment's
+    finally:
+        server.stop()
