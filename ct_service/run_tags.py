@@ -108,6 +108,27 @@ RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resume
 # What a resuming run copies from the run it takes over from.
 INHERITED_BY_RESUMPTION = (KIND, PIPELINE_ID, PROJECT, ATTEMPT, CONFIG, REASON, DERIVED_FROM)
 
+# -- reproductions (`ct-service reproduce`, docs/reproduce.md) ----------------------
+# A reproduction is a run of its own (KIND "reproduction") in the project's experiment:
+# the recorded configuration of a registered version trained again at its commit.
+REPRODUCES_MODEL = "ct.reproduces.model"  # the registered model whose version it trains again
+REPRODUCES_VERSION = "ct.reproduces.version"  # that version's number
+REPRODUCES_RUN = "ct.reproduces.run"  # the run that trained that version (its record)
+REPRODUCES_PIPELINE = "ct.reproduces.pipeline"  # that run's pipeline ("" when not recorded)
+REPRODUCTION_SOURCE = "ct.reproduction.source"  # where its code was fetched from (no credentials)
+REPRODUCTION_METRIC = "ct.reproduction.metric"  # the metric compared: the pipeline's target metric
+REPRODUCTION_RECORDED = "ct.reproduction.recorded"  # the version's recorded value of that metric
+REPRODUCTION_DELTA = "ct.reproduction.delta"  # the reproduction's value minus the recorded one
+REPRODUCTION_TOLERANCE = "ct.reproduction.tolerance"  # the largest |delta| that still reproduces
+REPRODUCTION_ALLOW_OTHER_DATA = "ct.reproduction.allow_other_data"  # "true": other data compared
+# reproduced, differs, data-changed (refused: other data), failed (ReproductionOutcome)
+REPRODUCTION_OUTCOME = "ct.reproduction.outcome"
+REPRODUCTION_DATA = "ct.reproduction.data"  # one line: the data digests recorded against now
+REPRODUCTION_ENVIRONMENT = "ct.reproduction.environment"  # one line: the environment, then and now
+# On a registered model version: its reproduction runs, oldest first, comma-separated
+REPRODUCTIONS = "ct.reproductions"
+REPRODUCTION_LAST = "ct.reproduction.last"  # on a version: "<run id>: <outcome>, <one line>"
+
 # -- written by the project (the contract of docs/your-project.md) ------------------
 CHECKPOINT_LAST_EPOCH = "checkpoint.last_epoch"  # the last epoch with a logged checkpoint
 RESUME_FROM_PARAM = "resume_from"  # parameter: continue that run from its last checkpoint

@@ -25,6 +25,7 @@ from ct_service.tracking import PipelineSpec, Tracker
 COMMANDS = ("run", "status", "space", "rollback", "history", "approve", "reject", "worker", "beat")
 COMMANDS += ("watchdog", "serve")
 COMMANDS += ("send-sample",)
+COMMANDS += ("reproduce",)
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -16,13 +16,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from ct_service import keys as names
 from ct_service import run_tags
-from ct_service.exceptions import StatusHostUnavailable, is_infrastructure_failure
+from ct_service.exceptions import (
+    InfrastructureError,
+    StatusHostUnavailable,
+    is_infrastructure_failure,
+)
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import (
     branch_schedules,
     data_trigger,
     decay_watch,
     pipeline,
+    reproduce,
     retry_notice,
     schedules,
     status_reports,
@@ -225,6 +230,21 @@ def report_status(self: CeleryTask, pipeline_id: str) -> str:
     not take it now is tried again with backoff, then given up (logged, recorded)."""
     last_try = self.request.retries >= status_reports.TRIES - 1
     return status_reports.send(self.app.settings, pipeline_id, last_try=last_try)
+
+
+@shared_task(
+    bind=True,
+    name=Task.REPRODUCE.value,
+    autoretry_for=(InfrastructureError,),
+    retry_backoff=True,  # 1 s, 2 s, 4 s, ... with full jitter, at most 5 minutes apart
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def reproduce_version(self: CeleryTask, run_id: str) -> None:
+    """Train a registered version again (`ct-service reproduce`); an infrastructure
+    failure before training starts is retried with backoff, the last try records it."""
+    reproduce.train(self.app.settings, run_id, last_try=self.request.retries >= MAX_RETRIES)
 
 
 @shared_task(bind=True, base=CountedTask, name=Task.RESUME.value, max_retries=MAX_RETRIES)

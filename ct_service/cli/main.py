@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 from importlib import metadata
 
-from ct_service.cli import models, pipelines, service, webhook
+from ct_service.cli import models, pipelines, reproduce, service, webhook
 from ct_service.cli.arguments import described
 from ct_service.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_USAGE
 from ct_service.exceptions import CtError, PipelineNotFound
@@ -68,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pipelines.add_commands(commands)
     models.add_commands(commands)
+    reproduce.add_commands(commands)
     service.add_commands(commands)
     webhook.add_commands(commands)
     for command in commands.choices.values():  # `ct-service run -q` as well as `ct-service -q run`

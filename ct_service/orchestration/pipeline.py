@@ -53,6 +53,7 @@ class Task(str, Enum):
     INTAKE = "ct.pipeline.intake"  # intake(): the MLflow runs of the pushes recorded
     START = "ct.pipeline.start"  # start(): check the push still matters, create attempt 1
     RUN_ATTEMPT = "ct.train.run_attempt"  # run_attempt(): train one attempt
+    REPRODUCE = "ct.train.reproduce"  # reproduce.train(): a registered version trained again
     DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
     PROMOTE = "ct.registry.promote"  # promote(): register, alias production
     NOTIFY = "ct.notify.send"  # notify_people(): e-mail and chat

@@ -35,6 +35,7 @@ ROUTES = {
     Task.DECIDE.value: "pipeline",
     Task.PROMOTE.value: "pipeline",
     Task.RUN_ATTEMPT.value: "training",
+    Task.REPRODUCE.value: "training",  # `ct-service reproduce`: a training like an attempt's
     Task.NOTIFY.value: "notify",
     Task.REPORT_STATUS.value: "status",  # commit statuses on git hosts: never behind a step
     Task.RESUME.value: "pipeline",
@@ -134,7 +135,11 @@ def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
         "soft_time_limit": settings.step_soft_time_limit_seconds,
         "time_limit": settings.step_time_limit_seconds,
     }
-    models = (Task.RUN_ATTEMPT.value, DecayTask.CHECK.value)  # training, or scoring a model
+    models = (
+        Task.RUN_ATTEMPT.value,
+        Task.REPRODUCE.value,
+        DecayTask.CHECK.value,
+    )  # training, scoring
     limits = {name: host for name in ROUTES if name not in models}
     for name in models:
         limits[name] = {"time_limit": settings.training_time_limit_seconds}
