@@ -242,3 +242,33 @@ def test_digits_reproduces_in_the_environment_it_declares(tmp_path: Path) -> Non
         assert run.data.tags["sklearn.version"] == "1.5.2"  # its declared environment's
     finally:
         server.stop()
+
+
+@pytest.mark.docker
+def test_digits_trained_in_docker_reproduces_in_the_same_image(tmp_path: Path) -> None:
+    """The version trained in a container (CT_EXECUTION=docker, an image built from
+    digits' python_env.yaml) is trained again in a container of the same image, its
+    code only there, logging through the gateway; nothing registered or moved."""
+    project = committed_copy(DIGITS, tmp_path / "repository")
+    home = tmp_path / "ct"
+    env = ct_env(
+        CT_HOME=str(home),
+        CT_EXECUTION="docker",
+        CT_DOCKER_BASE_IMAGE="ct-base:bookworm",
+        CT_DOCKER_BUILD_NETWORK="host",  # this machine's engine runs without NAT
+        CT_DOCKER_CA_FILE="/etc/ssl/certs/ca-certificates.crt",
+    )
+    done = ct(env, "run", str(project), "--threshold", "0.5", "--max-attempts", "1", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    again = ct(env, "reproduce", "digits/1", "--json")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    result = json.loads(again.stdout)
+    print(f"digits in Docker: {result['reason']}")
+    assert result["outcome"] == "reproduced" and result["delta"] == 0.0
+    assert result["environment"].startswith("docker, the same image ct-env/digits:")
+    tracker = Tracker(Settings(home=home))
+    run = tracker.client.get_run(result["run_id"])
+    assert run.data.tags[run_tags.EXECUTOR] == "docker"
+    versions = tracker.client.search_model_versions("name = 'digits'")
+    assert len(versions) == 1  # nothing registered
+    assert str(tracker.client.get_model_version_by_alias("digits", "production").version) == "1"
