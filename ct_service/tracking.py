@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import (
 
 from ct_service import run_tags
 from ct_service.attempt import Attempt, AttemptStatus
+from ct_service.counters import COUNTERS, CountedClient, Kind
 from ct_service.exceptions import AmbiguousPipelineId, PipelineNotFound
 from ct_service.settings import Settings
 from ct_service.space import Config, param_text
@@ -110,7 +111,9 @@ class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
         with _first_open(settings.tracking_uri):  # creates a new SQLite store's tables
-            self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+            client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+        # every call counted and timed (counters.py): the worker's step log says them
+        self.client: MlflowClient = CountedClient(client)  # type: ignore[assignment]
         # Some of MLflow's own internals (resolving `models:/<id>` sources when a version
         # is registered) read the process-wide URIs, not the client's: keep them equal.
         mlflow.set_tracking_uri(settings.tracking_uri)
@@ -594,7 +597,8 @@ def _first_open(uri: str) -> Iterator[None]:
         yield
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        with COUNTERS.timed(Kind.STORE_LOCK):
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
     _OPENED.add(uri)
 

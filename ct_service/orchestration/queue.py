@@ -17,6 +17,7 @@ from collections.abc import Callable
 from celery import Celery
 
 from ct_service import keys as names
+from ct_service.counters import COUNTERS, Kind
 from ct_service.keystore import keystore_for
 from ct_service.orchestration.pipeline import Task
 from ct_service.orchestration.pushes import push_records_for
@@ -124,7 +125,8 @@ def enqueue(app: CtCelery, task: Task, *args: str) -> None:
 def send(app: CtCelery, task: Task, *args: str) -> None:
     """Send a step whose queued mark is set already (the webhook sets the intake's
     with its record, in the same round trip)."""
-    app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
+    with COUNTERS.timed(Kind.PUBLISH):
+        app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
 
 
 def send_intake_if_pushes_wait(app: CtCelery, seen: frozenset[str] = frozenset()) -> bool:
