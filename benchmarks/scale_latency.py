@@ -175,7 +175,7 @@ def measure_latency(args, redis: Redis, folder: Path) -> Latency:
                 except Exception:  # its run is not created yet
                     return False
 
-            wait(finished, 300, f"push {number}'s pipeline", folder / "worker.log")
+            wait(finished, 300, f"push {number}'s pipeline", folder / "worker.log", every=1.0)
             if number:
                 pushes.append(_phases(tracker, worker, push_id, sent, answered))
                 loads.append(load())

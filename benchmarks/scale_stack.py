@@ -33,14 +33,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait(check, timeout: float, what: str, log: Path | None = None):
-    """Poll `check` until it gives something true; its value."""
+def wait(check, timeout: float, what: str, log: Path | None = None, every: float = 0.1):
+    """Poll `check` every `every` seconds until it gives something true; its value."""
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
             raise SystemExit(f"timed out waiting for {what}\n{tail}")
-        time.sleep(0.1)
+        time.sleep(every)
     return value
 
 
@@ -78,7 +78,7 @@ class Redis:
     def commands(self) -> tuple[int, float]:
         """Commands the server ran since the last reset, and their seconds (server side)."""
         done = subprocess.run(
-            ["redis-cli", "-p", str(self.port), "info", "commandstats"],
+            ["redis-cli", "-p", str(self.port), "info", "commandstats"],  # its own counters
             capture_output=True,
             text=True,
             check=True,
@@ -128,7 +128,7 @@ class Store:
         port = free_port()
         log = (self.folder / "mlflow-server.log").open("ab")
         env = service_env(
-            MLFLOW_BACKEND_STORE_URI=f"postgresql://postgres@127.0.0.1:5432/{self.database}",
+            MLFLOW_BACKEND_STORE_URI=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{self.database}",
             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",  # as the service's own server runs
         )
         self.server = subprocess.Popen(
@@ -142,6 +142,9 @@ class Store:
         return self
 
     def _answers(self) -> bool:
+        if self.server is not None and self.server.poll() is not None:
+            log = (self.folder / "mlflow-server.log").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"the MLflow server exited:\n{log}")
         try:
             with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as answer:
                 return answer.status == 200
