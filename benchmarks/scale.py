@@ -162,7 +162,7 @@ def print_throughput(args, runs: dict[tuple[str, int], Measured]) -> None:
         f" of {args.epochs} x {args.epoch_seconds:g} s asked for each)"
     )
     print(f"{'store':9} {'workers':>7} {'pipelines':>9} {'wall s':>7} {'per hour':>9}"
-          f" {'x linear':>8} {'busy':>5} {'load':>11}")  # fmt: skip
+          f" {'x linear':>8} {'busy':>5} {'cores':>5} {'load':>11}")  # fmt: skip
     for (store, workers), run in runs.items():
         one = runs[store, args.workers[0]]
         linear = run.per_hour / (one.per_hour / one.workers * workers)
@@ -170,7 +170,8 @@ def print_throughput(args, runs: dict[tuple[str, int], Measured]) -> None:
         busy = (attempt_seconds + other_seconds) / (run.workers * run.wall)
         print(
             f"{store:9} {workers:7d} {run.pipelines:9d} {run.wall:7.1f} {run.per_hour:9.1f}"
-            f" {linear:8.2f} {busy:5.0%} {run.load_before:5.2f}-{run.load_after:<5.2f}"
+            f" {linear:8.2f} {busy:5.0%} {run.cpu_seconds / run.wall:5.2f}"
+            f" {run.load_before:5.2f}-{run.load_after:<5.2f}"
         )
 
 

@@ -7,6 +7,7 @@ step lines (ct_service/counters.py), the broker's own counters and MLflow.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Measured:
     steps: list[StepRecord] = field(default_factory=list)
     broker_commands: int = 0
     broker_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of every process the run started (PostgreSQL's not)
 
     @property
     def per_hour(self) -> float:
@@ -78,6 +80,7 @@ def measure(
     from ct_service.tracking import Tracker
 
     folder.mkdir(parents=True)
+    cpu_before = children_cpu()
     store = Store(store_kind, folder / "store").start()
     redis.reset()
     env = service_env(
@@ -115,6 +118,7 @@ def measure(
         stop_all(services)
         store.stop()
     return Measured(
+        cpu_seconds=children_cpu() - cpu_before,
         store=store_kind,
         workers=workers,
         parallel=parallel,
@@ -127,6 +131,12 @@ def measure(
         broker_seconds=broker_seconds,
         **measured,
     )
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's ended children and theirs (each waited for)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _attempts_ended(tracker, ids: list[str]) -> bool:
@@ -191,6 +201,9 @@ def describe(run: Measured, linear: float | None) -> list[str]:
         f" {ms(publish)}; the server ran {run.broker_commands} commands"
         f" ({run.broker_seconds * 1000:.0f} ms in the server), Celery's polling included",
         f"  locks: {lost.calls} claims lost, {lock.seconds:.2f} s waiting for a new store's lock",
+        f"  CPU: {run.cpu_seconds:.0f} s in the run's processes (workers, training, beat, the"
+        f" MLflow server; PostgreSQL's not): {run.cpu_seconds / run.pipelines:.1f} s per pipeline,"
+        f" {run.cpu_seconds / run.wall:.2f} of the {os.cpu_count()} cores on average",
     ]
 
 
