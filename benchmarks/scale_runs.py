@@ -46,6 +46,7 @@ class Measured:
     broker_commands: int = 0
     broker_seconds: float = 0.0
     cpu_seconds: float = 0.0  # of every process the run started (PostgreSQL's not)
+    tail_seconds: float = 0.0  # worker time after each worker's last step: no work left
 
     @property
     def per_hour(self) -> float:
@@ -113,12 +114,18 @@ def measure(
         wait(lambda: _attempts_ended(tracker, ids), 300, "every attempt to end", every=1.0)
         measured = _read(tracker, ids, float(params["epoch_seconds"]))
         steps = [s for w in services for s in w.steps() if s.at >= started - 1]
+        tail = sum(
+            max(0.0, ended - max((s.at + s.took for s in w.steps()), default=started))
+            for w in services
+            if w.ready == b"ready."
+        )
         broker_commands, broker_seconds = redis.commands()
     finally:
         stop_all(services)
         store.stop()
     return Measured(
         cpu_seconds=children_cpu() - cpu_before,
+        tail_seconds=tail,
         store=store_kind,
         workers=workers,
         parallel=parallel,
@@ -193,7 +200,8 @@ def describe(run: Measured, linear: float | None) -> list[str]:
         f" ({(attempt_seconds - run.sleep_seconds) / max(1, attempts):.1f} s each: launch, the"
         f" training's own MLflow calls, its model), {others} other steps"
         f" {other_seconds / busy_capacity:.0%} ({other_mean:.2f} s each), idle"
-        f" {1 - (attempt_seconds + other_seconds) / busy_capacity:.0%}",
+        f" {1 - (attempt_seconds + other_seconds) / busy_capacity:.0%} (after a worker's"
+        f" last step, no work left: {run.tail_seconds / busy_capacity:.0%})",
         f"  MLflow (the service's calls): {reads.calls} reads at {ms(reads)}, {writes.calls} writes"
         f" at {ms(writes)}; {(reads.seconds + writes.seconds) / max(1, run.pipelines):.2f} s per"
         " pipeline",
