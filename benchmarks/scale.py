@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--parts", default="throughput,parallel,latency")
     parser.add_argument("--smoke", action="store_true", help="1 and 2 workers, short pipelines")
     args = parser.parse_args()
+    # stopped, it still stops what it started (workers, servers, the database)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.stores, args.workers, args.parallel, args.parts = (
             "sqlite",

@@ -47,6 +47,10 @@ class Measured:
     broker_seconds: float = 0.0
     cpu_seconds: float = 0.0  # of every process the run started (PostgreSQL's not)
     tail_seconds: float = 0.0  # worker time after each worker's last step: no work left
+    # summed over attempts, from the attempts' own clocks in MLflow (see _read)
+    launch_seconds: float = 0.0
+    logging_seconds: float = 0.0
+    model_seconds: float = 0.0
 
     @property
     def per_hour(self) -> float:
@@ -157,6 +161,7 @@ def _attempts_ended(tracker, ids: list[str]) -> bool:
 
 def _read(tracker, ids: list[str], epoch_seconds: float) -> dict:
     outcomes, attempts, epochs, rounds = [], 0, 0, 0
+    launch = logging = model = 0.0
     for pipeline_id in ids:
         found = tracker.pipeline(pipeline_id)
         outcomes.append(found.outcome)
@@ -165,6 +170,16 @@ def _read(tracker, ids: list[str], epoch_seconds: float) -> dict:
         for run in runs:
             history = tracker.client.get_metric_history(run.info.run_id, "val_accuracy")
             epochs += len(history)
+            tags = run.data.tags
+            if history and "ct.started" in tags and "sleep.started" in tags and run.info.end_time:
+                # ct.started: the worker launches it; sleep.started: the training runs;
+                # each epoch: the sleep, then its metrics, checkpoint, tag and stop check;
+                # after the last epoch: the test metric and the model logged, the run ended
+                began, trained = float(tags["ct.started"]), float(tags["sleep.started"])
+                last = max(m.timestamp for m in history) / 1000
+                launch += trained - began
+                logging += last - trained - len(history) * epoch_seconds
+                model += run.info.end_time / 1000 - last
             # each decision that trained opened a round; the first attempt opened one
             rounds += run.data.tags.get("ct.decision", "").startswith("train ")
         rounds += 1
@@ -174,6 +189,9 @@ def _read(tracker, ids: list[str], epoch_seconds: float) -> dict:
         "epochs": epochs,
         "rounds": rounds,
         "sleep_seconds": epochs * epoch_seconds,
+        "launch_seconds": launch,
+        "logging_seconds": logging,
+        "model_seconds": model,
     }
 
 
@@ -202,6 +220,9 @@ def describe(run: Measured, linear: float | None) -> list[str]:
         f" {other_seconds / busy_capacity:.0%} ({other_mean:.2f} s each), idle"
         f" {1 - (attempt_seconds + other_seconds) / busy_capacity:.0%} (after a worker's"
         f" last step, no work left: {run.tail_seconds / busy_capacity:.0%})",
+        f"  each attempt: launch {run.launch_seconds / max(1, run.attempts):.2f} s, the training's"
+        f" per-epoch logging {run.logging_seconds / max(1, run.epochs):.2f} s an epoch, its test"
+        f" metric and model {run.model_seconds / max(1, run.attempts):.2f} s (their clocks)",
         f"  MLflow (the service's calls): {reads.calls} reads at {ms(reads)}, {writes.calls} writes"
         f" at {ms(writes)}; {(reads.seconds + writes.seconds) / max(1, run.pipelines):.2f} s per"
         " pipeline",

@@ -125,6 +125,13 @@ class Store:
         with admin.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {self.database}")
         admin.close()
+        try:
+            return self._serve()
+        except BaseException:  # the database goes with a server that did not start
+            self.stop()
+            raise
+
+    def _serve(self) -> Store:
         port = free_port()
         log = (self.folder / "mlflow-server.log").open("ab")
         env = service_env(
