@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv bin run docs fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-docker redis postgres docker-engine docker-base test-docker clean
+.PHONY: help venv bin run docs fashion-mnist test test-unit test-fast lint benchmark benchmark-environments benchmark-search benchmark-webhook benchmark-recovery benchmark-scale benchmark-docker redis postgres docker-engine docker-base test-docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -107,6 +107,9 @@ benchmark-webhook: venv redis  ## signed deliveries/s and latency of the webhook
 
 benchmark-recovery: venv  ## kill workers mid-epoch: time until training runs again, epochs lost
 	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/recovery.py --data $(abspath $(or $(DATA),../shared/data/mnist))
+
+benchmark-scale: venv redis postgres  ## pipelines/h against workers, wall time to target against parallel attempts, push -> first epoch
+	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/scale.py
 
 clean:  ## remove the embedded store in this folder
 	rm -rf .ct-service

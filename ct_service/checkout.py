@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ct_service.counters import COUNTERS, Kind
 from ct_service.exceptions import CheckoutError
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -96,14 +97,15 @@ def redact(text: str) -> str:
 def _git(cwd: Path, timeout_seconds: float, *args: str) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_seconds,
-        )
+        with COUNTERS.timed(Kind.GIT):
+            result = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_seconds,
+            )
     except subprocess.TimeoutExpired:
         raise CheckoutError(f"git {args[0]} timed out after {timeout_seconds:.0f} s") from None
     except FileNotFoundError:

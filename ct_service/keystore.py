@@ -12,11 +12,12 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
 from ct_service import keys
+from ct_service.counters import COUNTERS, Kind
 from ct_service.settings import Settings
 
 
@@ -38,7 +39,10 @@ class RedisKeys:
         self.prefix = prefix
 
     def claim(self, key: str, value: str, ttl_seconds: float) -> bool:
-        return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl_seconds)))
+        won = bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl_seconds)))
+        if not won:
+            COUNTERS.add(Kind.CLAIM_LOST)
+        return won
 
     def put(self, key: str, value: str, ttl_seconds: float) -> None:
         self.client.set(self.prefix + key, value, px=_ms(ttl_seconds))
@@ -118,7 +122,27 @@ def keystore_for(settings: Settings) -> KeyStore:
 @functools.cache
 def redis_client(url: str) -> redis.Redis:
     """One client (with its connection pool) per Redis URL in this process."""
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return CountedRedis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+class CountedRedis(redis.Redis):
+    """A Redis client whose round trips (a command, a script, a pipeline's execute)
+    are counted and timed (counters.py)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        with COUNTERS.timed(Kind.REDIS):
+            return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def counted(raise_on_error: bool = True) -> list[Any]:
+            with COUNTERS.timed(Kind.REDIS):
+                return execute(raise_on_error)
+
+        pipe.execute = counted  # type: ignore[method-assign]  # this one object's
+        return pipe
 
 
 def _ms(seconds: float) -> int:

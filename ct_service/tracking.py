@@ -32,6 +32,7 @@ from mlflow.utils.mlflow_tags import (
 
 from ct_service import run_tags
 from ct_service.attempt import Attempt, AttemptStatus
+from ct_service.counters import COUNTERS, CountedClient, Kind
 from ct_service.exceptions import AmbiguousPipelineId, PipelineNotFound
 from ct_service.settings import Settings
 from ct_service.space import Config, param_text
@@ -121,7 +122,9 @@ class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
         with _first_open(settings.tracking_uri):  # creates a new SQLite store's tables
-            self.client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+            client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+        # every call counted and timed (counters.py): the worker's step log says them
+        self.client: MlflowClient = CountedClient(client)  # type: ignore[assignment]
         # Some of MLflow's own internals (resolving `models:/<id>` sources when a version
         # is registered) read the process-wide URIs, not the client's: keep them equal.
         mlflow.set_tracking_uri(settings.tracking_uri)
@@ -594,23 +597,47 @@ def _first_open(uri: str) -> Iterator[None]:
     every process that finds them missing; two processes doing so at once (a worker's
     first intake and the webhook, say) fail in alembic ("expected to match one row").
     Each process opens a SQLite store the first time under a lock file beside the
-    database, so one creates the tables and the others find them."""
+    database, so one creates the tables and the others find them. The first open
+    that succeeds writes "created <the database's inode>" into the lock file: from
+    then on processes open that database without the lock (eight workers starting at
+    once waited up to 12 s for each other, one after the other, before they did)."""
     database = sqlite_file(uri)
     if uri in _OPENED or database is None:
         yield
         return
+    lock_path = database.with_name(database.name + ".lock")
+    if _created(database, lock_path):
+        yield
+        _OPENED.add(uri)
+        return
     try:
         database.parent.mkdir(parents=True, exist_ok=True)  # as MLflow would make it
-        lock = open(database.with_name(database.name + ".lock"), "a")
+        lock = open(lock_path, "a")
     except OSError:  # no folder to lock in: MLflow reports the store's own error
         lock = None
     if lock is None:
         yield
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        with COUNTERS.timed(Kind.STORE_LOCK):
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+        if not _created(database, lock_path):
+            lock.truncate(0)  # what it said of an earlier database
+            lock.write(f"{CREATED} {database.stat().st_ino}\n")
     _OPENED.add(uri)
+
+
+CREATED = "created"  # the lock file's word for "the tables exist", then the inode
+
+
+def _created(database: Path, lock_path: Path) -> bool:
+    """Whether a process has opened this database (not one made since) under the lock."""
+    try:
+        said = lock_path.read_text().split()
+        return said[:1] == [CREATED] and said[1:2] == [str(database.stat().st_ino)]
+    except OSError:
+        return False
 
 
 def _chain(run: Run, runs: dict[str, Run]) -> list[str]:

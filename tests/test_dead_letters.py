@@ -55,9 +55,10 @@ def test_a_step_that_killed_its_worker_twice_becomes_a_dead_letter_and_fails_its
     pipeline_id = pipeline.create(settings, str(LENET), {"epochs": 2})
     # Each new pool process opens the SQLite store under this lock first
     # (tracking._first_open): holding it keeps the step running, so that it is
-    # killed mid-step, never after it ended.
+    # killed mid-step, never after it ended. Emptied, the lock file no longer says
+    # the store was created, so the pool processes do take the lock.
     lock_file = home / "mlflow.db.lock"
-    with open(lock_file, "a") as lock:
+    with open(lock_file, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         worker = WorkerProcess(
             ct_env(CT_HOME=str(home), CT_BROKER_URL=redis_url, CT_WATCHDOG="off"),

@@ -469,3 +469,54 @@ def test_a_pipelines_watch_gets_the_gaps_its_finished_attempts_measured(settings
     tags = tracker.client.get_run(third).data.tags
     watch = pipeline._stop_watch(settings, tracker, run, third, tags)
     assert watch.evidence.gaps == pytest.approx((-0.005, -0.003))
+
+
+class _Curve:
+    """An MLflow client holding one run's validation curve (what the watch reads)."""
+
+    def __init__(self, values: list[float]) -> None:
+        from mlflow.entities import Metric
+
+        self.points = [Metric("val_accuracy", v, 0, step) for step, v in enumerate(values, 1)]
+        self.reads = 0
+
+    def get_metric_history(self, run_id: str, key: str) -> list:
+        self.reads += 1
+        return self.points
+
+    def get_run(self, run_id: str):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(inputs=None)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        pass
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("epochs", "elapsed", "interval"),
+    [
+        (0, 1.0, 0.25),  # just started: the shortest
+        (0, 30.0, 3.0),  # no epoch after 30 s: a tenth of the wait
+        (0, 600.0, 5.0),  # never longer than MAX_POLL_SECONDS
+        (4, 60.0, 1.5),  # 15 s epochs: every 1.5 s
+        (2, 2.0, 0.25),  # fast epochs: never shorter than poll_seconds
+    ],
+)
+def test_the_watch_reads_the_curve_a_tenth_of_an_epoch_apart(epochs, elapsed, interval) -> None:
+    clock = Clock()
+    curve = _Curve([0.5 + 0.01 * n for n in range(epochs)])
+    never = StopRule(min_epochs=50)  # reads, never judges: this is about when it reads
+    watch = StopWatch(curve, "r1", TARGET, never, horizon=20, clock=clock)  # type: ignore[arg-type]
+    clock.now = elapsed
+    watch.check()  # the first read, at once
+    watch._reader.join()
+    assert watch.interval(clock.now) == pytest.approx(interval)
+    clock.now += interval * 0.9
+    watch.check()
+    assert curve.reads == 1  # not yet
+    clock.now += interval * 0.6
+    watch.check()
+    watch._reader.join()
+    assert curve.reads == 2

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from celery import Celery
 
 from ct_service import keys as names
+from ct_service.counters import COUNTERS, Kind
 from ct_service.exceptions import SettingsError
 from ct_service.keystore import keystore_for
 from ct_service.orchestration import status_reports
@@ -169,7 +170,8 @@ def enqueue(app: CtCelery, task: Task, *args: str) -> None:
 def send(app: CtCelery, task: Task, *args: str) -> None:
     """Send a step whose queued mark is set already (the webhook sets the intake's
     with its record, in the same round trip)."""
-    app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
+    with COUNTERS.timed(Kind.PUBLISH):
+        app.send_task(task.value, args=list(args), queue=ROUTES[task.value])
 
 
 def send_status_report(app: CtCelery, pipeline_id: str) -> None:
