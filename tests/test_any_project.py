@@ -223,9 +223,10 @@ def test_a_declared_environment_gets_this_mlflow_when_training_opens_the_store_i
 
     from ct_service.execution.training_env import child_environment
 
-    env = child_environment(Settings(home=tmp_path))
+    env = child_environment(Settings(home=tmp_path / "ct"))
     pins = Path(env["UV_CONSTRAINT"]).read_text().splitlines()
     assert pins == [f"mlflow=={mlflow.__version__}", f"mlflow-skinny=={mlflow.__version__}"]
     assert env["PIP_CONSTRAINT"] == env["UV_CONSTRAINT"]
+    assert not (tmp_path / "ct").exists()  # nothing written in CT_HOME
     served = Settings(home=tmp_path, tracking_uri="http://127.0.0.1:5000")
     assert "UV_CONSTRAINT" not in child_environment(served)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from ct_service.settings import Settings
 
@@ -77,15 +78,17 @@ def mlflow_pinned(settings: Settings) -> dict[str, str]:
     which this one refuses it (MLflow 3.18 did so to 3.17's SQLite stores, through
     a project that declares `mlflow>=3.17`). So a project's declared environment is
     built with MLflow pinned to this version: uv and pip read the constraint file
-    named by UV_CONSTRAINT and PIP_CONSTRAINT. An environment MLflow built before
-    (under MLFLOW_ENV_ROOT, keyed by the declaration only) is reused as it is."""
+    named by UV_CONSTRAINT and PIP_CONSTRAINT, kept in the user's cache folder (not
+    CT_HOME: a refused run creates nothing there). An environment MLflow built
+    before (under MLFLOW_ENV_ROOT, keyed by the declaration only) is reused as it is."""
     if settings.tracking_uri.startswith(("http://", "https://")):
         return {}
     import mlflow
 
-    pins = settings.home.resolve() / "mlflow-constraints.txt"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ct-service"
+    pins = cache / f"mlflow-{mlflow.__version__}-constraints.txt"
     text = f"mlflow=={mlflow.__version__}\nmlflow-skinny=={mlflow.__version__}\n"
     if not pins.is_file() or pins.read_text() != text:
-        pins.parent.mkdir(parents=True, exist_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
         pins.write_text(text)
     return {"UV_CONSTRAINT": str(pins), "PIP_CONSTRAINT": str(pins)}
