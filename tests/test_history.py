@@ -267,8 +267,9 @@ def test_a_manual_winner_never_moves_production_by_itself(sqlite_client):
     assert better.waiting and production(client) == "1"
     assert better.reason == (
         f"version 3 awaits approval as @candidate: test_accuracy 0.95 against production's "
-        f"0.9 (version 1); to promote it: ct-service approve {MODEL} 3; to drop it: "
-        f"ct-service reject {MODEL} 3 --reason '...'"
+        f"0.9 (version 1); production v1 not re-scored (no re-score was made for it); "
+        f"compared with its stored test_accuracy 0.9; to promote it: ct-service approve "
+        f"{MODEL} 3; to drop it: ct-service reject {MODEL} 3 --reason '...'"
     )
 
 
