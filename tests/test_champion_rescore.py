@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pytest
 from conftest import ROOT, ct_env
@@ -34,6 +36,11 @@ from ct_service import run_tags
 from ct_service.champion import Basis, ChampionScore, decision
 
 DIGEST = "ab12cd34ef56" + "0" * 52
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [1] * len(model_input)
 
 
 @pytest.mark.unit
@@ -113,6 +120,74 @@ def test_a_champion_score_survives_its_tag_and_a_bad_tag_is_none() -> None:
     assert score.basis is Basis.RESCORED and score.data_short == "ab12cd34ef56"
     for bad in ("", "none", "{}", '{"basis": "guessed"}', "[1]"):
         assert ChampionScore.from_json(bad) is None
+
+
+@pytest.mark.integration
+def test_production_is_compared_by_its_stored_metric_when_it_cannot_be_re_scored(
+    tmp_path: Path,
+) -> None:
+    """On a real SQLite store, without training (a small pyfunc model): each reason
+    production is not re-scored is named, and its stored metric is what is compared;
+    a promote step that finds no recorded score (a message from before the scoring
+    step) sends the scoring step first."""
+    from ct_service.orchestration import champion_scoring, pipeline
+    from ct_service.orchestration.pipeline import Step, Task
+    from ct_service.registry import PRODUCTION
+    from ct_service.settings import DockerSettings, Settings
+    from ct_service.tracking import Tracker
+
+    roots = tmp_path / "data"
+    current = roots / "digits"
+    current.mkdir(parents=True)
+    (current / "test.csv").write_text("label\n1\n")
+    project = tmp_path / "digits"
+    shutil.copytree(
+        ROOT / "projects" / "digits", project, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (project / "ct.yaml").write_text(f"data: {{param: data, source: '{current}'}}\n")
+    settings = Settings(home=tmp_path / "ct", docker=DockerSettings(data_dirs=(str(roots),)))
+    tracker = Tracker(settings)
+    first = pipeline.create(settings, str(project))
+    pinned = tracker.pipeline(first).tags
+    data_tags = {k: v for k, v in pinned.items() if k.startswith("ct.data_")}
+    experiment = tracker.pipeline(first).experiment_id
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    with mlflow.start_run(experiment_id=experiment) as trained:
+        mlflow.log_metric("test_accuracy", 0.9)
+        mlflow.pyfunc.log_model(name="model", python_model=Constant())
+    client = tracker.client
+    client.create_registered_model("digits")
+    champion = client.create_model_version(
+        "digits", f"runs:/{trained.info.run_id}/model", trained.info.run_id,
+        tags={run_tags.PIPELINE_ID: "no-such-pipeline", **data_tags},
+    )  # fmt: skip
+    client.set_registered_model_alias("digits", PRODUCTION, champion.version)
+    second = pipeline.create(settings, str(project))
+    winner = client.create_run(experiment, tags={**data_tags}).info.run_id
+    tracker.set_tags(second, {run_tags.CANDIDATE: winner, run_tags.STATUS: "promoting"})
+
+    def why() -> str:
+        found = champion_scoring.champion_score(settings, tracker, tracker.pipeline(second))
+        assert found is not None and found.value == found.stored == 0.9
+        return found.basis_text()
+
+    # its pipeline is gone: scoring says so
+    assert why().startswith(
+        f"production v1 could not be scored on {pinned[run_tags.DATA_VERSION][:12]}: no pipeline"
+    )
+    (current / "test.csv").write_text("label\n2\n")  # the folder moved on
+    assert "holds version" in why() and "no longer the candidate's" in why()
+    client.delete_model_version_tag("digits", "1", run_tags.DATA_VERSION)
+    assert why() == (
+        "production v1 not re-scored (production v1 trained on no declared data); "
+        "compared with its stored test_accuracy 0.9"
+    )
+    tracker.set_tags(second, {run_tags.CANDIDATE: client.create_run(experiment).info.run_id})
+    assert "(the candidate records no data version)" in why()
+    assert pipeline.promote(settings, second) == Step(Task.SCORE_CHAMPION, (second,))
+    assert pipeline.score_champion(settings, second) == Step(Task.PROMOTE, (second,))
+    assert champion_scoring.is_recorded(tracker.pipeline(second))
 
 
 def write_version(folder: Path, train: tuple, test: tuple) -> None:

@@ -7,12 +7,14 @@ as long as a training may take). `score_champion` does, in order:
 
 1. nothing unless the pipeline is promoting;
 2. find the version holding @production (none: nothing to compare with);
-3. decide whether it can be re-scored: the winner must record a data version and the
-   champion must have trained on declared data; else its stored metric, with why;
+3. decide whether it can be re-scored: the winner must record a data version, the
+   champion must have trained on declared data, and a folder source must still hold
+   the winner's version (it is read in place); else its stored metric, with why;
 4. score it on the winner's data version (a finished scoring run of the same version,
    data and metric is reused, so a replayed or recovered step scores nothing twice);
    a champion that cannot be scored (its flavour does not load, its project or
-   environment is gone) falls back to its stored metric, saying why;
+   environment is gone, any error but a broken connection, which retries the step)
+   falls back to its stored metric, saying why;
 5. record the result on the pipeline (ct.champion_score) and hand on to PROMOTE,
    which compares with it (registry.promote; a champion that moved meanwhile is
    scored again)."""
@@ -25,8 +27,9 @@ from mlflow.entities.model_registry import ModelVersion
 
 from ct_service import run_tags
 from ct_service.champion import ChampionScore
-from ct_service.data_version import DataVersion
-from ct_service.exceptions import CtError, InfrastructureError
+from ct_service.data_spec import DataSpec, SourceKind
+from ct_service.data_version import DataVersion, version_of
+from ct_service.exceptions import CtError, is_infrastructure_failure
 from ct_service.orchestration import scoring
 from ct_service.registry import PRODUCTION, version_with_alias
 from ct_service.settings import Settings
@@ -85,11 +88,15 @@ def champion_score(
         why = f"production v{version} trained on no declared data"
         return ChampionScore.from_stored(version, metric, stored, why)
     try:
+        moved = _folder_moved_on(settings, data)
+        if moved:
+            return ChampionScore.from_stored(version, metric, stored, moved, data.digest)
         found = scoring.score(settings, tracker, name, version, data)
-    except InfrastructureError:
-        raise
-    except CtError as error:  # its pipeline or project is gone: said, not raised
-        failure = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    except Exception as error:  # its pipeline, project or model is gone: said, not raised
+        if is_infrastructure_failure(error):
+            raise  # the step is retried
+        failure = _one_line(error)
+        log.warning("pipeline %s: production v%s not scored: %s", pipeline.id, version, failure)
         return ChampionScore.from_stored(version, metric, stored, failure, data.digest)
     if found.value is None:
         return ChampionScore.from_stored(
@@ -101,6 +108,26 @@ def champion_score(
     return ChampionScore.rescored(
         version, metric, found.value, stored, data.digest, found.method, found.run_id
     )
+
+
+def _folder_moved_on(settings: Settings, data: DataVersion) -> str:
+    """Why a folder source cannot give the winner's data version any more (it is read
+    in place, and holds another version now); "" when it still holds it or is S3 (a
+    changed S3 prefix is refused by the fetch itself)."""
+    spec = DataSpec(data.param, data.source)
+    if spec.kind is not SourceKind.FOLDER:
+        return ""
+    now = version_of(settings, spec)
+    if now.digest == data.digest:
+        return ""
+    return f"{data.source} holds version {now.short} now, no longer the candidate's"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, CtError):
+        return text[:300] or type(error).__name__
+    return f"{type(error).__name__}: {text}"[:300]
 
 
 def _stored(tracker: Tracker, champion: ModelVersion, metric: str) -> float | None:
