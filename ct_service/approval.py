@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from ct_service import history, registry, run_tags
-from ct_service.champion import ChampionScore
+from ct_service.champion import ChampionScore, score_text
 from ct_service.exceptions import ApprovalError
 from ct_service.history import Cause, Event, Move, Trigger
 from ct_service.registry import CANDIDATE, PRODUCTION, version_with_alias
@@ -120,10 +120,10 @@ def _event(
 def _comparison(event: Event) -> str:
     """The scores for people: `test_accuracy 0.95 against production's 0.9 (version 4)`,
     and how production's number was obtained when the promotion step recorded it."""
-    score = registry.score_text(event.candidate_score)
+    score = score_text(event.candidate_score)
     if not event.from_version:
         return f"{event.metric} {score}, no version was in production"
-    held = registry.score_text(event.production_score)
+    held = score_text(event.production_score)
     basis = f"; {event.production_basis}" if event.production_basis else ""
     return (
         f"{event.metric} {score} against production's {held} (version {event.from_version}){basis}"

@@ -21,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from ct_service import history, run_tags
-from ct_service.champion import ChampionScore, decision, score_text
+from ct_service.champion import ChampionScore, decision
 from ct_service.exceptions import CtError, ModelNotFound, RollbackError
 from ct_service.history import Cause, Event, Move, Trigger
 from ct_service.target import Target
@@ -97,7 +97,7 @@ def promote(
     version = register(client, name, run_id, {**tags, run_tags.TARGET_METRIC: target.metric})
     champion = version_with_alias(client, name, PRODUCTION)
     if champion is not None and str(champion.version) == version:  # a replayed step
-        _record_if_missed(client, name, version, target.metric, metric, cause)
+        _record_if_missed(client, name, version, target.metric, metric, cause, champion_score)
         return Promotion(version, True, f"version {version} already holds @{PRODUCTION}")
     against = _against(client, champion, target.metric, champion_score)
     held = str(champion.version) if champion is not None else ""
@@ -149,17 +149,30 @@ def _record_if_missed(
     metric_name: str,
     metric: float | None,
     cause: Cause,
+    champion_score: ChampionScore | None = None,
 ) -> None:
     """A promotion step that died between moving @production and recording it: its
-    replay records the move (the version it replaced holds @previous-production)."""
+    replay records the move (the version it replaced holds @previous-production),
+    compared with the score it was judged against when that was of this version."""
     if not cause.pipeline_id or history.read(client, name).has(Move.PROMOTED, cause.pipeline_id):
         return
     previous = version_with_alias(client, name, PREVIOUS)
     held = str(previous.version) if previous is not None else ""
-    beaten = f" (replacing version {held})" if held else ""
-    reason = f"version {version} promoted with {metric_name} {score_text(metric)}{beaten}"
-    score = version_score(client, name, held, metric_name)
-    event = Event(Move.PROMOTED, held, version, version, metric_name, metric, score, reason, cause)
+    against = None
+    if held:
+        stored = version_score(client, name, held, metric_name)
+        against = ChampionScore.from_stored(
+            held, metric_name, stored, "no re-score was made for it"
+        )
+        if champion_score is not None and champion_score.version == held:
+            against = champion_score
+    reason = decision("promoted", version, metric_name, metric, against)
+    event = Event(
+        Move.PROMOTED, held, version, version, metric_name, metric,
+        against.value if against else None, reason, cause,
+        data_version=against.data_version if against else "",
+        production_basis=against.basis_text() if against else "",
+    )  # fmt: skip
     history.record(client, name, event)
 
 
