@@ -16,6 +16,9 @@ from enum import Enum
 SHORT = 12  # hex digits of a data version shown to people (data_version.SHORT)
 
 
+NO_DATA_VERSION = "the candidate records no data version"
+
+
 class Basis(str, Enum):
     """Where production's number came from."""
 
@@ -79,7 +82,11 @@ class ChampionScore:
         return self.data_version[:SHORT]
 
     def basis_text(self) -> str:
-        """How production's number was obtained, one clause for the decision."""
+        """How production's number was obtained, one clause for the decision; "" when
+        the candidate's project declares no data: each side's own logged metric is then
+        the only comparison there is, as it always was (`ct.comparison` records it)."""
+        if self.basis is Basis.STORED and self.why_stored == NO_DATA_VERSION:
+            return ""
         stored = f"its stored {self.metric} {score_text(self.stored)}"
         if self.basis is Basis.RESCORED:
             return (
@@ -125,18 +132,18 @@ def decision(
             )
         return f"version {version} promoted with {metric} {score}"
     held, theirs = champion.version, score_text(champion.value)
-    basis = champion.basis_text()
+    basis = f"; {champion.basis_text()}" if champion.basis_text() else ""
     if outcome == "kept":
         return (
             f"kept version {held} in production: its {metric} {theirs} is not worse than "
-            f"the candidate's {score}; {basis}"
+            f"the candidate's {score}{basis}"
         )
     if outcome == "proposed":
         return (
             f"version {version} awaits approval as @candidate: {metric} {score} against "
-            f"production's {theirs} (version {held}); {basis}"
+            f"production's {theirs} (version {held}){basis}"
         )
     return (
         f"version {version} promoted with {metric} {score} against production v{held}'s "
-        f"{theirs} (replacing version {held}); {basis}"
+        f"{theirs} (replacing version {held}){basis}"
     )

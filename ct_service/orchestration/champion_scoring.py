@@ -26,7 +26,7 @@ import logging
 from mlflow.entities.model_registry import ModelVersion
 
 from ct_service import run_tags
-from ct_service.champion import ChampionScore
+from ct_service.champion import NO_DATA_VERSION, ChampionScore
 from ct_service.data_spec import DataSpec, SourceKind
 from ct_service.data_version import DataVersion, version_of
 from ct_service.exceptions import CtError, is_infrastructure_failure
@@ -82,7 +82,7 @@ def champion_score(
     winner = tracker.client.get_run(pipeline.tags[run_tags.CANDIDATE])
     data = DataVersion.from_tags(winner.data.tags)
     if data is None:
-        why = "the candidate records no data version"
+        why = NO_DATA_VERSION
         return ChampionScore.from_stored(version, metric, stored, why)
     if not champion.tags.get(run_tags.DATA_VERSION):
         why = f"production v{version} trained on no declared data"
