@@ -30,7 +30,13 @@ from ct_service.execution.loader import executor_for
 from ct_service.execution.local import refuse_docker_only
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
-from ct_service.orchestration import data_inputs, git_source, promotion_terms, status_reports
+from ct_service.orchestration import (
+    data_inputs,
+    git_source,
+    production_start,
+    promotion_terms,
+    status_reports,
+)
 from ct_service.orchestration.git_source import GitSource
 from ct_service.orchestration.pushes import PushRecord, PushRecords, push_records_for
 from ct_service.orchestration.scoring import refuse_pushed_code_outside_a_container
@@ -271,15 +277,22 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     given = data_inputs.pin_at_start(settings, tracker, pipeline, project)
     config, reason = project.initial_config(given), "initial configuration"
     declared = project.declared()
-    prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters and space
-    warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
-    if warm is not None:
-        config, reason = warm
+    continues, start_epoch = "", 0
+    retrained = production_start.first_from_production(tracker, pipeline, project, config)
+    if retrained is not None:  # production on new data: its configuration (and weights)
+        config, reason = retrained.config, retrained.reason
+        continues, start_epoch = retrained.continues, retrained.start_epoch
+    else:
+        prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters, space
+        warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
+        if warm is not None:
+            config, reason = warm
     first = policy.within_epoch_budget(
-        policy.Decision(policy.Action.TRAIN, reason, config),
+        policy.Decision(policy.Action.TRAIN, reason, config, continues=continues),
         [],
         project.space,
         pipeline.spec.budget,
+        start_epoch=start_epoch,
     )
     config, reason = first.config, first.reason
     tracker.set_tags(
@@ -290,7 +303,9 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
             **({run_tags.SCHEDULE: project.schedule.to_json()} if project.schedule else {}),
         },
     )
-    attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
+    attempt_id = tracker.create_attempt(
+        pipeline, 1, config, reason, continues=continues, start_epoch=start_epoch
+    )
     tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
     status_reports.due(tracker, pipeline_id)
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
@@ -314,6 +329,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         with held(keys, claim, holder(), names.RUN_CLAIM_SECONDS):  # an image build is slow
             executor = executor_for(settings)
             request = _attempt_request(settings, pipeline, attempt_id, tags)
+            production_start.check_checkpoint_run(tracker, pipeline, request.parameters)
             request = data_inputs.attach(settings, tracker, pipeline, attempt_id, request)
             request, choices = executor.prepare(request)
         refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)
