@@ -216,3 +216,59 @@ def test_a_bad_data_trigger_in_ct_yaml_names_the_file_and_the_key(
         load_project(lenet_like(tmp_path, ct_yaml))
     assert str(raised.value).startswith(f"{tmp_path / 'ct.yaml'}: {message}")
     assert "\n" not in str(raised.value)
+
+
+def project_naming_a_run(folder: Path, default: str) -> Path:
+    folder.mkdir()
+    (folder / "MLproject").write_text(
+        "name: naming\nentry_points:\n  main:\n    parameters:\n"
+        "      epochs: {type: float, default: 2}\n"
+        f"      resume_from: {{type: string, default: '{default}'}}\n"
+        "    command: python -c 'raise SystemExit(3)'\n"
+    )
+    return folder
+
+
+@pytest.mark.integration
+def test_resume_from_names_no_run_outside_the_pipeline(tmp_path: Path, redis_url: str) -> None:
+    """Only the service names a checkpoint: an MLproject whose resume_from default
+    names another pipeline's run (what a pushed project could try, to read that run's
+    artifacts), or a value given explicitly, starts from scratch and records so; and a
+    checkpoint run outside the pipeline is refused before anything runs, in one line,
+    the attempt left waiting."""
+    from ct_service import run_tags
+    from ct_service.attempt import AttemptStatus
+    from ct_service.orchestration import pipeline
+    from ct_service.settings import Settings
+    from ct_service.tracking import Tracker
+
+    settings = Settings(home=tmp_path / "ct", broker_url=redis_url)
+    tracker = Tracker(settings)
+    elsewhere = pipeline.create(settings, str(project_naming_a_run(tmp_path / "other", "")))
+    foreign = tracker.client.create_run(
+        tracker.pipeline(elsewhere).experiment_id,
+        tags={run_tags.KIND: "attempt", run_tags.PIPELINE_ID: elsewhere},
+    ).info.run_id
+
+    by_default = pipeline.create(settings, str(project_naming_a_run(tmp_path / "a", foreign)))
+    given = pipeline.create(
+        settings, str(project_naming_a_run(tmp_path / "b", "")), {"resume_from": foreign}
+    )
+    for pipeline_id in (by_default, given):
+        step = pipeline.start(settings, pipeline_id)
+        assert step is not None
+        run = tracker.client.get_run(step.args[1])
+        assert run.data.params["resume_from"] == ""
+        assert Tracker.run_parameters(run.data.tags)["resume_from"] == ""  # what it runs with
+
+    # the one record a run's checkpoint comes from, were it to name another pipeline's run
+    attempt_id = step.args[1]
+    tracker.set_tags(attempt_id, {run_tags.CHECKPOINT_RUN: foreign})
+    with pytest.raises(ProjectError) as refused:
+        pipeline.run_attempt(settings, given, attempt_id)
+    assert str(refused.value) == (
+        f"resume_from names run {foreign}, which is neither an attempt of pipeline {given} "
+        "nor the production run it retrains: refused"
+    )
+    attempt = tracker.attempts(tracker.pipeline(given), curves=False)[0]
+    assert attempt.status is AttemptStatus.QUEUED  # not started: nothing ran, nothing lost

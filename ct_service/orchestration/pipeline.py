@@ -276,6 +276,8 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     # the parameters asked for (the declared data's folder among them); the rest are defaults
     given = data_inputs.pin_at_start(settings, tracker, pipeline, project)
     config, reason = project.initial_config(given), "initial configuration"
+    if run_tags.RESUME_FROM_PARAM in config:  # a run is given ct.checkpoint_run, which only
+        config[run_tags.RESUME_FROM_PARAM] = ""  # the service sets: record that, not a default
     declared = project.declared()
     continues, start_epoch = "", 0
     retrained = production_start.first_from_production(tracker, pipeline, project, config)
