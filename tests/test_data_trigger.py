@@ -342,20 +342,28 @@ def test_a_data_triggered_pipeline_starts_with_productions_configuration(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("execution", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_start_weights_continues_productions_lenet_on_the_new_data(
-    tmp_path: Path, s3: S3Server, mnist_dir: Path, redis_url: str, services: list
+    tmp_path: Path,
+    s3: S3Server,
+    mnist_dir: Path,
+    redis_url: str,
+    services: list,
+    execution: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """LeNet trained on MNIST v1 in S3 is production; its ct.yaml asks for
     `data_trigger: {start: weights}`. A new version of the data (one file packed
     again: new bytes) starts a pipeline, run by a real worker, whose first attempt
     loads production's checkpoint: resume_from is production's run, its first logged
     epoch comes after production's, it trained on the new version, and the budget
-    charged only the epochs it trained."""
+    charged only the epochs it trained. In Docker, the container reads production's
+    checkpoint through its gateway grant and nothing of its is refused."""
     import gzip
     import subprocess
     import sys
 
-    from helpers import SMALL, epochs_logged, wait_finished
+    from helpers import QUICK_LENET, SMALL, docker_env, epochs_logged, wait_finished
 
     bucket = f"mnist-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
@@ -368,13 +376,19 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     with open(project / "ct.yaml", "a") as declared:
         declared.write(f"data: {{param: data, source: 's3://{bucket}/v/'}}\n")
         declared.write("data_trigger: {start: weights}\nstop_early: false\n")
-    env = ct_env(
-        CT_HOME=str(tmp_path / "ct"),
-        CT_MAX_ATTEMPTS="1",
-        CT_TARGET_THRESHOLD="0.5",
-        **s3.environment(bucket),
-    )
-    params = [a for k, v in {**SMALL, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
+    if execution == "docker":
+        request.getfixturevalue("docker_client")  # a running engine, or the test fails
+        env = docker_env(tmp_path / "ct", **s3.environment(bucket))
+        small = {k: v for k, v in QUICK_LENET.items() if k != "epochs"}
+    else:
+        env = ct_env(
+            CT_HOME=str(tmp_path / "ct"),
+            CT_MAX_ATTEMPTS="1",
+            CT_TARGET_THRESHOLD="0.5",
+            **s3.environment(bucket),
+        )
+        small = SMALL
+    params = [a for k, v in {**small, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
     done = subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -410,3 +424,12 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     )
     history = tracker.attempts(tracker.pipeline(started))
     assert epochs_trained(history, load_project(project).space) == 1  # not production's
+    # the gateway let it read production's checkpoint; in Docker the one call it refused
+    # is MLflow's own search for a logged model of that name, which download_artifacts
+    # makes beside every run artifact download (and goes on without)
+    assert attempt.data.tags.get(run_tags.REFUSED, "") in (
+        "",
+        "1 call outside its own run refused; first: searching logged models is not allowed "
+        "to training code",
+    )
+    assert attempt.data.tags[run_tags.EXECUTOR] == execution
