@@ -109,6 +109,12 @@ def main() -> None:
         default=10.0,
         help="seconds from a pipeline's end to the next push",
     )
+    parser.add_argument(
+        "--execution",
+        choices=("local", "docker"),
+        default="local",
+        help="where the latency part's pushes train (docker: `make docker-base` first)",
+    )
     parser.add_argument("--parts", default="throughput,parallel,latency")
     parser.add_argument("--smoke", action="store_true", help="1 and 2 workers, short pipelines")
     args = parser.parse_args()

@@ -2,8 +2,9 @@
 attempt's first epoch is logged, phase by phase, with every cache warm.
 
 The stack: the webhook under gunicorn (its production settings), one `ct-service
-worker` (Redis mode, local execution of the pushed code: CT_TRUST_PUSHED_CODE=1, as
-no Docker engine is assumed), the store of the throughput runs, and a git repository
+worker` (Redis mode; `--execution local` runs the pushed code on the worker,
+CT_TRUST_PUSHED_CODE=1, `--execution docker` in its container as a deployment does,
+the base image `make docker-base` builds), the store of the throughput runs, and a git repository
 served over file:// holding the sleep project. One push first warms everything (the
 worker's imports and store connections, the spare launcher the next attempt takes);
 then each measured push is a new commit of the project's code, sent once the
@@ -39,26 +40,38 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 from scale_runs import SLEEP, load
 from scale_stack import ROOT, Redis, Service, Store, free_port, service_env, wait
 
 from ct_service.webhook.push import Provider, sign
 
 SECRET = "scale-benchmark-secret"
+EXECUTION = {
+    "local": {"CT_TRUST_PUSHED_CODE": "1"},  # pushes train on the worker
+    "docker": {  # pushes train in their container, as deployed; the offline base image
+        "CT_EXECUTION": "docker",
+        "CT_DOCKER_BASE_IMAGE": "ct-base:bookworm",
+        "CT_DOCKER_BUILD_NETWORK": "host",  # this machine's engine runs without NAT
+        "CT_DOCKER_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    },
+}
 PHASES = ("answer", "intake", "fetch", "start", "attempt step", "launch", "first epoch")
 
 
 @dataclass
 class Latency:
     store: str
+    execution: str
     epoch_seconds: float
     pushes: list[dict[str, float]]
     loads: list[float]
 
     def table(self) -> str:
         rows = [
-            f"\npush -> first epoch, one worker, caches warm ({self.store} store, local execution,"
-            f" first epoch sleeps {self.epoch_seconds:g} s; load {min(self.loads):.2f}-"
+            f"\npush -> first epoch, one worker, caches warm ({self.store} store,"
+            f" {self.execution} execution, first epoch sleeps {self.epoch_seconds:g} s;"
+            f" load {min(self.loads):.2f}-"
             f"{max(self.loads):.2f})",
             f"{'phase':14} {'median s':>8}   each push",
         ]
@@ -75,11 +88,15 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def repository(folder: Path, epoch_seconds: float) -> Path:
-    """A git repository with the sleep project at models/sleep, 2 epochs by default."""
+def repository(folder: Path, epoch_seconds: float, execution: str) -> Path:
+    """A git repository with the sleep project at models/sleep, 2 epochs by default; for
+    Docker it declares its one dependency (its container's image is built from it once,
+    by the warming push)."""
     repo = folder / "repo"
     project = repo / "models" / "sleep"
     shutil.copytree(SLEEP, project, ignore=shutil.ignore_patterns("__pycache__"))
+    if execution == "docker":
+        (project / "requirements.txt").write_text(f"mlflow=={mlflow.__version__}\n")
     mlproject = project / "MLproject"
     text = mlproject.read_text()
     text = text.replace("epoch_seconds: {type: float, default: 2.0}",
@@ -134,7 +151,7 @@ def measure_latency(args, redis: Redis, folder: Path) -> Latency:
 
     folder.mkdir(parents=True)
     epoch_seconds = min(args.epoch_seconds, 2.0)
-    repo = repository(folder, epoch_seconds)
+    repo = repository(folder, epoch_seconds, args.execution)
     allow_list = folder / "repositories.yaml"
     allow_list.write_text(
         "repositories:\n  - {name: bench/models, provider: github, url: '"
@@ -147,10 +164,10 @@ def measure_latency(args, redis: Redis, folder: Path) -> Latency:
         CT_BROKER_URL=redis.url,
         CT_REPOSITORIES_FILE=str(allow_list),
         CT_GIT_ALLOW_FILE="1",  # the repository is served over file://
-        CT_TRUST_PUSHED_CODE="1",  # no Docker engine assumed: pushes train on the worker
         CT_MAX_ATTEMPTS="1",
         BENCH_SECRET=SECRET,
         **store.env,
+        **EXECUTION[args.execution],
     )
     tracker = Tracker(Settings.from_env(env | {"CT_HOME": str(folder / "client")}))
     tracker.experiment_id("sleep")  # the store's tables, before anything is timed
@@ -185,7 +202,7 @@ def measure_latency(args, redis: Redis, folder: Path) -> Latency:
         webhook.terminate()
         webhook.wait(timeout=30)
         store.stop()
-    return Latency(store.kind, epoch_seconds, pushes, loads)
+    return Latency(store.kind, args.execution, epoch_seconds, pushes, loads)
 
 
 def _answers(port: int) -> bool:
@@ -205,6 +222,8 @@ def _phases(tracker, worker: Service, push_id: str, sent: float, answered: float
     intake_end, start_end = intake.at + intake.took, start.at + start.took
     fetch = start.counts["git"].seconds if "git" in start.counts else 0.0
     tags = attempt.data.tags
+    if "sleep.started" not in tags:  # it never trained: say why rather than a KeyError
+        raise SystemExit(f"push {push_id}'s attempt did not train: {found.reason}")
     began = float(tags["ct.started"])
     trained = float(tags["sleep.started"])
     history = tracker.client.get_metric_history(attempt.info.run_id, "val_accuracy")

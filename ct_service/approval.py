@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from ct_service import history, registry, run_tags
+from ct_service.champion import ChampionScore, score_text
 from ct_service.exceptions import ApprovalError
 from ct_service.history import Cause, Event, Move, Trigger
 from ct_service.registry import CANDIDATE, PRODUCTION, version_with_alias
@@ -92,8 +93,15 @@ def _event(
     candidate: str,
     person: str,
 ) -> Event:
-    """The decision as a history event, scored by the metric the candidate was judged by."""
+    """The decision as a history event, scored by the metric the candidate was judged
+    by; production's score is the one the candidate was judged against when production
+    has not moved since (re-scored on the candidate's data, ct.comparison), else its
+    stored metric."""
     metric = registry.judged_metric(client, name, candidate)
+    tags = client.get_model_version(name, candidate).tags
+    judged = ChampionScore.from_json(tags.get(run_tags.COMPARISON, ""))
+    if judged is not None and (judged.version != from_version or judged.metric != metric):
+        judged = None  # production moved since: its own stored metric
     return Event(
         move,
         from_version,
@@ -101,19 +109,25 @@ def _event(
         candidate,
         metric,
         registry.version_score(client, name, candidate, metric),
-        registry.version_score(client, name, from_version, metric),
+        judged.value if judged else registry.version_score(client, name, from_version, metric),
         "",
         Cause(Trigger.PERSON, person=person),
+        data_version=judged.data_version if judged else "",
+        production_basis=judged.basis_text() if judged else "",
     )
 
 
 def _comparison(event: Event) -> str:
-    """The scores for people: `test_accuracy 0.95 against production's 0.9 (version 4)`."""
-    score = registry.score_text(event.candidate_score)
+    """The scores for people: `test_accuracy 0.95 against production's 0.9 (version 4)`,
+    and how production's number was obtained when the promotion step recorded it."""
+    score = score_text(event.candidate_score)
     if not event.from_version:
         return f"{event.metric} {score}, no version was in production"
-    held = registry.score_text(event.production_score)
-    return f"{event.metric} {score} against production's {held} (version {event.from_version})"
+    held = score_text(event.production_score)
+    basis = f"; {event.production_basis}" if event.production_basis else ""
+    return (
+        f"{event.metric} {score} against production's {held} (version {event.from_version}){basis}"
+    )
 
 
 def _production(client: MlflowClient, name: str) -> str:

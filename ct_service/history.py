@@ -102,6 +102,10 @@ class Event:
     reason: str
     cause: Cause
     time: float = field(default_factory=time.time)  # Unix seconds
+    # Production's score was measured on this data version (the candidate's) when it
+    # was re-scored; "" when the stored metric was used or for events from before.
+    data_version: str = ""
+    production_basis: str = ""  # how production_score was obtained (champion.py), one line
 
     def to_tag(self) -> tuple[str, str]:
         """The tag that stores it: a key in time order and the event as JSON."""

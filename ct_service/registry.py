@@ -21,6 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from ct_service import history, run_tags
+from ct_service.champion import ChampionScore, decision
 from ct_service.exceptions import CtError, ModelNotFound, RollbackError
 from ct_service.history import Cause, Event, Move, Trigger
 from ct_service.target import Target
@@ -84,38 +85,61 @@ def promote(
     tags: dict[str, str],
     cause: Cause | None = None,
     manual: bool = False,
+    champion_score: ChampionScore | None = None,
 ) -> Promotion:
     """Register the run's model and give it @production if it beats the champion (or,
     with `manual`, @candidate for a person to approve); the decision goes into the
-    model's history. Replayed, it registers and records nothing twice."""
+    model's history. The champion's number is `champion_score` when it is of the
+    version holding @production (re-scored on the candidate's data, or its stored
+    metric with the reason), else its stored metric. Replayed, it registers and
+    records nothing twice."""
     cause = cause or Cause(Trigger.RUN)
     version = register(client, name, run_id, {**tags, run_tags.TARGET_METRIC: target.metric})
     champion = version_with_alias(client, name, PRODUCTION)
     if champion is not None and str(champion.version) == version:  # a replayed step
-        _record_if_missed(client, name, version, target.metric, metric, cause)
+        _record_if_missed(client, name, version, target.metric, metric, cause, champion_score)
         return Promotion(version, True, f"version {version} already holds @{PRODUCTION}")
-    champion_metric = _metric(client, champion.run_id, target.metric) if champion else None
+    against = _against(client, champion, target.metric, champion_score)
     held = str(champion.version) if champion is not None else ""
     # the decision about `version`, production staying with `held` unless it moves
     judged = Event(
-        Move.KEPT, held, held, version, target.metric, metric, champion_metric, "", cause
-    )
-    if champion_metric is not None and not target.is_better(metric, champion_metric):
-        reason = (
-            f"kept version {held} in production: its {target.metric} "
-            f"{champion_metric:.4g} is not worse than the candidate's {score_text(metric)}"
-        )
-        history.record(client, name, replace(judged, reason=reason))
-        return Promotion(version, False, reason, held)
+        Move.KEPT, held, held, version, target.metric, metric,
+        against.value if against else None, "", cause,
+        data_version=against.data_version if against else "",
+        production_basis=against.basis_text() if against else "",
+    )  # fmt: skip
+    if against is not None:
+        client.set_model_version_tag(name, version, run_tags.COMPARISON, against.to_json())
+    if against is not None and against.value is not None:
+        if not target.is_better(metric, against.value):
+            reason = decision("kept", version, target.metric, metric, against)
+            history.record(client, name, replace(judged, reason=reason))
+            return Promotion(version, False, reason, held)
     if manual:
-        return _propose(client, name, judged)
+        return _propose(client, name, judged, against)
     move_production(client, name, version, champion)
-    beaten = f" (replacing version {held})" if held else ""
-    reason = f"version {version} promoted with {target.metric} {score_text(metric)}{beaten}"
+    reason = decision("promoted", version, target.metric, metric, against)
     history.record(
         client, name, replace(judged, move=Move.PROMOTED, to_version=version, reason=reason)
     )
     return Promotion(version, True, reason, held)
+
+
+def _against(
+    client: MlflowClient,
+    champion: ModelVersion | None,
+    metric: str,
+    given: ChampionScore | None,
+) -> ChampionScore | None:
+    """What the candidate is compared with: `given` when it scores the version holding
+    @production, else that version's stored metric (None without a champion)."""
+    if champion is None:
+        return None
+    if given is not None and given.version == str(champion.version) and given.metric == metric:
+        return given
+    stored = _metric(client, champion.run_id, metric)
+    why = "no re-score was made for it" if given is None else "production moved after scoring"
+    return ChampionScore.from_stored(str(champion.version), metric, stored, why)
 
 
 def _record_if_missed(
@@ -125,21 +149,36 @@ def _record_if_missed(
     metric_name: str,
     metric: float | None,
     cause: Cause,
+    champion_score: ChampionScore | None = None,
 ) -> None:
     """A promotion step that died between moving @production and recording it: its
-    replay records the move (the version it replaced holds @previous-production)."""
+    replay records the move (the version it replaced holds @previous-production),
+    compared with the score it was judged against when that was of this version."""
     if not cause.pipeline_id or history.read(client, name).has(Move.PROMOTED, cause.pipeline_id):
         return
     previous = version_with_alias(client, name, PREVIOUS)
     held = str(previous.version) if previous is not None else ""
-    beaten = f" (replacing version {held})" if held else ""
-    reason = f"version {version} promoted with {metric_name} {score_text(metric)}{beaten}"
-    score = version_score(client, name, held, metric_name)
-    event = Event(Move.PROMOTED, held, version, version, metric_name, metric, score, reason, cause)
+    against = None
+    if held:
+        stored = version_score(client, name, held, metric_name)
+        against = ChampionScore.from_stored(
+            held, metric_name, stored, "no re-score was made for it"
+        )
+        if champion_score is not None and champion_score.version == held:
+            against = champion_score
+    reason = decision("promoted", version, metric_name, metric, against)
+    event = Event(
+        Move.PROMOTED, held, version, version, metric_name, metric,
+        against.value if against else None, reason, cause,
+        data_version=against.data_version if against else "",
+        production_basis=against.basis_text() if against else "",
+    )  # fmt: skip
     history.record(client, name, event)
 
 
-def _propose(client: MlflowClient, name: str, judged: Event) -> Promotion:
+def _propose(
+    client: MlflowClient, name: str, judged: Event, against: ChampionScore | None
+) -> Promotion:
     """Give the winner @candidate for a person to approve, production unchanged; a
     candidate still waiting makes way for it (recorded as replaced)."""
     version, held = judged.candidate, judged.from_version
@@ -158,16 +197,10 @@ def _propose(client: MlflowClient, name: str, judged: Event) -> Promotion:
     if waiting is None or str(waiting.version) != version:
         client.set_registered_model_alias(name, CANDIDATE, version)
         client.set_model_version_tag(name, version, run_tags.APPROVAL, f"waiting since {when()}")
-    against = (
-        f"production's {score_text(judged.production_score)} (version {held})"
-        if held
-        else "no version in production"
-    )
     quoted = shlex.quote(name)
     reason = (
-        f"version {version} awaits approval as @{CANDIDATE}: {judged.metric} "
-        f"{score_text(judged.candidate_score)} against {against}; to promote it: "
-        f"ct-service approve {quoted} {version}; to drop it: "
+        f"{decision('proposed', version, judged.metric, judged.candidate_score, against)}; "
+        f"to promote it: ct-service approve {quoted} {version}; to drop it: "
         f"ct-service reject {quoted} {version} --reason '...'"
     )
     history.record(client, name, replace(judged, move=Move.PROPOSED, reason=reason))
@@ -301,10 +334,6 @@ def _metric(client: MlflowClient, run_id: str | None, metric: str) -> float | No
     if not run_id:
         return None
     return client.get_run(run_id).data.metrics.get(metric)
-
-
-def score_text(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:

@@ -178,3 +178,9 @@ SCORE_METHOD = "ct.score.method"  # "evaluate entry point" or "mlflow.models.eva
 # digits>` per data version; its tags name what each step scored:
 MONITOR_STEP_PREFIX = "ct.monitor.step."  # + step: "v<version> on <data version> (<run id>)"
 DECAY = "ct.decay"  # on a scoring run of the decay watch: its verdict, one line
+# On a pipeline being promoted: what its winner is compared with (champion.ChampionScore
+# as JSON: production's version, its score re-scored on the winner's data version or its
+# stored metric with the reason); "none" when no version held @production.
+CHAMPION_SCORE = "ct.champion_score"
+# On a registered version: the champion score it was judged against (the same JSON).
+COMPARISON = "ct.comparison"

@@ -267,8 +267,9 @@ def test_a_manual_winner_never_moves_production_by_itself(sqlite_client):
     assert better.waiting and production(client) == "1"
     assert better.reason == (
         f"version 3 awaits approval as @candidate: test_accuracy 0.95 against production's "
-        f"0.9 (version 1); to promote it: ct-service approve {MODEL} 3; to drop it: "
-        f"ct-service reject {MODEL} 3 --reason '...'"
+        f"0.9 (version 1); production v1 not re-scored (no re-score was made for it); "
+        f"compared with its stored test_accuracy 0.9; to promote it: ct-service approve "
+        f"{MODEL} 3; to drop it: ct-service reject {MODEL} 3 --reason '...'"
     )
 
 
@@ -564,3 +565,56 @@ def test_a_data_or_scheduled_pipeline_s_cause_names_its_trigger_and_data_version
         assert (
             found.describe() == f"{trigger} 01234567, data version 9f8e7d6c5b4a, pipeline efefefef"
         )
+
+
+@pytest.mark.integration
+def test_a_manual_winner_is_judged_and_approved_against_production_re_scored(sqlite_client):
+    """`promotion: manual` uses the same comparison: the proposal names production's
+    re-scored number and data version, approving it repeats them (ct.comparison on the
+    version), and a score of another version than holds @production is not used."""
+    from ct_service.champion import ChampionScore
+
+    client = sqlite_client
+    promote(client, 0.9, "p1")
+    digest = "c0ffee" * 10 + "abcd"
+    rescored = ChampionScore.rescored("1", "test_accuracy", 0.6, 0.9, digest,
+                                      "evaluate entry point", "r1")  # fmt: skip
+    proposed = registry.promote(
+        client, MODEL, candidate(0.8), 0.8, Target(), {run_tags.PIPELINE_ID: "p2"},
+        cause=pushed("p2"), manual=True, champion_score=rescored,
+    )  # fmt: skip
+    assert proposed.waiting and production(client) == "1"  # 0.8 beats 0.6, not the stored 0.9
+    assert proposed.reason.startswith(
+        "version 2 awaits approval as @candidate: test_accuracy 0.8 against production's "
+        "0.6 (version 1); both on data version c0ffeec0ffee: production v1 re-scored by "
+        "evaluate entry point, its stored test_accuracy 0.9; to promote it: "
+    )
+    approved = approval.approve(client, MODEL, "2", "alice")
+    assert "test_accuracy 0.8 against production's 0.6 (version 1); both on data version" in (
+        approved.reason
+    )
+    [event] = [e for e in history.read(client, MODEL).events if e.move is Move.APPROVED]
+    assert event.production_score == 0.6 and event.data_version == digest
+
+    stale = ChampionScore.rescored(
+        "1", "test_accuracy", 0.1, 0.9, digest, "evaluate entry point", "r1"
+    )  # fmt: skip  (scored before version 2 took @production)
+    kept = registry.promote(
+        client, MODEL, candidate(0.7), 0.7, Target(), {run_tags.PIPELINE_ID: "p3"},
+        cause=pushed("p3"), champion_score=stale,
+    )  # fmt: skip
+    assert not kept.promoted and "its test_accuracy 0.8 is not worse than the candidate's 0.7" in (
+        kept.reason
+    )
+    assert "production v2 not re-scored (production moved after scoring)" in kept.reason
+
+
+@pytest.mark.unit
+def test_an_event_recorded_before_champion_scores_is_still_read() -> None:
+    old = {
+        "move": "kept", "from_version": "1", "to_version": "1", "candidate": "2",
+        "metric": "test_accuracy", "candidate_score": 0.8, "production_score": 0.9,
+        "reason": "kept version 1", "cause": {"trigger": "run"}, "time": 1.0,
+    }  # fmt: skip
+    event = Event.from_tag(json.dumps(old))
+    assert event.production_score == 0.9 and event.data_version == event.production_basis == ""

@@ -39,3 +39,25 @@ def test_the_smoke_run_finishes_every_pipeline_and_prints_the_tables() -> None:
     assert phases[:4] == ["answer", "intake", "fetch", "start"]
     total = next(line for line in latency if line.startswith("total"))
     assert 0 < float(total.split()[1]) < 120
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_the_latency_part_measures_a_push_that_trains_in_its_container() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", "--parts", "latency", "--stores", "sqlite"]
+        + ["--pushes", "1", "--epoch-seconds", "0.5", "--push-interval", "1"]
+        + ["--execution", "docker"],
+        env=ct_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    latency = done.stdout.split("push -> first epoch", 1)[1].splitlines()
+    assert "docker execution" in latency[0]
+    launch = next(line for line in latency if line.startswith("launch"))
+    total = next(line for line in latency if line.startswith("total"))
+    # the container's start is its own phase, inside the push's total
+    assert 0 < float(launch.split()[1]) < float(total.split()[1]) < 120

@@ -219,6 +219,21 @@ def decide(self: CeleryTask, pipeline_id: str, attempt_id: str) -> None:
     )
 
 
+@shared_task(bind=True, base=CountedTask, name=Task.SCORE_CHAMPION.value, max_retries=MAX_RETRIES)
+def score_champion(self: CeleryTask, pipeline_id: str) -> None:
+    """Production scored on the winner's data; its running mark is kept alive while it
+    scores (a project run outlasts a short step's mark, and the watchdog would send it
+    again)."""
+    settings = self.app.settings
+
+    def step() -> Step | None:
+        marker = names.step(self.name, (pipeline_id,))
+        with held(keystore_for(settings), marker, "running", names.SHORT_STEP_SECONDS):
+            return pipeline.score_champion(settings, pipeline_id)
+
+    _run_step(self, pipeline_id, step)
+
+
 @shared_task(bind=True, base=CountedTask, name=Task.PROMOTE.value, max_retries=MAX_RETRIES)
 def promote(self: CeleryTask, pipeline_id: str) -> None:
     _run_step(self, pipeline_id, lambda: pipeline.promote(self.app.settings, pipeline_id))

@@ -31,6 +31,7 @@ from ct_service.execution.local import refuse_docker_only
 from ct_service.execution.stop_watch import StopWatch
 from ct_service.keystore import held, keystore_for
 from ct_service.orchestration import (
+    champion_scoring,
     data_inputs,
     git_source,
     production_start,
@@ -61,6 +62,7 @@ class Task(str, Enum):
     RUN_ATTEMPT = "ct.train.run_attempt"  # run_attempt(): train one attempt
     REPRODUCE = "ct.train.reproduce"  # reproduce.train(): a registered version trained again
     DECIDE = "ct.pipeline.decide"  # decide(): the policy's verdict on the attempt
+    SCORE_CHAMPION = "ct.train.score_champion"  # score_champion(): production on the data
     PROMOTE = "ct.registry.promote"  # promote(): register, alias production
     NOTIFY = "ct.notify.send"  # notify_people(): e-mail and chat
     REPORT_STATUS = "ct.status.report"  # status_reports.send(): the commit's status on its host
@@ -586,7 +588,7 @@ def _act(
                 run_tags.REASON: first.reason,
             },
         )
-        return _Acted(Step(Task.PROMOTE, (pipeline.id,)), f"promote: {first.reason}")
+        return _Acted(Step(Task.SCORE_CHAMPION, (pipeline.id,)), f"promote: {first.reason}")
     outcome, reason = _stop_outcome(attempts, first)
     _finish(tracker, pipeline.id, outcome, reason + _refusals(tracker, pipeline))
     return _Acted(Step(Task.NOTIFY, (pipeline.id,)), f"stop: {first.reason}")
@@ -633,11 +635,30 @@ def _stop_outcome(attempts: list[Attempt], decision: policy.Decision) -> tuple[O
     return (Outcome.BUDGET_EXHAUSTED if decision.budget_spent else Outcome.STOPPED), decision.reason
 
 
+def score_champion(settings: Settings, pipeline_id: str) -> Step | None:
+    """Score @production on the winner's data version (orchestration/champion_scoring.py),
+    then promote."""
+    if not champion_scoring.score_champion(settings, pipeline_id):
+        return None
+    return Step(Task.PROMOTE, (pipeline_id,))
+
+
 def promote(settings: Settings, pipeline_id: str) -> Step | None:
+    """Register the winner and compare it with production's score the scoring step
+    recorded; production scored as another version than holds it now (moved by
+    another pipeline meanwhile), or never scored (a message from before the scoring
+    step), is scored first."""
     tracker = Tracker(settings)
     pipeline = tracker.pipeline(pipeline_id)
     if pipeline.status is not PipelineStatus.PROMOTING:
         return None
+    champion = champion_scoring.recorded(pipeline)
+    held = champion_scoring.current_champion(tracker, pipeline)
+    scored_as = champion.version if champion is not None else ""
+    if not champion_scoring.is_recorded(pipeline) or (
+        scored_as != held and not _replay(tracker, pipeline, held)
+    ):
+        return Step(Task.SCORE_CHAMPION, (pipeline_id,))
     candidate = tracker.client.get_run(pipeline.tags[run_tags.CANDIDATE])
     metrics = candidate.data.metrics
     tags = {run_tags.METRIC_PREFIX + k: f"{v:.6g}" for k, v in metrics.items()}
@@ -661,6 +682,7 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
         tags,
         cause=promotion_terms.cause(pipeline, tags),
         manual=promotion_terms.manual(settings, pipeline),
+        champion_score=champion,
     )
     tracker.set_tags(
         pipeline_id,
@@ -670,6 +692,15 @@ def promote(settings: Settings, pipeline_id: str) -> Step | None:
     reason = f"{pipeline.reason}; {promotion.reason}{_refusals(tracker, pipeline)}"
     _finish(tracker, pipeline_id, outcome, reason)
     return Step(Task.NOTIFY, (pipeline_id,))
+
+
+def _replay(tracker: Tracker, pipeline: Pipeline, held: str) -> bool:
+    """Whether the version holding @production is the pipeline's own winner (a promote
+    step that moved it and died before it finished)."""
+    if not held:
+        return False
+    version = tracker.client.get_model_version(pipeline.spec.model_name, held)
+    return version.run_id == pipeline.tags.get(run_tags.CANDIDATE)
 
 
 def _promotion_outcome(promotion: registry.Promotion) -> Outcome:

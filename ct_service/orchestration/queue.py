@@ -36,6 +36,7 @@ ROUTES = {
     Task.DECIDE.value: "pipeline",
     Task.PROMOTE.value: "pipeline",
     Task.RUN_ATTEMPT.value: "training",
+    Task.SCORE_CHAMPION.value: "training",  # it runs the champion's evaluate entry point
     Task.REPRODUCE.value: "training",  # `ct-service reproduce`: a training like an attempt's
     Task.NOTIFY.value: "notify",
     Task.REPORT_STATUS.value: "status",  # commit statuses on git hosts: never behind a step
@@ -139,6 +140,7 @@ def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
     models = (
         Task.RUN_ATTEMPT.value,
         Task.REPRODUCE.value,
+        Task.SCORE_CHAMPION.value,
         DecayTask.CHECK.value,
     )  # training, scoring
     limits = {name: host for name in ROUTES if name not in models}

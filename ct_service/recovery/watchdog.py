@@ -33,6 +33,7 @@ from ct_service.checkout import remove
 from ct_service.exceptions import is_infrastructure_failure
 from ct_service.execution import lease
 from ct_service.keystore import KeyStore
+from ct_service.orchestration import champion_scoring
 from ct_service.orchestration.pipeline import IN_FLIGHT, Step, Task
 from ct_service.orchestration.pushes import push_records_for
 from ct_service.recovery.resume import resume
@@ -167,7 +168,8 @@ class Watchdog:
         if pipeline.status is PipelineStatus.QUEUED:
             return Step(Task.START, (pipeline.id,))
         if pipeline.status is PipelineStatus.PROMOTING:
-            return Step(Task.PROMOTE, (pipeline.id,))
+            scored = champion_scoring.is_recorded(pipeline)  # production on the winner's data
+            return Step(Task.PROMOTE if scored else Task.SCORE_CHAMPION, (pipeline.id,))
         if pipeline.status is PipelineStatus.NOTIFYING:
             return Step(Task.NOTIFY, (pipeline.id,))
         if pipeline.status is not PipelineStatus.RUNNING:
