@@ -30,6 +30,7 @@ class Attempt:
     decision: str = ""  # what the pipeline decided after it
     resumes: int = 0  # how many times a dead run of it was resumed
     checkpoint_epoch: int = 0  # the last epoch with a logged checkpoint (0: none)
+    start_epoch: int = 0  # the epoch of production's checkpoint it started from (a warm start)
     derived_from: str = ""  # the run of the attempt whose configuration it changed
     stopped_early: str = ""  # "<target met|hopeless>: <reason>" when stopped from outside
     stop_margin: float | None = None  # the validation margin its target-met stop used

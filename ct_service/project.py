@@ -19,6 +19,7 @@ from ct_service.promotion_mode import PromotionMode, parse_mode
 from ct_service.schedule import Schedule
 from ct_service.space import Config, SearchSpace
 from ct_service.space_inference import infer_space
+from ct_service.start_mode import StartMode, parse_data_trigger
 from ct_service.stop_early import StopRule
 from ct_service.target import Target
 
@@ -39,6 +40,7 @@ CT_YAML_KEYS = (
     "schedule",
     "promotion",
     "scoring",
+    "data_trigger",
 )
 # A filled-in command is one argument of `sh -c`: Linux takes at most 128 KiB there.
 MAX_COMMAND_BYTES = 128 * 1024
@@ -95,6 +97,8 @@ class Project:
     promotion: PromotionMode | None = None  # ct.yaml's promotion: manual waits for a person
     evaluate: EntryPoint | None = None  # the MLproject's `evaluate` entry point, if any
     scoring: TestTable | None = None  # ct.yaml's scoring: mlflow.models.evaluate's table
+    # ct.yaml's data_trigger.start: how a pipeline retraining production starts
+    start: StartMode = StartMode.CONFIG
 
     def command_line(self, values: Mapping[str, str], entry_point: str = ENTRY_POINT) -> str:
         """The entry point's command with these parameter values, as MLflow builds it
@@ -212,6 +216,7 @@ def load_project(location: str | Path) -> Project:
             parse_mode(ct_spec["promotion"], "promotion") if "promotion" in ct_spec else None
         )
         scoring = TestTable.from_spec(ct_spec["scoring"]) if "scoring" in ct_spec else None
+        start = parse_data_trigger(ct_spec.get("data_trigger"))
     except (ValueError, TypeError) as error:
         raise ProjectError(f"{ct_yaml}: {error}") from None
     undeclared = sorted(d.name for d in space.dimensions if d.name not in parameters)
@@ -239,6 +244,7 @@ def load_project(location: str | Path) -> Project:
         promotion=promotion,
         evaluate=_entry_point(spec, EVALUATE, mlproject),
         scoring=scoring,
+        start=start,
     )
 
 

@@ -88,7 +88,12 @@ REFUSED = "ct.refused"  # one line: calls its training code made outside its run
 REPLACES_RUN = "ct.replaces_run"  # on the new run: the dead run it takes over from
 REPLACED_BY = "ct.replaced_by"  # on the dead run: the run that took it over
 # -- continuation: an attempt that only trains an earlier one longer starts from it --
-CONTINUES = "ct.continues"  # on an attempt's first run: the earlier attempt's run it extends
+# on an attempt's first run: the earlier attempt's run it extends (a warm start from
+# production's weights: production's run, outside the pipeline; see START_EPOCH)
+CONTINUES = "ct.continues"
+# On an attempt that continues production's run: the epoch it starts from, trained by
+# production (not charged to the pipeline's epoch budget)
+START_EPOCH = "ct.start_epoch"
 # Set by the worker while the attempt trains, read by the project (LeNet's epoch
 # callback): please stop after the current batch, keep the last complete epoch, then
 # log the test metrics and the model as usual. Its value is the reason.
@@ -106,7 +111,16 @@ CHECKPOINT_RUN = "ct.checkpoint_run"  # on a resumed or continuing run: whose ch
 RESUMES = "ct.resumes"  # on the new run: how many times this attempt was resumed
 
 # What a resuming run copies from the run it takes over from.
-INHERITED_BY_RESUMPTION = (KIND, PIPELINE_ID, PROJECT, ATTEMPT, CONFIG, REASON, DERIVED_FROM)
+INHERITED_BY_RESUMPTION = (
+    KIND,
+    PIPELINE_ID,
+    PROJECT,
+    ATTEMPT,
+    CONFIG,
+    REASON,
+    DERIVED_FROM,
+    START_EPOCH,
+)
 
 # -- reproductions (`ct-service reproduce`, docs/reproduce.md) ----------------------
 # A reproduction is a run of its own (KIND "reproduction") in the project's experiment:
@@ -146,6 +160,12 @@ TRIGGER = "ct.trigger"
 TRIGGER_REASON = "ct.trigger_reason"
 SCHEDULE = "ct.schedule"  # on a pipeline: its project's ct.yaml schedule (JSON), read at start
 SCHEDULED_BRANCH = "ct.schedule.branch"  # on a pipeline a repositories.yaml schedule started
+# On a pipeline that retrains production (data, schedule, decay): the run that trained
+# production's version, whose parameters its first attempt takes and, with ct.yaml
+# `data_trigger: {start: weights}`, whose checkpoint it may load (the one run outside
+# the pipeline its attempts may read), and that version's number
+WARM_START_RUN = "ct.warm_start.run"
+WARM_START_VERSION = "ct.warm_start.version"
 
 # -- scoring a registered model on a data version (orchestration/scoring.py) ---------
 # A scoring run (ct.kind "score") carries MODEL_NAME, the DATA_* tags of the version it

@@ -352,8 +352,10 @@ class Tracker:
         continues: str = "",
         stop_margin: float | None = None,
         horizon: int = 0,
+        start_epoch: int = 0,
     ) -> str:
-        """Create attempt `number`, or return the one a replayed step created already."""
+        """Create attempt `number`, or return the one a replayed step created already.
+        `start_epoch`: the epoch of production's checkpoint it continues (a warm start)."""
         existing = self.attempt_runs(pipeline, f"and {_tag(run_tags.ATTEMPT, str(number))}")
         first = [run for run in existing if not run.data.tags.get(run_tags.REPLACES_RUN)]
         if first:
@@ -380,6 +382,7 @@ class Tracker:
                 ),
                 **({run_tags.STOP_MARGIN: f"{stop_margin:g}"} if stop_margin is not None else {}),
                 **({run_tags.HORIZON: str(horizon)} if horizon else {}),
+                **({run_tags.START_EPOCH: str(start_epoch)} if start_epoch else {}),
             },
         )
         self.client.log_batch(
@@ -542,6 +545,7 @@ class Tracker:
             decision=tags.get(run_tags.DECISION, ""),
             resumes=int(tags.get(run_tags.RESUMES, "0")),
             checkpoint_epoch=_whole(tags.get(run_tags.CHECKPOINT_LAST_EPOCH, "")),
+            start_epoch=_whole(tags.get(run_tags.START_EPOCH, "")),
             derived_from=tags.get(run_tags.DERIVED_FROM, ""),
             stopped_early=tags.get(run_tags.STOPPED_EARLY, ""),
             stop_margin=_stop_margin(tags),

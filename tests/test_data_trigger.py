@@ -15,15 +15,21 @@ import pytest
 import redis
 from conftest import ROOT, WorkerProcess, ct_env
 from helpers import wait_for
+from mlflow.entities import Param
 from seaweed import SERVICE_KEYS, S3Server, start_s3
 
 from ct_service import run_tags
 from ct_service.data_cache import version_folder
 from ct_service.data_version import DataVersion
+from ct_service.exceptions import ProjectError
 from ct_service.orchestration import pipeline
 from ct_service.orchestration.data_trigger import check, pipeline_with_data
+from ct_service.orchestration.production_start import check_checkpoint_run
+from ct_service.orchestration.queue import enqueue, make_celery
+from ct_service.project import load_project
 from ct_service.registry import PRODUCTION
 from ct_service.repositories import Provider
+from ct_service.search import epochs_trained
 from ct_service.settings import DataSettings, Settings
 from ct_service.tracking import Tracker
 from ct_service.webhook import push
@@ -279,3 +285,151 @@ def test_a_schedule_fires_once_a_tick_and_if_changed_skips(world, s3: S3Server) 
     assert (
         fire(settings, "lenet", datetime(2026, 12, 7, 3, 2, tzinfo=timezone.utc)) is None
     )  # trained
+
+
+def produced_by(tracker: Tracker, pipeline_id: str, params: dict[str, str]) -> str:
+    """An attempt run of the production pipeline with `params` (logged as the service
+    logs an attempt's), registered as a new version of lenet and aliased production,
+    with the data tags of the version the pipeline trained on."""
+    production = tracker.pipeline(pipeline_id)
+    run = tracker.client.create_run(
+        production.experiment_id,
+        tags={run_tags.KIND: "attempt", run_tags.PIPELINE_ID: pipeline_id},
+    )
+    tracker.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    version = tracker.client.create_model_version(
+        "lenet", f"runs:/{run.info.run_id}/model", run.info.run_id,
+        tags={run_tags.PIPELINE_ID: pipeline_id, **DataVersion.from_tags(production.tags).to_tags()},
+    )  # fmt: skip
+    tracker.client.set_registered_model_alias("lenet", PRODUCTION, version.version)
+    return run.info.run_id
+
+
+@pytest.mark.integration
+def test_a_data_triggered_pipeline_starts_with_productions_configuration(
+    world, s3: S3Server
+) -> None:
+    """Production v2 was trained with parameters other than the MLproject's defaults:
+    the data-triggered pipeline's first attempt takes them (and the new data's
+    folder), and says so; the one outside run its attempts may name as resume_from
+    is production's."""
+    settings, tracker, bucket, pinned, _ = world
+    first = tracker.recent_pipelines(10)[-1].id
+    trained = {"conv_blocks": "1", "filters": "16", "dense_units": "32", "epochs": "2"}
+    production_run = produced_by(tracker, first, {**trained, "data": "/old", "resume_from": ""})
+    s3.upload(bucket, {"v/part-2": b"images 2, more of them"})
+    report, [step] = check(settings)
+    started = tracker.pipeline(report.started["lenet"])
+    assert started.tags[run_tags.WARM_START_RUN] == production_run
+    assert started.tags[run_tags.WARM_START_VERSION] == "2"
+    next_step = pipeline.start(settings, started.id)
+    assert next_step is not None
+    attempt = tracker.client.get_run(next_step.args[1])
+    params = attempt.data.params
+    assert {k: float(params[k]) for k in trained} == {k: float(v) for k, v in trained.items()}
+    assert (params["filters"], params["dense_units"]) != ("6", "84")  # not the defaults
+    version = DataVersion.from_tags(started.tags)
+    assert version is not None and version.digest != pinned.digest
+    assert params["data"] == str(version_folder(settings, version))  # the new version
+    assert params["resume_from"] == ""  # ct.yaml asks for the configuration only
+    assert attempt.data.tags[run_tags.REASON] == "warm start: production v2's configuration"
+    started = tracker.pipeline(started.id)
+    check_checkpoint_run(tracker, started, {"resume_from": production_run})
+    check_checkpoint_run(tracker, started, {"resume_from": attempt.info.run_id})
+    other = tracker.client.create_run(started.experiment_id, tags={run_tags.PIPELINE_ID: "x"})
+    with pytest.raises(ProjectError, match=f"resume_from names run {other.info.run_id}, which"):
+        check_checkpoint_run(tracker, started, {"resume_from": other.info.run_id})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("execution", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_start_weights_continues_productions_lenet_on_the_new_data(
+    tmp_path: Path,
+    s3: S3Server,
+    mnist_dir: Path,
+    redis_url: str,
+    services: list,
+    execution: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """LeNet trained on MNIST v1 in S3 is production; its ct.yaml asks for
+    `data_trigger: {start: weights}`. A new version of the data (one file packed
+    again: new bytes) starts a pipeline, run by a real worker, whose first attempt
+    loads production's checkpoint: resume_from is production's run, its first logged
+    epoch comes after production's, it trained on the new version, and the budget
+    charged only the epochs it trained. In Docker, the container reads production's
+    checkpoint through its gateway grant and nothing of its is refused."""
+    import gzip
+    import subprocess
+    import sys
+
+    from helpers import QUICK_LENET, SMALL, docker_env, epochs_logged, wait_finished
+
+    bucket = f"mnist-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=bucket)
+    files = {f"v/{f.name}": f.read_bytes() for f in mnist_dir.glob("*-ubyte.gz")}
+    s3.upload(bucket, files)
+    project = tmp_path / "lenet"
+    shutil.copytree(
+        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with open(project / "ct.yaml", "a") as declared:
+        declared.write(f"data: {{param: data, source: 's3://{bucket}/v/'}}\n")
+        declared.write("data_trigger: {start: weights}\nstop_early: false\n")
+    if execution == "docker":
+        request.getfixturevalue("docker_client")  # a running engine, or the test fails
+        env = docker_env(tmp_path / "ct", **s3.environment(bucket))
+        small = {k: v for k, v in QUICK_LENET.items() if k != "epochs"}
+    else:
+        env = ct_env(
+            CT_HOME=str(tmp_path / "ct"),
+            CT_MAX_ATTEMPTS="1",
+            CT_TARGET_THRESHOLD="0.5",
+            **s3.environment(bucket),
+        )
+        small = SMALL
+    params = [a for k, v in {**small, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    settings = Settings.from_env(env)
+    tracker = Tracker(settings)
+    production = tracker.client.get_model_version_by_alias("lenet", PRODUCTION)
+    assert epochs_logged(tracker, production.run_id) == [1]
+    name = next(k for k in files if "t10k-labels" in k)
+    repacked = gzip.compress(gzip.decompress(files[name]), compresslevel=1)
+    assert repacked != files[name]
+    s3.upload(bucket, {name: repacked})
+
+    env["CT_BROKER_URL"] = redis_url
+    services.append(WorkerProcess(env, tmp_path / "worker.log"))
+    settings = Settings.from_env(env)
+    report, [step] = check(settings)
+    enqueue(make_celery(settings), step.task, *step.args)
+    started = report.started["lenet"]
+    wait_finished(tracker, started, tmp_path / "worker.log", timeout=900)
+    [attempt] = tracker.attempt_runs(tracker.pipeline(started))
+    assert attempt.data.params["resume_from"] == production.run_id
+    assert attempt.data.tags[run_tags.CONTINUES] == production.run_id
+    assert float(attempt.data.params["epochs"]) == 2  # production's 1, then 1 more
+    assert epochs_logged(tracker, attempt.info.run_id) == [2]  # after production's
+    assert attempt.data.tags["checkpoint.loaded_from"] == production.run_id
+    new = DataVersion.from_tags(tracker.pipeline(started).tags)
+    assert new is not None and new.digest != production.tags[run_tags.DATA_VERSION]
+    assert attempt.data.tags[run_tags.DATA_VERSION] == new.digest  # trained on the new one
+    assert attempt.data.tags[run_tags.REASON].startswith(
+        "warm start: production v1's configuration and weights: "
+    )
+    history = tracker.attempts(tracker.pipeline(started))
+    assert epochs_trained(history, load_project(project).space) == 1  # not production's
+    # the gateway let it read production's checkpoint; in Docker the one call it refused
+    # is MLflow's own search for a logged model of that name, which download_artifacts
+    # makes beside every run artifact download (and goes on without)
+    assert attempt.data.tags.get(run_tags.REFUSED, "") in (
+        "",
+        "1 call outside its own run refused; first: searching logged models is not allowed "
+        "to training code",
+    )
+    assert attempt.data.tags[run_tags.EXECUTOR] == execution

@@ -191,7 +191,7 @@ class Prepared:
     models: str  # where its experiment's logged models go on this host (likewise)
     user: str  # who the container runs as (containers.training_user)
     # a spare container can run it: a plain `python script.py ...`, every data path
-    # mounted at its real path, no other run's folder mounted
+    # mounted at its real path and under the data roots, no other run's folder mounted
     spare_can_run_it: bool
 
 
@@ -259,7 +259,8 @@ class DockerExecutor:
             own,
             models,
             user,
-            spare_can_run_it=can_run(command, data, continued),
+            # a spare mounts the data roots (CT_DATA_DIRS), not a pinned data version's folder
+            spare_can_run_it=can_run(command, data, continued) and not request.data_roots,
         )
         tags = {
             run_tags.ENVIRONMENT: environment.reason,

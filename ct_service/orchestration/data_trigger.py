@@ -13,7 +13,9 @@ order:
    this version already (any trigger: the same version twice starts nothing);
 5. claim (model, version), create the pipeline from production's (its project,
    commit and source, target; the budget of the settings) pinned to the version,
-   with the reason "data changed: version ...", and hand back its start step."""
+   with the reason "data changed: version ...", recording production's run (its
+   first attempt takes production's configuration, or weights: docs/data.md), and
+   hand back its start step."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ct_service.execution.lease import holder
 from ct_service.keystore import keystore_for
 from ct_service.orchestration.data_inputs import pinned_config
 from ct_service.orchestration.pipeline import Step, Task
+from ct_service.orchestration.production_start import production_tags
 from ct_service.registry import PRODUCTION
 from ct_service.settings import Settings
 from ct_service.tracking import Tracker
@@ -56,6 +59,7 @@ class Watched:
     model_version: str  # production's version number
     pipeline_id: str  # the pipeline that trained it
     data: DataVersion  # the data it trained on
+    run_id: str = ""  # the run that trained it (its configuration and checkpoint)
 
 
 @dataclass
@@ -77,7 +81,9 @@ def watched(tracker: Tracker) -> list[Watched]:
         data = DataVersion.from_tags(version.tags)
         pipeline_id = version.tags.get(run_tags.PIPELINE_ID, "")
         if data is not None and data.source and pipeline_id:
-            found.append(Watched(model.name, str(version.version), pipeline_id, data))
+            found.append(
+                Watched(model.name, str(version.version), pipeline_id, data, version.run_id or "")
+            )
     return found
 
 
@@ -160,7 +166,8 @@ def create_like_production(
     reason: str,
 ) -> str:
     """A queued pipeline that trains production's code (its project, commit, source
-    and parameters asked for) on `data`, recording what triggered it and why."""
+    and parameters asked for) on `data`, recording what triggered it and why, and
+    production's run, whose configuration its first attempt takes (production_start)."""
     production = tracker.pipeline(model.pipeline_id)
     given = {k: v for k, v in production.spec.initial_config.items() if k != data.param}
     spec = replace(
@@ -172,6 +179,7 @@ def create_like_production(
     )
     tags = {
         **data.to_tags(),
+        **production_tags(model.model_version, model.run_id),
         run_tags.TRIGGER: trigger,
         run_tags.TRIGGER_REASON: reason,
     }

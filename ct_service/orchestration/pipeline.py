@@ -34,6 +34,7 @@ from ct_service.orchestration import (
     champion_scoring,
     data_inputs,
     git_source,
+    production_start,
     promotion_terms,
     status_reports,
 )
@@ -277,16 +278,25 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
     # the parameters asked for (the declared data's folder among them); the rest are defaults
     given = data_inputs.pin_at_start(settings, tracker, pipeline, project)
     config, reason = project.initial_config(given), "initial configuration"
+    if run_tags.RESUME_FROM_PARAM in config:  # a run is given ct.checkpoint_run, which only
+        config[run_tags.RESUME_FROM_PARAM] = ""  # the service sets: record that, not a default
     declared = project.declared()
-    prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters and space
-    warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
-    if warm is not None:
-        config, reason = warm
+    continues, start_epoch = "", 0
+    retrained = production_start.first_from_production(tracker, pipeline, project, config)
+    if retrained is not None:  # production on new data: its configuration (and weights)
+        config, reason = retrained.config, retrained.reason
+        continues, start_epoch = retrained.continues, retrained.start_epoch
+    else:
+        prior = tracker.prior_attempts(pipeline, declared=declared)  # same parameters, space
+        warm = policy.warm_start(config, set(given), prior, project.space, pipeline.spec.target)
+        if warm is not None:
+            config, reason = warm
     first = policy.within_epoch_budget(
-        policy.Decision(policy.Action.TRAIN, reason, config),
+        policy.Decision(policy.Action.TRAIN, reason, config, continues=continues),
         [],
         project.space,
         pipeline.spec.budget,
+        start_epoch=start_epoch,
     )
     config, reason = first.config, first.reason
     tracker.set_tags(
@@ -297,7 +307,9 @@ def start(settings: Settings, pipeline_id: str) -> Step | None:
             **({run_tags.SCHEDULE: project.schedule.to_json()} if project.schedule else {}),
         },
     )
-    attempt_id = tracker.create_attempt(pipeline, 1, config, reason)
+    attempt_id = tracker.create_attempt(
+        pipeline, 1, config, reason, continues=continues, start_epoch=start_epoch
+    )
     tracker.set_tags(pipeline_id, {run_tags.STATUS: PipelineStatus.RUNNING.value})
     status_reports.due(tracker, pipeline_id)
     return Step(Task.RUN_ATTEMPT, (pipeline_id, attempt_id))
@@ -321,6 +333,7 @@ def run_attempt(settings: Settings, pipeline_id: str, attempt_id: str) -> Step |
         with held(keys, claim, holder(), names.RUN_CLAIM_SECONDS):  # an image build is slow
             executor = executor_for(settings)
             request = _attempt_request(settings, pipeline, attempt_id, tags)
+            production_start.check_checkpoint_run(tracker, pipeline, request.parameters)
             request = data_inputs.attach(settings, tracker, pipeline, attempt_id, request)
             request, choices = executor.prepare(request)
         refuse_pushed_code_outside_a_container(settings, pipeline, executor.name)

@@ -30,6 +30,7 @@ from ct_service.execution.lease import holder
 from ct_service.keystore import keystore_for
 from ct_service.orchestration.data_trigger import DataTask, Watched, create_like_production
 from ct_service.orchestration.pipeline import Step, Task
+from ct_service.orchestration.production_start import production_tags
 from ct_service.registry import PRODUCTION
 from ct_service.schedule import Schedule
 from ct_service.settings import Settings
@@ -59,7 +60,7 @@ def scheduled(tracker: Tracker) -> dict[str, tuple[Schedule, Watched]]:
         data = DataVersion.from_tags(version.tags) or DataVersion("", "", "")
         found[model.name] = (
             schedule,
-            Watched(model.name, str(version.version), production.id, data),
+            Watched(model.name, str(version.version), production.id, data, version.run_id or ""),
         )
     return found
 
@@ -108,7 +109,7 @@ def fire(settings: Settings, model_name: str, now: datetime | None = None) -> St
     if data.source:
         pipeline_id = create_like_production(settings, tracker, model, data, "schedule", reason)
     else:
-        pipeline_id = _without_data(tracker, settings, production, reason)
+        pipeline_id = _without_data(tracker, settings, production, model, reason)
     log.info("%s -> pipeline %s", reason, pipeline_id)
     return Step(Task.START, (pipeline_id,))
 
@@ -130,11 +131,17 @@ def _trained(pipeline: Pipeline) -> tuple[str, str]:
     return pipeline.spec.commit, pipeline.tags.get(run_tags.DATA_VERSION, "")
 
 
-def _without_data(tracker: Tracker, settings: Settings, production: Pipeline, reason: str) -> str:
+def _without_data(
+    tracker: Tracker, settings: Settings, production: Pipeline, model: Watched, reason: str
+) -> str:
     from dataclasses import replace
 
     spec = replace(production.spec, budget=settings.budget, source_branch="", source_sequence=0)
-    tags = {run_tags.TRIGGER: "schedule", run_tags.TRIGGER_REASON: reason}
+    tags = {
+        **production_tags(model.model_version, model.run_id),
+        run_tags.TRIGGER: "schedule",
+        run_tags.TRIGGER_REASON: reason,
+    }
     if production.tags.get(run_tags.SOURCE_REPOSITORY):
         tags[run_tags.SOURCE_REPOSITORY] = production.tags[run_tags.SOURCE_REPOSITORY]
     return tracker.create_pipeline(spec, extra_tags=tags)
