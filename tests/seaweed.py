@@ -109,7 +109,7 @@ def start_s3(folder: Path) -> S3Server:
     process = subprocess.Popen(
         [weed_binary(), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
-         "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-s3.port.iceberg=0",
+         "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
          "-master.volumeSizeLimitMB=64", "-volume.max=0",
          f"-master.port.grpc={grpc[0]}", f"-volume.port.grpc={grpc[1]}",
          f"-filer.port.grpc={grpc[2]}", f"-s3.port.grpc={grpc[3]}"],
