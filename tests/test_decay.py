@@ -2,12 +2,13 @@
 (a table), scoring a registered model on a data version through the project's
 `evaluate` entry point, and MNIST version 2 (benchmarks/mnist_drift.py).
 
-The slow test is the scenario itself, all real (the decay pipeline run to its end by a worker): LeNet trained by `ct-service run` on a
+The slow test is the scenario itself, all real: LeNet trained by `ct-service run` on a
 declared MNIST folder and promoted; its own data with one harmless file added (a new
 version) scores what it was promoted with, so nothing starts; version 2 (a third
 rotated, a third inverted) scores below the target, so one decay pipeline starts with
 both numbers in its reason and in the e-mail (aiosmtpd), and the monitoring run holds
-the series; the same version checked again starts, scores and sends nothing."""
+the series; the same version checked again starts, scores and sends nothing; then a
+worker runs the decay pipeline, whose model replaces production, compared on version 2."""
 
 from __future__ import annotations
 
