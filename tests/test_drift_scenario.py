@@ -26,7 +26,9 @@ from seaweed import S3Server, start_s3
 from ct_service import run_tags
 from ct_service.champion import Basis, ChampionScore
 from ct_service.data_version import DataVersion
+from ct_service.project import load_project
 from ct_service.registry import PRODUCTION
+from ct_service.search import epochs_trained
 from ct_service.settings import Settings
 from ct_service.tracking import Outcome, PipelineStatus, Tracker
 
@@ -51,7 +53,7 @@ def upload(s3: S3Server, bucket: str, folder: Path) -> None:
 def test_a_shifted_upload_retrains_by_itself_and_the_winner_beats_production_on_it(
     tmp_path: Path, s3: S3Server, mnist_dir: Path, redis_url: str, services: list
 ) -> None:
-    from helpers import SMALL, wait_for
+    from helpers import SMALL, epochs_logged, wait_for
 
     bucket = f"drift-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
@@ -97,8 +99,18 @@ def test_a_shifted_upload_retrains_by_itself_and_the_winner_beats_production_on_
     assert v2 is not None and v2.digest != production.tags[run_tags.DATA_VERSION]
     assert retrained.tags[run_tags.TRIGGER_REASON].startswith(f"data changed: version {v2.short}")
     assert retrained.outcome == Outcome.PROMOTED.value, retrained.reason
+    # its first attempt continued production's weights (data_trigger: {start: weights})
+    # on version 2, from production's checkpoint, charged only the epoch it trained
     first = tracker.attempt_runs(retrained)[0]
-    assert first.data.params["resume_from"] == production.run_id  # production's weights
+    assert first.data.params["resume_from"] == production.run_id
+    assert first.data.tags[run_tags.CONTINUES] == production.run_id
+    assert first.data.tags["checkpoint.loaded_from"] == production.run_id
+    assert float(first.data.params["epochs"]) == 2  # production's 1, then 1 more
+    assert epochs_logged(tracker, first.info.run_id) == [2]  # after production's
+    assert first.data.tags[run_tags.DATA_VERSION] == v2.digest
+    assert first.data.tags[run_tags.EXECUTOR] == "local"
+    attempts = tracker.attempts(retrained)
+    assert epochs_trained(attempts[:1], load_project(project).space) == 1
 
     winner = tracker.client.get_model_version_by_alias("lenet", PRODUCTION)
     assert str(winner.version) != str(production.version)
