@@ -86,6 +86,9 @@ ART = "/api/2.0/mlflow-artifacts/artifacts/"
         ("PUT", ART + f"1/{OWN}/artifacts/../../{OTHER}/artifacts/x", {}, None, False),
         ("GET", "/api/2.0/mlflow/users/get", {"username": ["admin"]}, None, False),
         ("GET", "/health", {}, None, True),
+        ("GET", "/api/3.0/mlflow/server-info", {}, None, True),
+        ("POST", "/api/3.0/mlflow/server-info", {}, {}, False),
+        ("GET", "/api/3.0/mlflow/server-features", {}, None, False),
     ],
 )
 def test_a_token_reaches_its_own_run_only(method, path, query, body, admitted: bool) -> None:

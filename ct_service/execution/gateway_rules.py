@@ -41,7 +41,11 @@ RUN_WRITES = frozenset(
 RUN_READS = frozenset(
     {"runs/get", "artifacts/list", "metrics/get-history", "metrics/get-history-bulk-interval"}
 )
-HEALTH = frozenset({"/health", "/version", "/api/2.0/mlflow/server-info"})
+# Reads of the server's health and capabilities (no data); MLflow 3's artifact client
+# asks /api/3.0/.../server-info whether multipart transfers are on before it transfers.
+HEALTH = frozenset(
+    {"/health", "/version", "/api/2.0/mlflow/server-info", "/api/3.0/mlflow/server-info"}
+)
 
 
 @dataclass
