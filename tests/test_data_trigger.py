@@ -424,12 +424,8 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     )
     history = tracker.attempts(tracker.pipeline(started))
     assert epochs_trained(history, load_project(project).space) == 1  # not production's
-    # the gateway let it read production's checkpoint; in Docker the one call it refused
-    # is MLflow's own search for a logged model of that name, which download_artifacts
-    # makes beside every run artifact download (and goes on without)
-    assert attempt.data.tags.get(run_tags.REFUSED, "") in (
-        "",
-        "1 call outside its own run refused; first: searching logged models is not allowed "
-        "to training code",
-    )
+    # the gateway let it read production's checkpoint, and answered the logged-models
+    # search download_artifacts makes beside it: nothing refused, no false alarm
+    assert run_tags.REFUSED not in attempt.data.tags
+    assert "refused" not in tracker.pipeline(started).tags[run_tags.REASON]
     assert attempt.data.tags[run_tags.EXECUTOR] == execution

@@ -20,7 +20,12 @@ from conftest import LENET
 from helpers import attempt_runs, ct_run, docker_env
 
 from ct_service.execution.gateway import Gateway
-from ct_service.execution.gateway_rules import Grant, admit
+from ct_service.execution.gateway_rules import (
+    Grant,
+    admit,
+    scoped_model_search,
+    visible_models,
+)
 
 OWN, OTHER, CONTINUED = "a" * 32, "b" * 32, "c" * 32
 
@@ -76,7 +81,8 @@ ART = "/api/2.0/mlflow-artifacts/artifacts/"
         ("PATCH", API + "logged-models/m-own", {}, {"status": "READY"}, True),
         ("PATCH", API + "logged-models/m-other", {}, {"status": "READY"}, False),
         ("DELETE", API + "logged-models/m-own", {}, None, False),
-        ("POST", API + "logged-models/search", {}, {}, False),
+        ("POST", API + "logged-models/search", {}, {"experiment_ids": ["2"]}, True),  # scoped
+        ("GET", API + "logged-models/search", {}, None, False),
         ("PUT", ART + f"1/{OWN}/artifacts/checkpoints/1.keras", {}, None, True),
         ("PUT", ART + "1/models/m-own/artifacts/MLmodel", {}, None, True),
         ("PUT", ART + "1/models/m-victim/artifacts/python_model.pkl", {}, None, False),
@@ -86,11 +92,67 @@ ART = "/api/2.0/mlflow-artifacts/artifacts/"
         ("PUT", ART + f"1/{OWN}/artifacts/../../{OTHER}/artifacts/x", {}, None, False),
         ("GET", "/api/2.0/mlflow/users/get", {"username": ["admin"]}, None, False),
         ("GET", "/health", {}, None, True),
+        ("GET", "/api/3.0/mlflow/server-info", {}, None, True),
+        ("POST", "/api/3.0/mlflow/server-info", {}, {}, False),
+        ("GET", "/api/3.0/mlflow/server-features", {}, None, False),
     ],
 )
 def test_a_token_reaches_its_own_run_only(method, path, query, body, admitted: bool) -> None:
     reason = admit(_grant(), method, path, query, body)
     assert (reason is None) is admitted, reason
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "asked"),
+    [
+        (  # MLflow's own search beside a download: its name, in the continued run's experiment
+            {"experiment_ids": ["1"], "filter": "name = 'checkpoints'"},
+            {
+                "experiment_ids": ["1"],
+                "filter": f"name = 'checkpoints' AND source_run_id = '{OWN}'",
+            },
+        ),
+        (  # other experiments are dropped from the scope, never added
+            {"experiment_ids": ["2", "1"], "max_results": 5, "page_token": "t"},
+            {
+                "experiment_ids": ["1"],
+                "filter": f"source_run_id = '{OWN}'",
+                "max_results": 5,
+                "page_token": "t",
+            },
+        ),
+        ({"experiment_ids": ["2"]}, None),  # only another experiment's: answered empty
+        ({"experiment_ids": "1"}, None),  # malformed: answered empty
+        ({}, None),
+        ("not a dict", None),
+    ],
+)
+def test_a_logged_models_search_asks_for_its_own_runs_models_only(body, asked) -> None:
+    assert scoped_model_search(_grant(), body) == asked
+
+
+@pytest.mark.unit
+def test_a_run_without_logged_models_is_answered_empty_without_asking() -> None:
+    grant = Grant(OWN, "1", frozenset({OWN, CONTINUED}))
+    assert scoped_model_search(grant, {"experiment_ids": ["1"], "filter": "name = 'x'"}) is None
+
+
+@pytest.mark.unit
+def test_a_search_answer_keeps_only_the_models_its_run_created() -> None:
+    answer = {
+        "models": [
+            {"info": {"model_id": "m-own", "source_run_id": OWN}},
+            {"info": {"model_id": "m-other", "source_run_id": OTHER}},
+            {"info": "malformed"},
+        ],
+        "next_page_token": "next",
+    }
+    assert visible_models(_grant(), answer) == {
+        "models": [{"info": {"model_id": "m-own", "source_run_id": OWN}}],
+        "next_page_token": "next",
+    }
+    assert visible_models(_grant(), "not json") == {"models": []}
 
 
 # -- against a real tracking server that checks accounts ----------------------------
@@ -200,6 +262,69 @@ def test_training_reaches_its_own_run_and_no_other_projects_objects(
     assert "ct.model_name" not in admin.get_run(a_pipeline).data.tags
     assert admin.get_run(a_attempt).data.metrics["val_accuracy"] == 0.9
     assert [a.path for a in admin.list_artifacts(a_attempt, "ckpt")] == ["ckpt/1.keras"]
+
+
+@pytest.mark.integration
+def test_a_continuation_downloads_its_checkpoint_and_sees_only_its_own_logged_models(
+    server_with_accounts: str, tmp_path: Path
+) -> None:
+    """MLflow's download_artifacts searches logged models beside each run artifact it
+    downloads; through the gateway that search is answered, nothing is refused, and it
+    lists only models the attempt's own run created: not project B's, not those of
+    another run of its own experiment (the run it continues among them)."""
+    from mlflow import MlflowClient
+
+    url = server_with_accounts
+    admin = MlflowClient(url, registry_uri=url)
+    project_a, project_b = admin.create_experiment("ct/a"), admin.create_experiment("ct/b")
+    earlier = admin.create_run(project_a).info.run_id
+    checkpoint = tmp_path / "1.keras"
+    checkpoint.write_bytes(b"weights of epoch 1")
+    admin.log_artifact(earlier, str(checkpoint), "checkpoints")
+    admin.create_logged_model(project_a, name="checkpoints", source_run_id=earlier)
+    b_run = admin.create_run(project_b).info.run_id
+    b_model = admin.create_logged_model(project_b, name="checkpoints", source_run_id=b_run)
+    attempt = admin.create_run(project_a).info.run_id
+
+    gateway = Gateway(url, "127.0.0.1")
+    try:
+        token = gateway.grant(attempt, project_a, {earlier})
+        training = MlflowClient(gateway.url, registry_uri=gateway.url)
+        as_a = lambda action: _as_training(gateway, token, action)  # noqa: E731
+        seen: dict[str, object] = {}
+
+        def download() -> None:
+            into = tmp_path / "into"
+            into.mkdir()
+            seen["file"] = training.download_artifacts(earlier, "checkpoints/1.keras", str(into))
+
+        def search(name: str, experiments: list[str], filter_string: str | None = None) -> None:
+            found = training.search_logged_models(experiments, filter_string=filter_string)
+            seen[name] = sorted(model.model_id for model in found)
+
+        assert as_a(download) == "allowed"
+        assert Path(str(seen["file"])).read_bytes() == b"weights of epoch 1"
+        assert as_a(lambda: search("before", [project_a, project_b])) == "allowed"
+        own = as_a(
+            lambda: seen.update(
+                own=training.create_logged_model(project_a, "checkpoints", attempt).model_id
+            )
+        )
+        assert own == "allowed"
+        assert as_a(lambda: search("both", [project_a, project_b])) == "allowed"
+        assert as_a(lambda: search("named", [project_a], "name = 'checkpoints'")) == "allowed"
+        assert as_a(lambda: search("b only", [project_b])) == "allowed"
+        b_id = f"model_id = '{b_model.model_id}'"
+        assert as_a(lambda: search("b's id", [project_a], b_id)) == "allowed"
+        refused = gateway.revoke(token)
+    finally:
+        gateway.close()
+    assert refused == []  # nothing recorded: no ct.refused for the attempt
+    assert seen["before"] == []
+    assert seen["both"] == seen["named"] == [seen["own"]]
+    assert seen["b only"] == seen["b's id"] == []
+    # the search hid them, it did not lose them
+    assert len(admin.search_logged_models([project_a], filter_string="name = 'checkpoints'")) == 2
 
 
 # -- in containers: the network, and a pipeline whose code retargets its promotion ---

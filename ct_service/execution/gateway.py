@@ -9,7 +9,8 @@ ends. A container never holds a credential of the tracking server, so it cannot
 write another run, its pipeline's tags, an experiment or the registry, whatever
 the server's own permissions are. One gateway per listening address and process,
 started on first use, on a port of its own; refused calls answer 403 with MLflow's
-error body (PERMISSION_DENIED) and are logged with their reason.
+error body (PERMISSION_DENIED) and are logged with their reason. A search of logged
+models is not forwarded as sent: the gateway asks for its run's own models only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from mlflow.utils.credentials import get_default_host_creds
 
-from ct_service.execution.gateway_rules import Grant, admit, artifact_path
+from ct_service.execution.gateway_rules import (
+    MODEL_SEARCH,
+    Grant,
+    admit,
+    artifact_path,
+    scoped_model_search,
+    visible_models,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
             if len(grant.refused) < MAX_REFUSALS_KEPT:
                 grant.refused.append(reason)
             return self._refuse(403, "PERMISSION_DENIED", reason)
+        if parts.path == MODEL_SEARCH:
+            return self._search_models(grant, body)
         data: Any = _Body(self.rfile, length) if is_transfer and length else raw or None
         self._forward(grant, parts, data, body)
 
@@ -203,6 +213,28 @@ class _Handler(BaseHTTPRequestHandler):
             chunks = answer.raw.stream(CHUNK, decode_content=False)  # as encoded
             self._answer(answer, chunks, int(size), decoded=False)
 
+    def _search_models(self, grant: Grant, body: Any) -> None:
+        """Answer a logged-models search with the models of the attempt's own run."""
+        scoped = scoped_model_search(grant, body)
+        if scoped is None:
+            return self._reply(200, {"models": []})
+        gateway = self.gateway
+        try:
+            answer = gateway._session.post(
+                gateway.upstream + MODEL_SEARCH, json=scoped, timeout=(30, 600)
+            )
+        except requests.RequestException as error:
+            return self._refuse(502, "TEMPORARILY_UNAVAILABLE", f"tracking server: {error}")
+        try:
+            found = answer.json()
+        except ValueError:
+            found = {}
+        if not answer.ok:
+            message = found.get("message") if isinstance(found, dict) else None
+            code = found.get("error_code") if isinstance(found, dict) else None
+            return self._refuse(answer.status_code, code or "INTERNAL_ERROR", message or "")
+        self._reply(200, visible_models(grant, found))
+
     def _answer(
         self, answer: requests.Response, chunks: Iterator[bytes], size: int, decoded: bool
     ) -> None:
@@ -217,7 +249,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        content = json.dumps({"error_code": code, "message": message}).encode()
+        self._reply(status, {"error_code": code, "message": message})
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        content = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(content)))

@@ -5,7 +5,9 @@ the one-line reason it is refused out; gateway.py does the I/O.
 A training process may log metrics, parameters, inputs, outputs and tags outside
 the service's namespace on its own run, end that run, upload artifacts under it,
 create logged models of its own run in its own experiment and finish them; it may
-read its own run and the runs it continues (their checkpoints). Everything else is
+read its own run and the runs it continues (their checkpoints). A search of logged
+models (MLflow's artifact downloads make one beside every download) is answered with
+its own run's models only (scoped_model_search, visible_models). Everything else is
 refused: other runs (its pipeline's among them), tags the service decides from
 (`ct.*`, and MLflow's own run structure), experiments, the model registry, new runs
 or experiments, traces, users and permissions.
@@ -41,7 +43,12 @@ RUN_WRITES = frozenset(
 RUN_READS = frozenset(
     {"runs/get", "artifacts/list", "metrics/get-history", "metrics/get-history-bulk-interval"}
 )
-HEALTH = frozenset({"/health", "/version", "/api/2.0/mlflow/server-info"})
+# Reads of the server's health and capabilities (no data); MLflow 3's artifact client
+# asks /api/3.0/.../server-info whether multipart transfers are on before it transfers.
+HEALTH = frozenset(
+    {"/health", "/version", "/api/2.0/mlflow/server-info", "/api/3.0/mlflow/server-info"}
+)
+MODEL_SEARCH = API + "logged-models/search"  # answered by the gateway, never forwarded as is
 
 
 @dataclass
@@ -124,7 +131,7 @@ def _new_model(grant: Grant, body: dict[str, Any]) -> str | None:
 
 def _model_call(grant: Grant, method: str, rest: str, body: Any) -> str | None:
     if rest == "search":
-        return "searching logged models is not allowed to training code"
+        return None if method == "POST" else f"{method} on a logged-models search is not allowed"
     model_id, _, tail = rest.partition("/")
     if model_id not in grant.models:
         return f"logged model {model_id} is not one its run created"
@@ -135,6 +142,44 @@ def _model_call(grant: Grant, method: str, rest: str, body: Any) -> str | None:
             if isinstance(tag, dict) and _tag(str(tag.get("key", ""))):
                 return _tag(str(tag.get("key", "")))
     return None
+
+
+def scoped_model_search(grant: Grant, body: Any) -> dict[str, Any] | None:
+    """Training code's logged-models search as the gateway asks it of the tracking
+    server: in its own experiment, for models of its own run only. None when nothing
+    could be visible (it created no model, or asked about other experiments only):
+    the answer is then empty and the tracking server is not asked."""
+    body = body if isinstance(body, dict) else {}
+    asked = body.get("experiment_ids")
+    if not grant.models or not isinstance(asked, list):
+        return None
+    if grant.experiment_id not in [str(experiment) for experiment in asked]:
+        return None
+    passed = ("datasets", "max_results", "order_by", "page_token")  # narrow or page, only
+    scoped = {key: body[key] for key in passed if body.get(key) is not None}
+    own = f"source_run_id = '{grant.run_id}'"
+    wanted = body.get("filter")
+    scoped["experiment_ids"] = [grant.experiment_id]
+    scoped["filter"] = f"{wanted} AND {own}" if isinstance(wanted, str) and wanted.strip() else own
+    return scoped
+
+
+def visible_models(grant: Grant, answer: Any) -> dict[str, Any]:
+    """The tracking server's answer to a scoped search, less any model the run did
+    not create (the filter already keeps them out; this does not rely on it)."""
+    answer = answer if isinstance(answer, dict) else {}
+    found = answer.get("models")
+    kept = [
+        model
+        for model in (found if isinstance(found, list) else [])
+        if isinstance(model, dict)
+        and isinstance(model.get("info"), dict)
+        and str(model["info"].get("model_id", "")) in grant.models
+    ]
+    visible: dict[str, Any] = {"models": kept}
+    if isinstance(answer.get("next_page_token"), str) and answer["next_page_token"]:
+        visible["next_page_token"] = answer["next_page_token"]
+    return visible
 
 
 def _artifacts(grant: Grant, method: str, path: str, query: dict[str, list[str]]) -> str | None:
