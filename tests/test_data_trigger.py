@@ -342,15 +342,14 @@ def test_a_data_triggered_pipeline_starts_with_productions_configuration(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("execution", ["local", pytest.param("docker", marks=pytest.mark.docker)])
-def test_start_weights_continues_productions_lenet_on_the_new_data(
+@pytest.mark.docker
+def test_start_weights_continues_productions_lenet_on_the_new_data_in_docker(
     tmp_path: Path,
     s3: S3Server,
     mnist_dir: Path,
     redis_url: str,
     services: list,
-    execution: str,
-    request: pytest.FixtureRequest,
+    docker_client: object,
 ) -> None:
     """LeNet trained on MNIST v1 in S3 is production; its ct.yaml asks for
     `data_trigger: {start: weights}`. A new version of the data (one file packed
@@ -363,7 +362,7 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     import subprocess
     import sys
 
-    from helpers import QUICK_LENET, SMALL, docker_env, epochs_logged, wait_finished
+    from helpers import QUICK_LENET, docker_env, epochs_logged, wait_finished
 
     bucket = f"mnist-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
@@ -376,18 +375,8 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     with open(project / "ct.yaml", "a") as declared:
         declared.write(f"data: {{param: data, source: 's3://{bucket}/v/'}}\n")
         declared.write("data_trigger: {start: weights}\nstop_early: false\n")
-    if execution == "docker":
-        request.getfixturevalue("docker_client")  # a running engine, or the test fails
-        env = docker_env(tmp_path / "ct", **s3.environment(bucket))
-        small = {k: v for k, v in QUICK_LENET.items() if k != "epochs"}
-    else:
-        env = ct_env(
-            CT_HOME=str(tmp_path / "ct"),
-            CT_MAX_ATTEMPTS="1",
-            CT_TARGET_THRESHOLD="0.5",
-            **s3.environment(bucket),
-        )
-        small = SMALL
+    env = docker_env(tmp_path / "ct", **s3.environment(bucket))
+    small = {k: v for k, v in QUICK_LENET.items() if k != "epochs"}
     params = [a for k, v in {**small, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
     done = subprocess.run(
         [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
@@ -428,4 +417,4 @@ def test_start_weights_continues_productions_lenet_on_the_new_data(
     # search download_artifacts makes beside it: nothing refused, no false alarm
     assert run_tags.REFUSED not in attempt.data.tags
     assert "refused" not in tracker.pipeline(started).tags[run_tags.REASON]
-    assert attempt.data.tags[run_tags.EXECUTOR] == execution
+    assert attempt.data.tags[run_tags.EXECUTOR] == "docker"
