@@ -239,6 +239,16 @@ def server_with_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         server.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real S3-compatible server (SeaweedFS, tests/seaweed.py) for one test module."""
+    from seaweed import start_s3
+
+    server = start_s3(tmp_path_factory.mktemp("seaweed"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def services() -> Iterator[list[WorkerProcess]]:
     """The service processes (WorkerProcess) a test starts, stopped after it."""

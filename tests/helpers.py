@@ -102,6 +102,28 @@ def only_pipeline(tracker: Tracker) -> str:
     return pipelines[0].id if pipelines else ""
 
 
+def lenet_declaring(folder: Path, source: str, *lines: str) -> Path:
+    """A copy of LeNet at `folder`/lenet whose ct.yaml declares `source` as its data
+    (the parameter `data`), then `lines` (more ct.yaml keys)."""
+    project = folder / "lenet"
+    shutil.copytree(LENET, project, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(project / "ct.yaml", "a") as declared:
+        declared.write(f"data: {{param: data, source: '{source}'}}\n")
+        declared.writelines(f"{line}\n" for line in lines)
+    return project
+
+
+def run_to_production(env: dict[str, str], project: Path, params: dict[str, str]) -> None:
+    """`ct-service run PROJECT -P ... --json`, embedded, which must succeed: its model
+    is then production (a target the test's env makes reachable)."""
+    dash_p = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ct_service.cli", "run", str(project), *dash_p, "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
 def lenet_trained_to_the_end(folder: Path) -> Path:
     """A copy of LeNet that trains every epoch asked for (ct.yaml `stop_early:
     false`): for tests that count epochs across a crash, not early stops."""

@@ -6,17 +6,15 @@ starts nothing. Real SeaweedFS, Redis, MLflow on SQLite and a Celery worker proc
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import ROOT, WorkerProcess, ct_env
-from helpers import wait_for
+from helpers import lenet_declaring, wait_for
 from mlflow.entities import Param
-from seaweed import SERVICE_KEYS, S3Server, start_s3
+from seaweed import SERVICE_KEYS, S3Server
 
 from ct_service import run_tags
 from ct_service.data_cache import version_folder
@@ -37,13 +35,6 @@ from ct_service.webhook import push
 HOOK_SECRET = "data-hook-secret-1"
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3(tmp_path_factory.mktemp("seaweed"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def world(tmp_path: Path, s3: S3Server, redis_url: str):
     """A bucket with version 1 of the data, LeNet declaring it, and a production model
@@ -52,12 +43,7 @@ def world(tmp_path: Path, s3: S3Server, redis_url: str):
     bucket = f"mnist-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
     s3.upload(bucket, {f"v/part-{i}": f"images {i}".encode() for i in range(3)})
-    project = tmp_path / "lenet"
-    shutil.copytree(
-        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    with open(project / "ct.yaml", "a") as declared:
-        declared.write(f"data: {{param: data, source: 's3://{bucket}/v/'}}\n")
+    project = lenet_declaring(tmp_path, f"s3://{bucket}/v/")
     settings = Settings(
         home=tmp_path / "ct",
         broker_url=redis_url,
@@ -195,24 +181,14 @@ def test_lenet_trains_on_its_declared_s3_data_and_records_the_version(
     import subprocess
     import sys
 
-    from helpers import SMALL
+    from helpers import SMALL, run_to_production
 
     bucket = f"mnist-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
     s3.upload(bucket, {f"v1/{f.name}": f.read_bytes() for f in mnist_dir.glob("*-ubyte.gz")})
-    project = tmp_path / "lenet"
-    shutil.copytree(
-        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    with open(project / "ct.yaml", "a") as declared:
-        declared.write(f"data: {{param: data, source: 's3://{bucket}/v1/'}}\n")
+    project = lenet_declaring(tmp_path, f"s3://{bucket}/v1/")
     env = ct_env(CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="1", **s3.environment(bucket))
-    params = [a for k, v in {**SMALL, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
-    done = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    run_to_production(env, project, {**SMALL, "epochs": "1"})
     settings = Settings(home=tmp_path / "ct")
     tracker = Tracker(settings)
     [finished] = tracker.recent_pipelines()
@@ -359,30 +335,18 @@ def test_start_weights_continues_productions_lenet_on_the_new_data_in_docker(
     charged only the epochs it trained. In Docker, the container reads production's
     checkpoint through its gateway grant and nothing of its is refused."""
     import gzip
-    import subprocess
-    import sys
 
-    from helpers import QUICK_LENET, docker_env, epochs_logged, wait_finished
+    from helpers import QUICK_LENET, docker_env, epochs_logged, run_to_production, wait_finished
 
     bucket = f"mnist-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
     files = {f"v/{f.name}": f.read_bytes() for f in mnist_dir.glob("*-ubyte.gz")}
     s3.upload(bucket, files)
-    project = tmp_path / "lenet"
-    shutil.copytree(
-        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
+    project = lenet_declaring(
+        tmp_path, f"s3://{bucket}/v/", "data_trigger: {start: weights}", "stop_early: false"
     )
-    with open(project / "ct.yaml", "a") as declared:
-        declared.write(f"data: {{param: data, source: 's3://{bucket}/v/'}}\n")
-        declared.write("data_trigger: {start: weights}\nstop_early: false\n")
     env = docker_env(tmp_path / "ct", **s3.environment(bucket))
-    small = {k: v for k, v in QUICK_LENET.items() if k != "epochs"}
-    params = [a for k, v in {**small, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
-    done = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    run_to_production(env, project, QUICK_LENET)  # one epoch
     settings = Settings.from_env(env)
     tracker = Tracker(settings)
     production = tracker.client.get_model_version_by_alias("lenet", PRODUCTION)

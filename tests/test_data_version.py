@@ -8,12 +8,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, ct_env
-from seaweed import STRANGER_KEYS, S3Server, start_s3
+from seaweed import STRANGER_KEYS, S3Server
 
 from ct_service.data_cache import materialize, version_folder
 from ct_service.data_spec import DataSpec
@@ -22,13 +21,6 @@ from ct_service.exceptions import DataError, DataUnreachable
 from ct_service.object_store import ObjectStore
 from ct_service.project import load_project
 from ct_service.settings import DataSettings, DockerSettings, Settings
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3(tmp_path_factory.mktemp("seaweed"))
-    yield server
-    server.stop()
 
 
 def new_bucket(s3: S3Server) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LENET, ROOT, ct_env
+from conftest import ROOT, ct_env
 
 from ct_service import run_tags
 from ct_service.decay import judge
@@ -131,7 +131,7 @@ def test_the_drift_script_says_what_it_did_and_refuses_a_bad_source(tmp_path: Pa
 def test_production_scored_on_shifted_data_decays_once_and_is_replaced(
     tmp_path: Path, mnist_dir: Path, smtp_server, redis_url: str, services: list
 ) -> None:
-    from helpers import SMALL
+    from helpers import SMALL, lenet_declaring, run_to_production
 
     from ct_service.data_spec import DataSpec
     from ct_service.data_version import version_of
@@ -145,18 +145,10 @@ def test_production_scored_on_shifted_data_decays_once_and_is_replaced(
     current.mkdir(parents=True)
     for file in mnist_dir.glob("*-ubyte.gz"):
         shutil.copyfile(file, current / file.name)
-    project = tmp_path / "lenet"
-    shutil.copytree(LENET, project, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(project / "ct.yaml", "a") as declared:
-        declared.write(f"data: {{param: data, source: '{current}'}}\n")
+    project = lenet_declaring(tmp_path, str(current))
     env = ct_env(CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="1", CT_DATA_DIRS=str(roots),
                  CT_TARGET_THRESHOLD="0.5")  # fmt: skip
-    params = [a for k, v in {**SMALL, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
-    trained = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    run_to_production(env, project, {**SMALL, "epochs": "1"})
     port, mailbox = smtp_server
     settings = Settings(
         home=tmp_path / "ct",

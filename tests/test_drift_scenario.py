@@ -12,16 +12,13 @@ numbers and the version in its decision, although production's own stored number
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, WorkerProcess, ct_env
-from seaweed import S3Server, start_s3
+from seaweed import S3Server
 
 from ct_service import run_tags
 from ct_service.champion import Basis, ChampionScore
@@ -38,13 +35,6 @@ import mnist_drift  # noqa: E402
 SOURCE = "mnist/"
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_s3(tmp_path_factory.mktemp("seaweed"))
-    yield server
-    server.stop()
-
-
 def upload(s3: S3Server, bucket: str, folder: Path) -> None:
     s3.upload(bucket, {f"{SOURCE}{f.name}": f.read_bytes() for f in folder.glob("*-ubyte.gz")})
 
@@ -53,28 +43,17 @@ def upload(s3: S3Server, bucket: str, folder: Path) -> None:
 def test_a_shifted_upload_retrains_by_itself_and_the_winner_beats_production_on_it(
     tmp_path: Path, s3: S3Server, mnist_dir: Path, redis_url: str, services: list
 ) -> None:
-    from helpers import SMALL, epochs_logged, wait_for
+    from helpers import SMALL, epochs_logged, lenet_declaring, run_to_production, wait_for
 
     bucket = f"drift-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=bucket)
     upload(s3, bucket, mnist_dir)
-    project = tmp_path / "lenet"
-    shutil.copytree(
-        ROOT / "projects" / "lenet", project, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    with open(project / "ct.yaml", "a") as declared:
-        declared.write(f"data: {{param: data, source: 's3://{bucket}/{SOURCE}'}}\n")
-        declared.write("data_trigger: {start: weights}\n")
+    project = lenet_declaring(tmp_path, f"s3://{bucket}/{SOURCE}", "data_trigger: {start: weights}")
     env = ct_env(
         CT_HOME=str(tmp_path / "ct"), CT_MAX_ATTEMPTS="3", CT_TARGET_THRESHOLD="0.5",
         CT_WATCHDOG="off", CT_DECAY_SCHEDULE="0", **s3.environment(bucket),
     )  # fmt: skip
-    params = [a for k, v in {**SMALL, "epochs": "1"}.items() for a in ("-P", f"{k}={v}")]
-    trained = subprocess.run(
-        [sys.executable, "-m", "ct_service.cli", "run", str(project), *params, "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    run_to_production(env, project, {**SMALL, "epochs": "1"})
     tracker = Tracker(Settings.from_env(env))
     production = tracker.client.get_model_version_by_alias("lenet", PRODUCTION)
     on_v1 = float(production.tags["ct.metric.test_accuracy"])
