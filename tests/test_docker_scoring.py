@@ -170,9 +170,10 @@ def test_production_is_scored_in_a_container_with_its_model_and_data_read_only(
     """The value is right: the second version's test set is the first's plus half as
     many rows again labelled 10, a class no digit has, so the model's accuracy on it
     is exactly the one training logged times n / (n + m) (the model itself cannot be
-    loaded here: it pins scikit-learn 1.5.2, its image's); the run records the method and the executor; the
-    container had exactly the model and data read-only (the executor's mount list);
-    a second score of the same (version, data) reuses the run: no second container."""
+    loaded here: it pins scikit-learn 1.5.2, its image's). The run records the method
+    and the executor; the container's only read-only mounts were the model and the
+    data, its writable ones its run's own (the executor's mount list); a second score
+    of the same (version, data) reuses the run: the engine created no container."""
     n = len(trained.test_y)
     extra = np.random.default_rng(1).choice(n, n // 2, replace=False)
     test_x = np.concatenate([trained.test_x, trained.test_x[extra]])
@@ -222,12 +223,12 @@ def test_a_hostile_evaluate_cannot_write_its_inputs_or_touch_the_registry(
     trained: Trained,
 ) -> None:
     """An evaluate that tries to plant a file in the model's and the data's folders,
-    to move production's alias and to create a model version, then scores honestly:
-    both folders are read-only mounts as the container sees them (statvfs) and both
-    writes fail, both registry calls fail (the
-    gateway refuses them and the scoring run's ct.refused says so), production's
-    aliases and versions are unchanged, and the score is still recorded (scoring
-    takes the metric the run logged; the refusals are recorded, not fatal)."""
+    to set an alias and to create a model version, then scores honestly: both folders
+    are read-only mounts as the container sees them (statvfs) and both writes fail;
+    both registry calls fail (the gateway refuses them and the scoring run's
+    ct.refused says so); the registry's aliases and versions are unchanged; and the
+    score is still recorded (what the code does: scoring takes the metric the run
+    logged; refusals are recorded, not fatal)."""
     third = write_version(
         trained.settings,
         trained.current,
