@@ -170,7 +170,10 @@ def model_files(settings: Settings, model_name: str, version: str) -> Path:
                                f"{str(error).splitlines()[0][:200]}") from None  # fmt: skip
         if not (building / "MLmodel").is_file():
             raise ProjectError(f"model {model_name} v{version} has no MLmodel file")
+        # read-only for everyone: an evaluate container runs as a user of its image,
+        # and mkdtemp made the folder its creator's alone (0700)
         for root, _, files in os.walk(building):
+            os.chmod(root, 0o555)
             for name in files:
                 os.chmod(Path(root) / name, 0o444)
         try:
@@ -223,6 +226,8 @@ def _by_entry_point(
     refuse_pushed_code_outside_a_container(settings, trained_by, executor.name)
     tracker.set_tags(run_id, {**choices, run_tags.EXECUTOR: executor.name})
     result = executor.run(request, lambda: None)
+    if result.refused:  # calls outside its scoring run (the registry, other runs): said
+        tracker.set_tags(run_id, {run_tags.REFUSED: result.refused})
     if request.log_path.is_file():
         tracker.client.log_artifact(run_id, str(request.log_path))
     if not result.succeeded:
