@@ -335,3 +335,25 @@ def test_the_decay_schedule_setting_makes_one_beat_entry(value, entry, error) ->
     found = schedule["ct-decay-watch"]
     assert found["task"] == "ct.decay.check" and found["options"]["queue"] == "training"
     assert (found["schedule"] if isinstance(entry, float) else repr(found["schedule"])) == entry
+
+
+@pytest.mark.integration
+def test_a_model_folder_built_before_it_was_made_readable_is_made_readable(
+    tmp_path: Path,
+) -> None:
+    """A version's model files cached by an earlier release (a 0700 folder, which an
+    evaluate container's user cannot read) are made readable by all when reused."""
+    from ct_service.orchestration.scoring import model_files
+    from ct_service.settings import Settings
+
+    settings = Settings(home=tmp_path / "ct")
+    folder = tmp_path / "ct" / "scoring" / "models" / "lenet" / "3"
+    (folder / "data").mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    folder.chmod(0o700)
+    assert model_files(settings, "lenet", "3") == folder.resolve()
+    assert folder.stat().st_mode & 0o777 == 0o555
+    assert (folder / "MLmodel").stat().st_mode & 0o777 == 0o444
+    assert (folder / "data").stat().st_mode & 0o777 == 0o555
+    folder.chmod(0o755)  # so that pytest can remove it
+    (folder / "data").chmod(0o755)

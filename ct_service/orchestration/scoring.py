@@ -157,6 +157,8 @@ def model_files(settings: Settings, model_name: str, version: str) -> Path:
 
     folder = (settings.home / "scoring" / "models" / _safe(model_name) / _safe(version)).resolve()
     if (folder / "MLmodel").is_file():
+        if folder.stat().st_mode & 0o777 != 0o555:  # built before it was made readable
+            _readable_by_all(folder)
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".build-{folder.name}-"))
@@ -170,12 +172,7 @@ def model_files(settings: Settings, model_name: str, version: str) -> Path:
                                f"{str(error).splitlines()[0][:200]}") from None  # fmt: skip
         if not (building / "MLmodel").is_file():
             raise ProjectError(f"model {model_name} v{version} has no MLmodel file")
-        # read-only for everyone: an evaluate container runs as a user of its image,
-        # and mkdtemp made the folder its creator's alone (0700)
-        for root, _, files in os.walk(building):
-            os.chmod(root, 0o555)
-            for name in files:
-                os.chmod(Path(root) / name, 0o444)
+        _readable_by_all(building)
         try:
             os.rename(building, folder)
         except OSError:
@@ -184,6 +181,15 @@ def model_files(settings: Settings, model_name: str, version: str) -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return folder
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Read-only for everyone: an evaluate container runs as a user of its image, and
+    mkdtemp makes a folder its creator's alone (0700)."""
+    for root, _, files in os.walk(folder):
+        os.chmod(root, 0o555)
+        for name in files:
+            os.chmod(Path(root) / name, 0o444)
 
 
 @dataclass(frozen=True)
