@@ -247,6 +247,7 @@ def test_a_project_without_evaluate_is_scored_by_mlflow_models_evaluate(tmp_path
 
     from ct_service.data_spec import DataSpec
     from ct_service.data_version import version_of
+    from ct_service.exceptions import DataError
     from ct_service.orchestration import pipeline
     from ct_service.orchestration.scoring import score
     from ct_service.registry import register
@@ -289,6 +290,18 @@ def test_a_project_without_evaluate_is_scored_by_mlflow_models_evaluate(tmp_path
     run_metrics = tracker.client.get_run(found.run_id).data.metrics
     assert run_metrics["test_accuracy"] == run_metrics["accuracy_score"] == found.value
     assert score(settings, tracker, "digits", version, good).run_id == found.run_id  # scored once
+
+    # a folder is read in place: one that moved on since its version was read is not
+    # scored under that version (no run recorded for it)
+    (roots / "moving").mkdir()
+    table.iloc[1:].to_csv(roots / "moving" / "test.csv", index=False)  # not good's data
+    moving = version_of(settings, DataSpec("data", str(roots / "moving")))
+    table.iloc[::2].to_csv(roots / "moving" / "test.csv", index=False)
+    with pytest.raises(DataError, match=f"holds version .* now, not {moving.short}"):
+        score(settings, tracker, "digits", version, moving)
+    assert not tracker.client.search_runs(
+        [experiment], f"tags.`{run_tags.DATA_VERSION}` = '{moving.digest}'"
+    )
 
     (roots / "bad").mkdir()
     table.drop(columns=["label"]).to_csv(roots / "bad" / "test.csv", index=False)

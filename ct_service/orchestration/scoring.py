@@ -42,7 +42,7 @@ from ct_service import run_tags
 from ct_service.data_cache import materialize
 from ct_service.data_spec import TestTable
 from ct_service.data_version import DataVersion
-from ct_service.exceptions import CtError, InfrastructureError, ProjectError
+from ct_service.exceptions import CtError, DataError, InfrastructureError, ProjectError
 from ct_service.execution.executor import AttemptRequest
 from ct_service.execution.loader import executor_for
 from ct_service.orchestration import git_source
@@ -88,6 +88,11 @@ def score(
         return earlier
     project = load_project(git_source.project_folder(settings, trained_by))
     folder, current, _ = materialize(settings, data)
+    if current.digest != data.digest:  # a folder is read in place: it holds other data now
+        raise DataError(
+            f"{data.source} holds version {current.short} now, not {data.short}: "
+            "scoring it would record another version's score"
+        )
     run_id = tracker.client.create_run(
         trained_by.experiment_id,
         run_name=f"score {model_name} v{version} on {data.short}",
