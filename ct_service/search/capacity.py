@@ -50,7 +50,7 @@ class CapacityJump:
         if diagnosis.finding not in UNDER_FITTING:
             return None
         for moves in CAPACITY_JUMPS:
-            proposal = apply(moves, best.config, ctx.space, ctx.streaks_of(best))
+            proposal = apply(moves, best.config, ctx.space)
             if proposal is None:
                 continue
             proposal = longest(proposal, ctx.space)

@@ -1,7 +1,6 @@
 """What the rules read, computed once per decision from the history: the finished
 attempts best first, what was tried, the directions that made things worse, whether
-the best one gave up, the single epochs dimension, the directions that kept
-improving. Pure; no rule recomputes these."""
+the best one gave up, the single epochs dimension. Pure; no rule recomputes these."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from typing import Any
 from ct_service.attempt import Attempt
 from ct_service.search.fixups import longest, single_epochs
 from ct_service.search.moves import directions
-from ct_service.search.strides import Direction, strides
 from ct_service.space import ConfigKey, Dimension, Role, SearchSpace
 from ct_service.stop_early import StopKind, StopRule
 from ct_service.target import Budget, Target
@@ -32,7 +30,6 @@ class Context:
     tried: frozenset[ConfigKey]  # see _tried
     worse: frozenset[tuple[str, bool]]  # (dimension, raised?) not to repeat: see _worse
     epochs: Dimension | None  # the space's one epochs dimension (None: none or several)
-    streaks: Mapping[str, Mapping[Direction, int]]  # by run id: see strides.strides
 
     @classmethod
     def of(
@@ -59,7 +56,6 @@ class Context:
             tried=frozenset(_tried(history, space)),
             worse=frozenset(_worse(history, space, target)),
             epochs=single_epochs(space),
-            streaks=strides(history, space, target, single_epochs(space)),
         )
 
     @property
@@ -88,10 +84,6 @@ class Context:
         if last.finished:
             return ""
         return f"attempt {last.number} failed ({last.failure or 'no reason given'}); "
-
-    def streaks_of(self, attempt: Attempt) -> Mapping[Direction, int]:
-        """The directions that improved, in a row, on the way to `attempt`."""
-        return self.streaks.get(attempt.run_id, {})
 
     def is_new(self, config: Mapping[str, Any]) -> bool:
         return self.space.key(config) not in self.tried

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ct_service.space import Config, Dimension, Role, SearchSpace
+from ct_service.space import Config, Role, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -22,28 +22,19 @@ class Move:
 Moves = tuple[Move, ...]
 
 
-def apply(
-    moves: Moves,
-    config: Mapping[str, Any],
-    space: SearchSpace,
-    streaks: Mapping[tuple[str, bool], int] | None = None,
-) -> Config | None:
+def apply(moves: Moves, config: Mapping[str, Any], space: SearchSpace) -> Config | None:
     """The config with every dimension of each move's role changed; None if a move
-    has no dimension of its role or all of them are at their bound. `streaks`: how
-    many changes in a row improved by moving a (dimension, raised?) direction on the
-    way to `config` (strides.py); such a dimension moved by a factor steps
-    factor ** (1 + streak)."""
+    has no dimension of its role or all of them are at their bound."""
     result = space.normalise(config)
-    streaks = streaks or {}
     for move in moves:
         changed = False
         for dim in space.with_role(move.role):
             if dim.name not in result:
                 continue
-            streak = streaks.get((dim.name, move.up), 0) if grows(dim) else 0
-            factor = move.factor ** (1 + streak)
             new = (
-                dim.up(result[dim.name], factor) if move.up else dim.down(result[dim.name], factor)
+                dim.up(result[dim.name], move.factor)
+                if move.up
+                else dim.down(result[dim.name], move.factor)
             )
             if new is not None and new != result[dim.name]:
                 result[dim.name] = new
@@ -84,9 +75,3 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any], space: SearchSp
 
 def _fmt(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def grows(dimension: Dimension) -> bool:
-    """Whether a dimension is moved by a factor, so its step can grow: depth steps by
-    one layer and listed values by one value, the grid the project chose."""
-    return not dimension.values and dimension.role is not Role.DEPTH

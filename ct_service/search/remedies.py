@@ -95,7 +95,7 @@ class CurveRemedy:
             if diagnosis.finding is Finding.NO_CURVES:  # results only: spread the moves
                 fallback = tuple(_least_explored_first(FALLBACK, ctx.finished, space))
             for moves in remedies + fallback:
-                proposal = apply(moves, base.config, space, ctx.streaks_of(base))
+                proposal = apply(moves, base.config, space)
                 if proposal is not None and ctx.stop_rule is not None:
                     proposal = longest(proposal, space)
                 if proposal is None or not ctx.is_new(proposal):
