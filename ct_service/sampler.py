@@ -39,16 +39,20 @@ def distributions(space: SearchSpace, without: Sequence[Role] = ()) -> dict[str,
 
 
 def propose(
-    told: Sequence[tuple[Mapping[str, Any], float]], space: SearchSpace, target: Target, seed: int
+    told: Sequence[tuple[Mapping[str, Any], float]],
+    space: SearchSpace,
+    target: Target,
+    seed: int,
+    with_epochs: bool = False,
 ) -> Config | None:
     """TPE's next configuration for the searched dimensions but the epochs (the
-    caller sets those), given (configuration, score) pairs of what was tried; None
-    when the space has nothing else to search."""
+    caller sets those; `with_epochs`: those too), given (configuration, score) pairs
+    of what was tried; None when the space has nothing else to search."""
     import optuna
     from optuna.study import StudyDirection
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searched = distributions(space, without=(Role.EPOCHS,))
+    searched = distributions(space, without=() if with_epochs else (Role.EPOCHS,))
     if not searched:
         return None
     maximize = target.direction is Direction.MAXIMIZE

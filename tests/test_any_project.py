@@ -32,6 +32,7 @@ from ct_service.tracking import Tracker
 
 DIGITS = ROOT / "projects" / "digits"
 PINNED = "1.5.2"  # projects/digits/python_env.yaml
+THRESHOLD = "0.93"  # its defaults score 0.79: a search
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -84,7 +85,11 @@ def test_digits_trains_in_its_declared_environment_searches_an_inferred_space_an
 ) -> None:
     home = tmp_path / "ct"
     started = time.monotonic()
-    first = ct_service(home, "--threshold", "0.95", "--max-attempts", "8")
+    # digits logs no curves, so TPE proposes its attempts, seeded by the pipeline's
+    # first run: 0.93, below the 0.95 that 5 of 5 benchmark pipelines from these
+    # defaults reached within 6 attempts (docs/benchmarks.md), keeps this test about
+    # environments, not about how far a search gets
+    first = ct_service(home, "--threshold", THRESHOLD, "--max-attempts", "8")
     first_seconds = time.monotonic() - started
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert re.search(r"the project's environment was built in [0-9.]+ s", first.stdout)
@@ -128,7 +133,7 @@ def test_digits_trains_in_its_declared_environment_searches_an_inferred_space_an
     assert sum(p == y for p, y in zip(predictions, labels[:300], strict=True)) >= 0.9 * 300
     # A second pipeline: the environment is built already, and it starts from the winner.
     started = time.monotonic()
-    second = ct_service(home, "--threshold", "0.95", "--max-attempts", "8")
+    second = ct_service(home, "--threshold", THRESHOLD, "--max-attempts", "8")
     second_seconds = time.monotonic() - started
     assert second.returncode == 0, second.stdout[-3000:]
     assert "building the project's environment" not in second.stdout

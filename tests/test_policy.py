@@ -367,8 +367,8 @@ def test_a_proposal_derived_from_a_continuation_does_not_inherit_its_checkpoint(
     assert decision.config["resume_from"] == ""
 
 
-# Projects without curves learn from their results: a change that made the metric
-# worse is not repeated in that direction; the other direction is tried.
+# Projects without curves learn from their results: TPE proposes from them (the curve
+# remedies' walk, one dimension at a time, only when it finds nothing untried).
 WINE_SPACE = SearchSpace.from_spec(
     {"alpha": {"role": "regularization", "type": "float", "low": 0.005, "high": 50.0}}
 )
@@ -387,34 +387,49 @@ def final_only(number, alpha, rmse, derived_from=""):
 
 
 @pytest.mark.unit
-def test_without_curves_a_direction_that_made_it_worse_is_reversed() -> None:
-    """MLflow's wine example: raising alpha made rmse worse (0.795 -> 0.823); the rule
-    used to raise it again and again."""
+def test_without_curves_tpe_decides_from_the_results() -> None:
+    """MLflow's wine example logs only its final rmse: nothing to diagnose, so TPE
+    proposes from the results, a configuration not tried, from the best attempt."""
     history = [final_only(1, 0.5, 0.795), final_only(2, 1.0, 0.823, derived_from="run1")]
     decision = decide(history, WINE_SPACE, RMSE, BUDGET)
-    assert decision.action is Action.TRAIN
-    assert decision.config["alpha"] == pytest.approx(0.25)  # the other way, from the best
-    assert decision.derived_from == "run1"
+    assert decision.action is Action.TRAIN and decision.derived_from == "run1"
+    assert decision.reason.startswith(
+        "attempt 1 logged no learning curves to diagnose; TPE over 2 finished attempts "
+        "proposes alpha 0.5 -> "
+    )
+    assert decision.config["alpha"] not in (0.5, 1.0)
+    assert not WINE_SPACE.outside(decision.config)
+    assert decide(history, WINE_SPACE, RMSE, BUDGET) == decision  # a replay decides the same
 
 
 @pytest.mark.unit
-def test_without_curves_a_direction_that_helped_is_kept() -> None:
-    history = [final_only(1, 0.5, 0.795), final_only(2, 1.0, 0.75, derived_from="run1")]
-    decision = decide(history, WINE_SPACE, RMSE, BUDGET)
-    assert decision.config["alpha"] == pytest.approx(2.0) and decision.derived_from == "run2"
+def test_without_curves_tpe_samples_the_epochs_too() -> None:
+    """No early stop can cut a run without curves, so its epochs are not set to the
+    space's most, as a sampled configuration's are under early stops: TPE picks them."""
+    space = SearchSpace.from_spec(
+        {
+            "alpha": {"role": "regularization", "type": "float", "low": 0.005, "high": 50.0},
+            "max_iter": {"role": "epochs", "type": "int", "low": 10, "high": 1000},
+        }
+    )
+    picked = set()
+    for pipeline in range(6):  # each pipeline's first run seeds its sampler
+        first = Attempt(
+            1, f"pipeline{pipeline}", {"alpha": 0.5, "max_iter": 50}, AttemptStatus.FINISHED, 0.8
+        )
+        picked.add(decide([first], space, RMSE, BUDGET).config["max_iter"])
+    assert len(picked) > 1 and all(10 <= e <= 1000 for e in picked)
 
 
 @pytest.mark.unit
-def test_without_curves_no_change_repeats_a_direction_that_made_it_worse() -> None:
-    """Both directions from alpha 0.5 made rmse worse: neither is pushed further from
-    the worse attempts (0.125 or 2.0); with the rules spent the search stops."""
-    history = [
-        final_only(1, 0.5, 0.795),
-        final_only(2, 1.0, 0.823, derived_from="run1"),
-        final_only(3, 0.25, 0.80, derived_from="run1"),
-    ]
-    decision = decide(history, WINE_SPACE, RMSE, BUDGET)
-    assert decision.action is Action.STOP, decision
+def test_without_curves_the_search_stops_when_nothing_untried_is_left() -> None:
+    space = SearchSpace.from_spec(
+        {"alpha": {"role": "regularization", "type": "float", "values": [0.5, 1.0]}}
+    )
+    history = [final_only(1, 0.5, 0.795), final_only(2, 1.0, 0.823, derived_from="run1")]
+    decision = decide(history, space, RMSE, BUDGET)
+    assert decision.action is Action.STOP
+    assert decision.reason.startswith("search space exhausted")
 
 
 # Early stops (ct.yaml stop_early, on by default): a new configuration gets the most

@@ -29,7 +29,11 @@ from ct_service.search.continuation import ContinueShortStop
 from ct_service.search.earlier import KnownGood
 from ct_service.search.fixups import fix_up
 from ct_service.search.remedies import ClampedRetry, CurveRemedy
-from ct_service.search.sampling import SampledAfterGivingUp, SampledWhenStuck
+from ct_service.search.sampling import (
+    SampledAfterGivingUp,
+    SampledWhenStuck,
+    SampledWithoutCurves,
+)
 from ct_service.search.verdicts import AttemptsSpent, EpochsSpent, Promote, WallTimeSpent
 from ct_service.stop_early import StopRule
 from ct_service.target import Budget
@@ -149,6 +153,14 @@ RULE_CASES = [
     ),
     (SampledAfterGivingUp(), context([attempt(1, curves=OVERFIT)], stop_rule=STOPS), None),
     (
+        SampledWithoutCurves(),
+        context(WINE_STUCK, WINE_SPACE, RMSE),
+        "attempt 1 logged no learning curves to diagnose; TPE over 3 finished attempts "
+        "proposes alpha 0.5 -> ",
+    ),
+    (SampledWithoutCurves(), context([attempt(1, curves=PLATEAU)]), None),  # curves to read
+    (SampledWithoutCurves(), context([CRASHED]), None),  # nothing finished
+    (
         CurveRemedy(),
         context([attempt(1, curves=OVERFIT)]),
         "attempt 1 over-fitting: train accuracy 0.990 is well above validation accuracy "
@@ -198,7 +210,7 @@ def test_each_rule_proposes_only_when_its_guard_holds(rule, ctx, reason):
 @pytest.mark.unit
 def test_the_rule_set_holds_every_rule_once_with_a_distinct_name():
     names = [r.name for r in (*VERDICTS, *RULES)]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 12
 
 
 @pytest.mark.unit

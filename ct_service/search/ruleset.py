@@ -16,7 +16,11 @@ from ct_service.search.earlier import KnownGood
 from ct_service.search.fixups import fix_up
 from ct_service.search.remedies import ClampedRetry, CurveRemedy
 from ct_service.search.rules import Rule, Verdict
-from ct_service.search.sampling import SampledAfterGivingUp, SampledWhenStuck
+from ct_service.search.sampling import (
+    SampledAfterGivingUp,
+    SampledWhenStuck,
+    SampledWithoutCurves,
+)
 from ct_service.search.verdicts import AttemptsSpent, EpochsSpent, Promote, WallTimeSpent
 from ct_service.space import SearchSpace
 from ct_service.stop_early import StopRule
@@ -33,6 +37,7 @@ RULES: tuple[Rule, ...] = (
     KnownGood(),  # 4. a configuration that met the target in an earlier pipeline
     CapacityJump(),  # 5. the best gave up while under-fitting: a big step up
     SampledAfterGivingUp(),  # 5. the best gave up, no jump left or not under-fitting: TPE
+    SampledWithoutCurves(),  # 6. no curves to diagnose (results only): TPE
     CurveRemedy(),  # 6. what the finished attempts' curves point to
     SampledWhenStuck(),  # 6. stops on and nothing untried around the curves: TPE
     ClampedRetry(),  # 7. nothing finished: the crash, clamped into the space

@@ -10,6 +10,7 @@ from typing import Any
 
 from ct_service import sampler
 from ct_service.attempt import Attempt
+from ct_service.curves import Finding, diagnose
 from ct_service.search.context import Context, gave_up
 from ct_service.search.decision import Proposal
 from ct_service.search.fixups import longest
@@ -23,14 +24,21 @@ EARLIER_TOLD = 50  # at most this many attempts of earlier pipelines warm-start 
 
 class _Sampled:
     """A new configuration from TPE over every finished attempt, trained for the most
-    epochs the space allows (its early stops decide how many); the first of
-    SAMPLES_PER_DECISION samples not tried yet. Seeded by the pipeline's first run: a
-    replay decides the same. Subclasses say when it applies."""
+    epochs the space allows (its early stops decide how many) unless the subclass
+    samples the epochs too; the first of SAMPLES_PER_DECISION samples not tried yet.
+    Seeded by the pipeline's first run: a replay decides the same. Subclasses say
+    when it applies and why."""
 
     name = "sampled"
+    samples_epochs = False  # True: TPE picks the epochs too, no early stop cuts them
 
     def applies(self, ctx: Context) -> bool:
         raise NotImplementedError
+
+    def why(self, best: Attempt) -> str:
+        if best.stopped_early:
+            return f"attempt {best.number} stopped early, {best.stopped_early}"
+        return f"no untried change around attempt {best.number}'s curves"
 
     def propose(self, ctx: Context) -> Proposal | None:
         best = ctx.best
@@ -38,20 +46,23 @@ class _Sampled:
             return None
         told, earlier = _told(ctx.finished, ctx), _earlier(ctx)
         for offset in range(SAMPLES_PER_DECISION):
-            params = sampler.propose(told + earlier, ctx.space, ctx.target, ctx.seed + offset)
+            params = sampler.propose(
+                told + earlier,
+                ctx.space,
+                ctx.target,
+                ctx.seed + offset,
+                with_epochs=self.samples_epochs,
+            )
             if params is None:
                 return None
-            proposal = longest(ctx.space.normalise({**best.config, **params}), ctx.space)
+            proposal = ctx.space.normalise({**best.config, **params})
+            if not self.samples_epochs:
+                proposal = longest(proposal, ctx.space)
             if not ctx.is_new(proposal):
                 continue
-            why = (
-                f"attempt {best.number} stopped early, {best.stopped_early}"
-                if best.stopped_early
-                else f"no untried change around attempt {best.number}'s curves"
-            )
             return Proposal(
                 proposal,
-                f"{why}; TPE over {_count(told, earlier)} proposes "
+                f"{self.why(best)}; TPE over {_count(told, earlier)} proposes "
                 f"{changes(best.config, proposal, ctx.space)}",
                 best.run_id,
             )
@@ -76,6 +87,22 @@ class SampledWhenStuck(_Sampled):
 
     def applies(self, ctx: Context) -> bool:
         return ctx.stop_rule is not None and not ctx.gave_up
+
+
+class SampledWithoutCurves(_Sampled):
+    """The best attempt logged no per-epoch curves: there is no diagnosis to read, and
+    the remedies' fallback would be a blind walk, one dimension and one 2x step at a
+    time; a model-based sampler is the tool for a search that learns from results
+    only. It picks the epochs too: without a curve no early stop can cut them."""
+
+    name = "sampled without curves"
+    samples_epochs = True
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.best is not None and diagnose(ctx.best).finding is Finding.NO_CURVES
+
+    def why(self, best: Attempt) -> str:
+        return f"attempt {best.number} logged no learning curves to diagnose"
 
 
 def alongside(first: Mapping[str, Any], ctx: Context, count: int) -> list[Proposal]:
