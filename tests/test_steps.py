@@ -207,7 +207,8 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """MLflow's wine example has no ct.yaml: `ct-service space` shows what the policy
-    infers, and a pipeline searches it (it used to stop after attempt 1)."""
+    infers, and a pipeline searches it, both dimensions (it used to stop after
+    attempt 1)."""
     folder = write_project(
         tmp_path / "wine",
         "name: wine\nentry_points:\n  main:\n"
@@ -236,8 +237,13 @@ def test_a_project_without_ct_yaml_is_searched_in_an_inferred_space(
     assert len(attempts) == 3, summary["reason"]
     assert "search space inferred from the MLproject" in attempts[1]["reason"]
     configs = [a["config"] for a in attempts]  # as the summary shows them
-    assert "alpha=0.5" in configs[0] and "alpha=1.0" in configs[1]
-    assert "alpha=0.25" in configs[2]  # raising it made rmse worse: the other way
+    assert configs[0] == "alpha=0.5 l1_ratio=0.1"
+    assert len(set(configs)) == 3  # never the same configuration twice
+    # it logs no curves: TPE proposes from the results, l1_ratio (which no rule
+    # moves) included
+    for attempt in attempts[1:]:
+        assert "logged no learning curves to diagnose; TPE over" in attempt["reason"]
+    assert any("l1_ratio=0.1" not in config for config in configs[1:])
 
 
 @pytest.mark.integration
